@@ -1,0 +1,13 @@
+"""URL wiring: the admin, the health endpoints and the API."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+admin.site.site_header = "ModelHub"
+admin.site.site_title = "ModelHub admin"
+admin.site.index_title = "Model registry"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("api.urls")),
+]

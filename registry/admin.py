@@ -1,0 +1,246 @@
+"""Admin for the registry: declarative; every write goes through artifacts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from . import artifacts
+from .exceptions import RegistryError
+from .forms import ModelVersionForm, VersionUploadForm
+from .models import Activation, MLModel, ModelVersion
+
+
+def _pretty_json(value: Any) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
+
+
+class VersionInline(admin.TabularInline):
+    model = ModelVersion
+    fields = ["version_link", "status", "kind", "format", "estimator", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="version")
+    def version_link(self, obj: ModelVersion) -> str:
+        url = reverse("admin:registry_modelversion_change", args=[obj.pk])
+        active = " (active)" if obj.model.active_version_id == obj.pk else ""
+        return format_html('<a href="{}">v{}</a>{}', url, obj.number, active)
+
+
+class ActivationInline(admin.TabularInline):
+    model = Activation
+    verbose_name = "activation"
+    verbose_name_plural = "activation history"
+    fields = ["created_at", "change", "channel", "username"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="change")
+    def change(self, obj: Activation) -> str:
+        origin = f"v{obj.from_number}" if obj.from_number else "none"
+        label = "rollback" if obj.rollback else "activation"
+        return f"{origin} → v{obj.to_number} ({label})"
+
+
+@admin.register(MLModel)
+class MLModelAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "active", "version_count", "private", "updated_at"]
+    search_fields = ["slug", "name", "description"]
+    readonly_fields = ["active_version", "created_at", "updated_at"]
+    fields = ["slug", "name", "description", "private", *readonly_fields]
+    inlines = [VersionInline, ActivationInline]
+    actions = ["roll_back"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MLModel]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("active_version")
+            .annotate(version_count=Count("versions"))
+        )
+
+    @admin.display(description="active version", ordering="active_version__number")
+    def active(self, obj: MLModel) -> str:
+        return f"v{obj.active_version.number}" if obj.active_version else "—"
+
+    @admin.display(description="versions", ordering="version_count")
+    def version_count(self, obj: MLModel) -> int:
+        return obj.version_count
+
+    @admin.action(description="Roll back to the previously served version")
+    def roll_back(self, request: HttpRequest, queryset: QuerySet[MLModel]) -> None:
+        for model in queryset:
+            try:
+                switch = artifacts.rollback(
+                    model, user=request.user, channel=Activation.Channel.ADMIN
+                )
+            except RegistryError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"{model.slug}: rolled back from v{switch.from_number} "
+                    f"to v{switch.to_number}.",
+                    messages.SUCCESS,
+                )
+
+    def delete_model(self, request: HttpRequest, obj: MLModel) -> None:
+        artifacts.delete_models([obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[MLModel]) -> None:
+        artifacts.delete_models(list(queryset))
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    form = ModelVersionForm
+    list_display = [
+        "__str__", "is_active", "status", "kind", "format", "estimator",
+        "size", "created_at", "created_by",
+    ]
+    list_filter = ["status", "kind", "format", "model"]
+    search_fields = ["model__slug", "sha256", "estimator"]
+    list_select_related = ["model", "created_by"]
+    actions = ["activate_version"]
+    readonly_fields = [
+        "model", "number", "is_active", "status", "status_message", "file",
+        "original_filename", "sha256", "size", "format", "kind", "estimator",
+        "classes_json", "metadata_json", "smoke_test", "warnings_json",
+        "library_versions_json", "created_by", "created_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["model", "number", "is_active", "status", "status_message"]}),
+        ("File", {"fields": ["file", "original_filename", "sha256", "size", "format"]}),
+        ("Estimator", {"fields": [
+            "kind", "estimator", "classes_json", "input_schema", "smoke_test",
+        ]}),
+        ("Metadata", {"fields": [
+            "metadata_json", "warnings_json", "library_versions_json",
+            "created_by", "created_at",
+        ]}),
+    ]
+
+    @admin.display(description="active", boolean=True)
+    def is_active(self, obj: ModelVersion) -> bool:
+        return obj.model.active_version_id == obj.pk
+
+    @admin.display(description="classes")
+    def classes_json(self, obj: ModelVersion) -> str:
+        return _pretty_json(obj.classes)
+
+    @admin.display(description="metadata")
+    def metadata_json(self, obj: ModelVersion) -> str:
+        return _pretty_json(obj.metadata)
+
+    @admin.display(description="warnings (scikit-learn version mismatch, ...)")
+    def warnings_json(self, obj: ModelVersion) -> str:
+        return _pretty_json(obj.warnings)
+
+    @admin.display(description="library versions at upload")
+    def library_versions_json(self, obj: ModelVersion) -> str:
+        return _pretty_json(obj.library_versions)
+
+    @admin.action(description="Activate the selected version")
+    def activate_version(
+        self, request: HttpRequest, queryset: QuerySet[ModelVersion]
+    ) -> None:
+        versions = list(queryset.select_related("model"))
+        slugs = [v.model.slug for v in versions]
+        for version in versions:
+            if slugs.count(version.model.slug) > 1:
+                self.message_user(
+                    request,
+                    f"{version.model.slug}: select one version to activate.",
+                    messages.ERROR,
+                )
+                continue
+            try:
+                switch = artifacts.activate(
+                    version, user=request.user, channel=Activation.Channel.ADMIN
+                )
+            except RegistryError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                continue
+            text = f"{version} is now active." if switch else f"{version} was already active."
+            self.message_user(request, text, messages.SUCCESS)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.model.active_version_id == obj.pk:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: ModelVersion) -> None:
+        artifacts.delete_version(obj)
+
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[ModelVersion]
+    ) -> None:
+        for version in queryset.select_related("model"):
+            try:
+                artifacts.delete_version(version)
+            except RegistryError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        """Upload page; not the stock add form, which holds a transaction open."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = VersionUploadForm(
+            request.POST or None,
+            request.FILES or None,
+            initial={"model": request.GET.get("model"), "activate": True},
+        )
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                version = artifacts.register_version(
+                    slug=form.cleaned_data["model"].slug,
+                    source=upload,
+                    filename=upload.name,
+                    metadata=form.cleaned_data["metadata"],
+                    user=request.user,
+                    channel=Activation.Channel.ADMIN,
+                    activate=form.cleaned_data["activate"],
+                    create=False,
+                )
+            except RegistryError as exc:
+                form.add_error("file", exc.message)
+            else:
+                self.log_addition(request, version, [{"added": {}}])
+                state = "and activated it" if form.cleaned_data["activate"] else "(not active)"
+                self.message_user(request, f"Registered {version} {state}.", messages.SUCCESS)
+                return redirect("admin:registry_modelversion_change", version.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Upload a model version",
+            "form": form,
+            "opts": self.model._meta,
+            "pickle_allowed": request.user.has_perm(artifacts.UPLOAD_PERMISSION),
+            "max_mb": settings.MODELHUB_MAX_MODEL_BYTES // (1024 * 1024),
+            "timeout": settings.MODELHUB_PREFLIGHT_TIMEOUT,
+        }
+        return TemplateResponse(
+            request, "admin/registry/modelversion/upload.html", context
+        )

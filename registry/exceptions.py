@@ -1,0 +1,79 @@
+"""Registry errors, each with a stable machine code for the API and the CLI."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class for everything the registry refuses."""
+
+    code = "registry_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownModel(RegistryError):
+    """No model is registered under that slug."""
+
+    code = "unknown_model"
+
+
+class UnknownVersion(RegistryError):
+    """The model has no version with that number."""
+
+    code = "unknown_version"
+
+
+class NoActiveVersion(RegistryError):
+    """The model exists but serves no version yet."""
+
+    code = "no_active_version"
+
+
+class InvalidSlug(RegistryError):
+    """The slug cannot be used in a URL."""
+
+    code = "invalid_slug"
+
+
+class InvalidModel(RegistryError):
+    """The file failed the preflight: not a usable model."""
+
+    code = "invalid_model"
+
+
+class ModelTooLarge(RegistryError):
+    """The file is over the configured size limit."""
+
+    code = "model_too_large"
+
+
+class InvalidMetadata(RegistryError):
+    """The metadata given with an upload is not a JSON object of the right shape."""
+
+    code = "invalid_metadata"
+
+
+class PicklePermissionRequired(RegistryError):
+    """joblib/pickle uploads need their own permission: loading them runs code."""
+
+    code = "pickle_permission_required"
+
+
+class VersionNotReady(RegistryError):
+    """Only versions that passed the preflight can be served."""
+
+    code = "version_not_ready"
+
+
+class VersionActive(RegistryError):
+    """The active version of a model cannot be deleted."""
+
+    code = "version_active"
+
+
+class NothingToRollBack(RegistryError):
+    """The model has no earlier version to return to."""
+
+    code = "nothing_to_roll_back"

@@ -1,0 +1,55 @@
+"""Admin forms: the upload form and schema editing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+from .inspection import SchemaError, normalize_features
+from .models import MLModel, ModelVersion
+
+
+class VersionUploadForm(forms.Form):
+    model = forms.ModelChoiceField(queryset=MLModel.objects.all(), to_field_name="pk")
+    file = forms.FileField(
+        help_text=".skops (safe), .joblib or .pkl/.pickle (runs code when loaded)."
+    )
+    metadata = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+        help_text='Optional JSON object: metrics, training info, "input_schema" '
+        '(list of {"name", "type"}) or "input_example" (a record).',
+    )
+    activate = forms.BooleanField(
+        required=False, initial=True, help_text="Serve this version at once."
+    )
+
+    def clean_metadata(self) -> dict[str, Any]:
+        raw = self.cleaned_data["metadata"].strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Metadata must be a JSON object.")
+        return value
+
+
+class ModelVersionForm(forms.ModelForm):
+    class Meta:
+        model = ModelVersion
+        fields = ["input_schema"]
+
+    def clean_input_schema(self) -> dict[str, Any]:
+        schema = self.cleaned_data["input_schema"]
+        if not isinstance(schema, dict):
+            raise forms.ValidationError('The schema must be {"features": [...]}.')
+        try:
+            features = normalize_features(schema)
+        except SchemaError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return {**schema, "features": features}

@@ -1,0 +1,157 @@
+"""What is served: model routes, their immutable versions, activation history."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class MLModel(models.Model):
+    """A route: the slug clients call and the version it currently serves."""
+
+    slug = models.SlugField(
+        max_length=100,
+        unique=True,
+        help_text="URL name: POST /api/predict/<slug>/",
+    )
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    active_version = models.ForeignKey(
+        "ModelVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The version served at the slug. Change it with the "
+        "'Activate' and 'Roll back' actions so the switch is recorded.",
+    )
+    private = models.BooleanField(
+        default=False,
+        help_text="Require an API token for predictions and hide the model "
+        "from anonymous listings.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.slug
+
+
+class ModelVersion(models.Model):
+    """An uploaded file and what the preflight learned about it; never changes."""
+
+    class Format(models.TextChoices):
+        JOBLIB = "joblib"
+        PICKLE = "pickle"
+        SKOPS = "skops"
+
+    class Kind(models.TextChoices):
+        CLASSIFIER = "classifier"
+        REGRESSOR = "regressor"
+        CLUSTERER = "clusterer"
+        OUTLIER_DETECTOR = "outlier_detector", "outlier detector"
+        OTHER = "other"
+
+    class Status(models.TextChoices):
+        READY = "ready"
+        INVALID = "invalid"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(editable=False)
+    file = models.FileField(max_length=255, editable=False)
+    original_filename = models.CharField(max_length=255, blank=True, editable=False)
+    sha256 = models.CharField(max_length=64, editable=False)
+    size = models.BigIntegerField(editable=False)
+    format = models.CharField(max_length=10, choices=Format.choices, editable=False)
+    kind = models.CharField(max_length=20, choices=Kind.choices, editable=False)
+    estimator = models.CharField(max_length=255, editable=False)
+    input_schema = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Features the model expects, in order: "
+        '{"features": [{"name": ..., "type": "number" | "string"}], ...}',
+    )
+    classes = models.JSONField(null=True, blank=True, editable=False)
+    metadata = models.JSONField(default=dict, blank=True, editable=False)
+    library_versions = models.JSONField(default=dict, blank=True, editable=False)
+    warnings = models.JSONField(default=list, blank=True, editable=False)
+    smoke_test = models.CharField(max_length=500, blank=True, editable=False)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.READY, editable=False
+    )
+    status_message = models.TextField(blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model__slug", "-number"]
+        verbose_name = "model version"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "number"], name="registry_version_number_unique"
+            )
+        ]
+        permissions = [
+            (
+                "upload_pickle",
+                "Can upload joblib/pickle files (loading them runs their code)",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug} v{self.number}"
+
+    @property
+    def is_pickle_based(self) -> bool:
+        return self.format in (self.Format.JOBLIB, self.Format.PICKLE)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f["name"] for f in self.input_schema.get("features", [])]
+
+
+class Activation(models.Model):
+    """One switch of a model's active version: who, when, from what, how."""
+
+    class Channel(models.TextChoices):
+        ADMIN = "admin"
+        CLI = "cli"
+        API = "api"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="activations")
+    # Plain numbers, so deleting an old version keeps the history readable.
+    from_number = models.PositiveIntegerField(null=True, blank=True)
+    to_number = models.PositiveIntegerField()
+    rollback = models.BooleanField(default=False)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    username = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        origin = f"v{self.from_number}" if self.from_number else "none"
+        return f"{self.model.slug}: {origin} -> v{self.to_number} ({self.channel})"

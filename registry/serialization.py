@@ -1,0 +1,61 @@
+"""Model file formats: telling them apart and turning bytes into estimators.
+
+Free of Django on purpose: the preflight child process imports it with a
+scrubbed environment and no settings.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("joblib", "pickle", "skops")
+PICKLE_FORMATS = ("joblib", "pickle")
+_ZIP_MAGIC = b"PK\x03\x04"
+_EXTENSIONS = {"joblib": ".joblib", "pickle": ".pkl", "skops": ".skops"}
+
+
+class UntrustedTypesError(Exception):
+    """A skops file holds types that are not on the trusted list."""
+
+    def __init__(self, types: list[str]) -> None:
+        super().__init__(
+            "skops file contains types that are not trusted: "
+            + ", ".join(types)
+            + " (add them to MODELHUB_SKOPS_TRUSTED_TYPES if you trust them)"
+        )
+        self.types = types
+
+
+def detect_format(filename: str, head: bytes) -> str:
+    """Skops files are zip archives; everything else is a (joblib) pickle."""
+    if head.startswith(_ZIP_MAGIC):
+        return "skops"
+    if Path(filename).suffix.lower() in (".pkl", ".pickle"):
+        return "pickle"
+    return "joblib"
+
+
+def extension_for(fmt: str) -> str:
+    return _EXTENSIONS[fmt]
+
+
+def read_estimator(path: Path | str, fmt: str, trusted_types: list[str]) -> Any:
+    """Deserialize a model file. joblib/pickle run the file's code."""
+    if fmt == "skops":
+        import skops.io as sio
+
+        untrusted = sio.get_untrusted_types(file=path)
+        refused = sorted(set(untrusted) - set(trusted_types))
+        if refused:
+            raise UntrustedTypesError(refused)
+        return sio.load(path, trusted=untrusted)
+    if fmt == "pickle":
+        with open(path, "rb") as handle:
+            return pickle.load(handle)  # noqa: S301 - preflighted, staff-only
+    if fmt == "joblib":
+        import joblib
+
+        return joblib.load(path)
+    raise ValueError(f"unknown model format {fmt!r}")

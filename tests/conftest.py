@@ -1,0 +1,191 @@
+"""Shared fixtures: tiny real estimators dumped to real files, an isolated media root."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings: Any, tmp_path: Path) -> Path:
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.MEDIA_ROOT = root
+    return root
+
+
+@pytest.fixture
+def stored_files(media_root: Path):
+    """Lists every file under the media root, to prove nothing was orphaned."""
+
+    def list_files() -> list[Path]:
+        return sorted(p for p in media_root.rglob("*") if p.is_file())
+
+    return list_files
+
+
+def dump(obj: Any, path: Path) -> Path:
+    joblib.dump(obj, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def iris_frame() -> tuple[pd.DataFrame, pd.Series]:
+    from sklearn.datasets import load_iris
+
+    data = load_iris(as_frame=True)
+    labels = data.target.map(dict(enumerate(data.target_names)))
+    return data.data, labels
+
+
+@pytest.fixture(scope="session")
+def iris_classifier(iris_frame):
+    """A classifier fitted on a DataFrame, with string classes."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = iris_frame
+    return LogisticRegression(max_iter=500).fit(x, y)
+
+
+@pytest.fixture(scope="session")
+def numpy_regressor():
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    x, y = load_diabetes(return_X_y=True)
+    return Ridge().fit(x, y)
+
+
+@pytest.fixture(scope="session")
+def mixed_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, 120).astype(float),
+            "income": rng.normal(50_000, 10_000, 120),
+            "city": rng.choice(["paris", "lyon", "nice"], 120),
+            "plan": rng.choice(["free", "pro"], 120),
+        }
+    )
+    target = (frame["income"] > 50_000).astype(int).to_numpy()
+    return frame, target
+
+
+@pytest.fixture(scope="session")
+def pipeline_classifier(mixed_frame):
+    """A Pipeline whose ColumnTransformer one-hot encodes string columns by name."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, target = mixed_frame
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["age", "income"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["city", "plan"]),
+        ]
+    )
+    return Pipeline([("pre", pre), ("clf", LogisticRegression())]).fit(frame, target)
+
+
+@pytest.fixture(scope="session")
+def clusterer():
+    from sklearn.cluster import KMeans
+
+    x = np.random.default_rng(1).normal(size=(60, 3))
+    return KMeans(n_clusters=3, n_init=2, random_state=0).fit(x)
+
+
+@pytest.fixture
+def iris_path(tmp_path: Path, iris_classifier) -> Path:
+    return dump(iris_classifier, tmp_path / "iris.joblib")
+
+
+@pytest.fixture
+def regressor_path(tmp_path: Path, numpy_regressor) -> Path:
+    return dump(numpy_regressor, tmp_path / "diabetes.joblib")
+
+
+@pytest.fixture
+def skops_path(tmp_path: Path, iris_classifier) -> Path:
+    import skops.io as sio
+
+    path = tmp_path / "iris.skops"
+    sio.dump(iris_classifier, path)
+    return path
+
+
+class RaisesOnLoad:
+    """Unpickling this runs code that raises, as a broken custom class would."""
+
+    def __reduce__(self):
+        return (exec, ("raise RuntimeError('boom while loading')",))
+
+
+class SleepsOnLoad:
+    def __reduce__(self):
+        return (time.sleep, (600,))
+
+
+class AllocatesOnLoad:
+    def __reduce__(self):
+        return (bytearray, (64 * 1024**3,))
+
+
+class RunsCodeOnLoad:
+    """Writes the environment it sees to a file, then yields something model-less."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        code = (
+            "import os, json; "
+            f"open({str(self.target)!r}, 'w').write(json.dumps(dict(os.environ)))"
+        )
+        return (exec, (code,))
+
+
+@pytest.fixture
+def hostile_files(tmp_path: Path) -> dict[str, Path]:
+    files = {
+        "garbage": tmp_path / "garbage.joblib",
+        "not_a_model": tmp_path / "not_a_model.joblib",
+        "raises": tmp_path / "raises.pkl",
+        "sleeps": tmp_path / "sleeps.pkl",
+        "empty": tmp_path / "empty.joblib",
+    }
+    files["garbage"].write_bytes(np.random.default_rng(2).bytes(4096))
+    joblib.dump({"weights": [1, 2, 3]}, files["not_a_model"])
+    files["raises"].write_bytes(pickle.dumps(RaisesOnLoad()))
+    files["sleeps"].write_bytes(pickle.dumps(SleepsOnLoad()))
+    files["empty"].write_bytes(b"")
+    return files
+
+
+@pytest.fixture
+def staff_user(db):
+    """A staff user with every registry permission, the pickle upload included."""
+    user = get_user_model().objects.create_user(
+        "staff", password="staff-pass-123", is_staff=True
+    )
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="registry"))
+    return user
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    client.force_login(staff_user)
+    return client
