@@ -7,16 +7,27 @@ MODELHUB_WORKERS and the model cache size settings.
 
 import os
 
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not an integer") from None
+
+
 bind = os.environ.get("MODELHUB_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("MODELHUB_WORKERS", "2"))
-threads = int(os.environ.get("MODELHUB_THREADS", "1"))
+workers = _int("MODELHUB_WORKERS", 2)
+threads = _int("MODELHUB_THREADS", 1)
 # Worker recycling caps slow leaks in user model code; jitter avoids all
 # workers restarting at once.
-max_requests = int(os.environ.get("MODELHUB_MAX_REQUESTS", "0"))
-max_requests_jitter = int(os.environ.get("MODELHUB_MAX_REQUESTS_JITTER", "0"))
-timeout = int(os.environ.get("MODELHUB_WORKER_TIMEOUT", "60"))
-graceful_timeout = int(os.environ.get("MODELHUB_GRACEFUL_TIMEOUT", "30"))
-keepalive = int(os.environ.get("MODELHUB_KEEPALIVE", "5"))
+max_requests = _int("MODELHUB_MAX_REQUESTS", 0)
+max_requests_jitter = _int("MODELHUB_MAX_REQUESTS_JITTER", 0)
+timeout = _int("MODELHUB_WORKER_TIMEOUT", 60)
+graceful_timeout = _int("MODELHUB_GRACEFUL_TIMEOUT", 30)
+keepalive = _int("MODELHUB_KEEPALIVE", 5)
 accesslog = os.environ.get("MODELHUB_ACCESS_LOG") or None
 errorlog = "-"
 wsgi_app = "modelhub.wsgi:application"

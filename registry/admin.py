@@ -107,7 +107,9 @@ class MLModelAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: MLModel) -> None:
         artifacts.delete_models([obj])
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[MLModel]) -> None:
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[MLModel]
+    ) -> None:
         artifacts.delete_models(list(queryset))
 
 
@@ -115,29 +117,71 @@ class MLModelAdmin(admin.ModelAdmin):
 class ModelVersionAdmin(admin.ModelAdmin):
     form = ModelVersionForm
     list_display = [
-        "__str__", "is_active", "status", "kind", "format", "estimator",
-        "size", "created_at", "created_by",
+        "__str__",
+        "is_active",
+        "status",
+        "kind",
+        "format",
+        "estimator",
+        "size",
+        "created_at",
+        "created_by",
     ]
     list_filter = ["status", "kind", "format", "model"]
     search_fields = ["model__slug", "sha256", "estimator"]
     list_select_related = ["model", "created_by"]
     actions = ["activate_version"]
     readonly_fields = [
-        "model", "number", "is_active", "status", "status_message", "file",
-        "original_filename", "sha256", "size", "format", "kind", "estimator",
-        "classes_json", "metadata_json", "smoke_test", "warnings_json",
-        "library_versions_json", "created_by", "created_at",
+        "model",
+        "number",
+        "is_active",
+        "status",
+        "status_message",
+        "file",
+        "original_filename",
+        "sha256",
+        "size",
+        "format",
+        "kind",
+        "estimator",
+        "classes_json",
+        "metadata_json",
+        "smoke_test",
+        "warnings_json",
+        "library_versions_json",
+        "created_by",
+        "created_at",
     ]
     fieldsets = [
-        (None, {"fields": ["model", "number", "is_active", "status", "status_message"]}),
+        (
+            None,
+            {"fields": ["model", "number", "is_active", "status", "status_message"]},
+        ),
         ("File", {"fields": ["file", "original_filename", "sha256", "size", "format"]}),
-        ("Estimator", {"fields": [
-            "kind", "estimator", "classes_json", "input_schema", "smoke_test",
-        ]}),
-        ("Metadata", {"fields": [
-            "metadata_json", "warnings_json", "library_versions_json",
-            "created_by", "created_at",
-        ]}),
+        (
+            "Estimator",
+            {
+                "fields": [
+                    "kind",
+                    "estimator",
+                    "classes_json",
+                    "input_schema",
+                    "smoke_test",
+                ]
+            },
+        ),
+        (
+            "Metadata",
+            {
+                "fields": [
+                    "metadata_json",
+                    "warnings_json",
+                    "library_versions_json",
+                    "created_by",
+                    "created_at",
+                ]
+            },
+        ),
     ]
 
     @admin.display(description="active", boolean=True)
@@ -181,7 +225,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
             except RegistryError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 continue
-            text = f"{version} is now active." if switch else f"{version} was already active."
+            text = (
+                f"{version} is now active."
+                if switch
+                else f"{version} was already active."
+            )
             self.message_user(request, text, messages.SUCCESS)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -229,8 +277,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 form.add_error("file", exc.message)
             else:
                 self.log_addition(request, version, [{"added": {}}])
-                state = "and activated it" if form.cleaned_data["activate"] else "(not active)"
-                self.message_user(request, f"Registered {version} {state}.", messages.SUCCESS)
+                state = (
+                    "and activated it"
+                    if form.cleaned_data["activate"]
+                    else "(not active)"
+                )
+                self.message_user(
+                    request, f"Registered {version} {state}.", messages.SUCCESS
+                )
                 return redirect("admin:registry_modelversion_change", version.pk)
         context = {
             **self.admin_site.each_context(request),

@@ -72,8 +72,10 @@ def register_version(
         staged = Path(workdir) / "model"
         digest, size, head = _stage(source, staged)
         fmt = detect_format(filename, head)
-        if fmt in PICKLE_FORMATS and user is not None and not user.has_perm(
-            UPLOAD_PERMISSION
+        if (
+            fmt in PICKLE_FORMATS
+            and user is not None
+            and not user.has_perm(UPLOAD_PERMISSION)
         ):
             raise PicklePermissionRequired(
                 "Uploading joblib/pickle files needs the 'Can upload joblib/pickle "
@@ -320,4 +322,3 @@ def delete_models(models: Iterable[MLModel]) -> None:
 def _delete_files(names: list[str]) -> None:
     for name in names:
         default_storage.delete(name)
-

@@ -51,10 +51,10 @@ def _diabetes() -> tuple[Any, dict[str, Any]]:
 
 def _wine() -> tuple[Any, dict[str, Any]]:
     from sklearn.datasets import load_wine
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.linear_model import LogisticRegression
 
     data = load_wine()
     x_train, x_test, y_train, y_test = train_test_split(
@@ -75,7 +75,11 @@ DEMOS: dict[str, tuple[str, str, Callable[[], tuple[Any, dict[str, Any]]]]] = {
         "RandomForestRegressor on the diabetes dataset.",
         _diabetes,
     ),
-    "wine": ("Wine cultivar", "Scaled LogisticRegression on positional wine features.", _wine),
+    "wine": (
+        "Wine cultivar",
+        "Scaled LogisticRegression on positional wine features.",
+        _wine,
+    ),
 }
 
 

@@ -87,7 +87,7 @@ def detect_kind(estimator: Any) -> str:
         try:
             if test(estimator):
                 return kind
-        except Exception:  # noqa: BLE001 - foreign objects may lack sklearn tags
+        except Exception:  # noqa: BLE001, S112 - foreign objects may lack tags
             continue
     return "other"
 
@@ -137,7 +137,7 @@ def _string_categories(estimator: Any, names: list[str]) -> dict[str, list[Any]]
         return found
     categories = getattr(estimator, "categories_", None)
     if isinstance(categories, list) and len(categories) == len(names):
-        for name, cats in zip(names, categories):
+        for name, cats in zip(names, categories, strict=True):
             values = [c for c in np.asarray(cats).tolist() if isinstance(c, str)]
             if values:
                 found[name] = values[:MAX_CATEGORIES]
@@ -214,8 +214,12 @@ def infer_schema(estimator: Any, metadata: dict[str, Any]) -> InputSchema:
     allow_nan = _allow_nan(estimator)
     features = _schema_from_metadata(metadata)
     if features is not None:
-        return {"features": features, "named": named, "source": "metadata",
-                "allow_nan": allow_nan}
+        return {
+            "features": features,
+            "named": named,
+            "source": "metadata",
+            "allow_nan": allow_nan,
+        }
     records = example_records(metadata)
     if records is not None:
         features = _schema_from_example(records)
@@ -225,20 +229,29 @@ def infer_schema(estimator: Any, metadata: dict[str, Any]) -> InputSchema:
                 for feature in features:
                     if feature["name"] in strings:
                         feature["categories"] = strings[feature["name"]]
-            return {"features": features, "named": named,
-                    "source": "input_example", "allow_nan": allow_nan}
+            return {
+                "features": features,
+                "named": named,
+                "source": "input_example",
+                "allow_nan": allow_nan,
+            }
     if named:
         names = [str(n) for n in np.asarray(names_in).tolist()]
         strings = _string_categories(estimator, names)
         features = []
         for name in names:
             if name in strings:
-                features.append({"name": name, "type": STRING,
-                                 "categories": strings[name]})
+                features.append(
+                    {"name": name, "type": STRING, "categories": strings[name]}
+                )
             else:
                 features.append({"name": name, "type": NUMBER})
-        return {"features": features, "named": True,
-                "source": "feature_names_in_", "allow_nan": allow_nan}
+        return {
+            "features": features,
+            "named": True,
+            "source": "feature_names_in_",
+            "allow_nan": allow_nan,
+        }
     count = getattr(estimator, "n_features_in_", None)
     if isinstance(count, (int, np.integer)) and count > 0:
         return {
@@ -269,7 +282,9 @@ def smoke_input(schema: InputSchema, metadata: dict[str, Any]) -> tuple[Any, str
         if isinstance(first, dict):
             return _frame_or_array([first], schema), ""
         if isinstance(first, list):
-            return np.asarray([first], dtype=object if _has_strings(first) else float), ""
+            return np.asarray(
+                [first], dtype=object if _has_strings(first) else float
+            ), ""
     if not features:
         return None, "the number of input features is unknown"
     row: dict[str, Any] = {}

@@ -64,7 +64,9 @@ class ModelVersion(models.Model):
         READY = "ready"
         INVALID = "invalid"
 
-    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="versions")
+    model = models.ForeignKey(
+        MLModel, on_delete=models.CASCADE, related_name="versions"
+    )
     number = models.PositiveIntegerField(editable=False)
     file = models.FileField(max_length=255, editable=False)
     original_filename = models.CharField(max_length=255, blank=True, editable=False)
@@ -133,7 +135,9 @@ class Activation(models.Model):
         CLI = "cli"
         API = "api"
 
-    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="activations")
+    model = models.ForeignKey(
+        MLModel, on_delete=models.CASCADE, related_name="activations"
+    )
     # Plain numbers, so deleting an old version keeps the history readable.
     from_number = models.PositiveIntegerField(null=True, blank=True)
     to_number = models.PositiveIntegerField()

@@ -79,7 +79,10 @@ def main() -> int:
     try:
         result = _run(job)
     except MemoryError:
-        result = {"ok": False, "error": f"ran out of memory (limit {job['memory_mb']} MB)"}
+        result = {
+            "ok": False,
+            "error": f"ran out of memory (limit {job['memory_mb']} MB)",
+        }
     except BaseException as exc:  # noqa: BLE001 - report whatever the file raised
         detail = str(exc).splitlines()[0][:300] if str(exc) else ""
         result = {"ok": False, "error": f"{type(exc).__name__}: {detail}".rstrip(": ")}

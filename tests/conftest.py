@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real estimators dumped to real files, an isolated media root."""
+"""Shared fixtures: tiny real estimators in real files, an isolated media root."""
 
 from __future__ import annotations
 
@@ -15,6 +15,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def plain_static_files(settings: Any) -> None:
+    """Tests render pages without running collectstatic first."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        },
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -181,7 +192,9 @@ def staff_user(db):
     user = get_user_model().objects.create_user(
         "staff", password="staff-pass-123", is_staff=True
     )
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="registry"))
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="registry")
+    )
     return user
 
 

@@ -13,7 +13,10 @@ def test_schema_uses_feature_names_of_dataframe_fitted_model(iris_classifier):
     assert schema["named"] is True
     assert schema["source"] == "feature_names_in_"
     assert [f["name"] for f in schema["features"]] == [
-        "sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)",
+        "sepal length (cm)",
+        "sepal width (cm)",
+        "petal length (cm)",
+        "petal width (cm)",
     ]
     assert {f["type"] for f in schema["features"]} == {"number"}
 
@@ -67,8 +70,15 @@ def test_input_example_gives_schema_and_smoke_row(pipeline_classifier):
     example = {"age": 30.0, "income": 1.0, "city": "nice", "plan": "pro"}
     schema = describe(pipeline_classifier, {"input_example": example})["input_schema"]
     assert schema["source"] == "input_example"
-    assert [f["type"] for f in schema["features"]] == ["number", "number", "string", "string"]
-    assert smoke_test(pipeline_classifier, schema, {"input_example": example}) == "passed"
+    assert [f["type"] for f in schema["features"]] == [
+        "number",
+        "number",
+        "string",
+        "string",
+    ]
+    assert (
+        smoke_test(pipeline_classifier, schema, {"input_example": example}) == "passed"
+    )
 
 
 def test_smoke_test_builds_row_from_encoder_categories(pipeline_classifier):

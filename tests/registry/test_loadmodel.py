@@ -55,15 +55,27 @@ def test_loadmodel_json_output(regressor_path):
     out = json.loads(loadmodel(str(regressor_path), "--slug", "diabetes", "--json"))
     version = ModelVersion.objects.get()
     assert out == {
-        "slug": "diabetes", "version": 1, "status": "ready", "sha256": version.sha256,
+        "slug": "diabetes",
+        "version": 1,
+        "status": "ready",
+        "sha256": version.sha256,
     }
 
 
 def test_loadmodel_stores_metadata_file(iris_path, tmp_path):
     meta = tmp_path / "meta.json"
     meta.write_text(json.dumps({"metrics": {"accuracy": 0.97}, "owner": "ds-team"}))
-    loadmodel(str(iris_path), "--slug", "iris", "--metadata", str(meta),
-              "--name", "Iris", "--description", "demo")
+    loadmodel(
+        str(iris_path),
+        "--slug",
+        "iris",
+        "--metadata",
+        str(meta),
+        "--name",
+        "Iris",
+        "--description",
+        "demo",
+    )
     version = ModelVersion.objects.get()
     assert version.metadata == {"metrics": {"accuracy": 0.97}, "owner": "ds-team"}
     assert version.model.name == "Iris"
@@ -183,7 +195,11 @@ def run_manage(args: list[str], db: Path, media: Path) -> subprocess.CompletedPr
     }
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
-        env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
     )
 
 

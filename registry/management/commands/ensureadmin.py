@@ -25,7 +25,9 @@ class Command(BaseCommand):
                 "with: python manage.py changepassword USERNAME)"
             )
             return
-        password = os.environ.get("MODELHUB_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        password = os.environ.get("MODELHUB_ADMIN_PASSWORD") or secrets.token_urlsafe(
+            12
+        )
         users.objects.create_superuser(options["username"], "", password)
         self.stdout.write(
             f"Admin: {options['url']} user '{options['username']}' "

@@ -15,6 +15,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         created = install_demos()
         for version in created:
-            self.stdout.write(f"registered demo model {version.model.slug} v{version.number}")
+            self.stdout.write(
+                f"registered demo model {version.model.slug} v{version.number}"
+            )
         if not created:
             self.stdout.write("demo models already registered")

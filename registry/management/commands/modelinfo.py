@@ -14,7 +14,9 @@ from registry.exceptions import NoActiveVersion, RegistryError
 class Command(BaseCommand):
     help = "Print the metadata and input schema of a model version as JSON."
 
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+    def create_parser(
+        self, prog_name: str, subcommand: str, **kwargs: Any
+    ) -> CommandParser:
         # Our --version (a model version) replaces Django's own --version flag.
         kwargs.setdefault("conflict_handler", "resolve")
         return super().create_parser(prog_name, subcommand, **kwargs)

@@ -1,0 +1,246 @@
+"""The registry admin through the Django test client with real multipart files."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from registry.models import Activation, MLModel, ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+UPLOAD_URL = reverse("admin:registry_modelversion_add")
+VERSIONS_URL = reverse("admin:registry_modelversion_changelist")
+MODELS_URL = reverse("admin:registry_mlmodel_changelist")
+
+
+def upload(client, model: MLModel, path, **extra):
+    with open(path, "rb") as handle:
+        return client.post(
+            UPLOAD_URL, {"model": model.pk, "file": handle, "activate": "on", **extra}
+        )
+
+
+@pytest.fixture
+def iris_model(db) -> MLModel:
+    return MLModel.objects.create(slug="iris", name="Iris")
+
+
+def test_admin_creates_model(staff_client):
+    response = staff_client.post(
+        reverse("admin:registry_mlmodel_add"),
+        {
+            "slug": "churn",
+            "name": "Churn",
+            "description": "",
+            "versions-TOTAL_FORMS": 0,
+            "versions-INITIAL_FORMS": 0,
+            "activations-TOTAL_FORMS": 0,
+            "activations-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 302
+    assert MLModel.objects.get().slug == "churn"
+
+
+def test_admin_upload_creates_version_1_then_2(staff_client, iris_model, iris_path):
+    first = upload(staff_client, iris_model, iris_path)
+    assert first.status_code == 302
+    second = upload(staff_client, iris_model, iris_path)
+    assert second.status_code == 302
+    iris_model.refresh_from_db()
+    assert list(iris_model.versions.values_list("number", flat=True)) == [2, 1]
+    assert iris_model.active_version.number == 2
+    version = iris_model.versions.get(number=2)
+    assert second.url == reverse(
+        "admin:registry_modelversion_change", args=[version.pk]
+    )
+    assert version.created_by.username == "staff"
+    page = staff_client.get(second.url)
+    assert page.status_code == 200
+    for expected in (version.sha256, "sepal length (cm)", "versicolor", "Classifier"):
+        assert expected in page.content.decode()
+
+
+def test_admin_upload_without_activate_keeps_active_version(
+    staff_client, iris_model, iris_path
+):
+    upload(staff_client, iris_model, iris_path)
+    with open(iris_path, "rb") as handle:
+        staff_client.post(UPLOAD_URL, {"model": iris_model.pk, "file": handle})
+    iris_model.refresh_from_db()
+    assert iris_model.active_version.number == 1
+    assert iris_model.versions.count() == 2
+
+
+def test_admin_upload_shows_preflight_error_and_stores_nothing(
+    staff_client, iris_model, hostile_files, stored_files
+):
+    response = upload(staff_client, iris_model, hostile_files["raises"])
+    assert response.status_code == 200
+    assert "boom while loading" in response.content.decode()
+    assert not ModelVersion.objects.exists()
+    assert stored_files() == []
+
+
+def test_admin_upload_rejects_invalid_metadata_json(
+    staff_client, iris_model, iris_path
+):
+    response = upload(staff_client, iris_model, iris_path, metadata="{not json")
+    assert response.status_code == 200
+    assert "Not valid JSON" in response.content.decode()
+    assert not ModelVersion.objects.exists()
+
+
+def test_admin_activate_and_rollback_actions_switch_active_version(
+    staff_client, iris_model, iris_path
+):
+    for _ in range(3):
+        upload(staff_client, iris_model, iris_path)
+    v1 = iris_model.versions.get(number=1)
+    response = staff_client.post(
+        VERSIONS_URL, {"action": "activate_version", "_selected_action": [v1.pk]}
+    )
+    assert response.status_code == 302
+    iris_model.refresh_from_db()
+    assert iris_model.active_version.number == 1
+
+    staff_client.post(
+        MODELS_URL, {"action": "roll_back", "_selected_action": [iris_model.pk]}
+    )
+    iris_model.refresh_from_db()
+    assert iris_model.active_version.number == 3
+
+    history = list(
+        Activation.objects.filter(model=iris_model)
+        .order_by("id")
+        .values_list("from_number", "to_number", "channel", "rollback", "username")
+    )
+    assert history[-2:] == [
+        (3, 1, "admin", False, "staff"),
+        (1, 3, "admin", True, "staff"),
+    ]
+    page = staff_client.get(
+        reverse("admin:registry_mlmodel_change", args=[iris_model.pk])
+    )
+    content = page.content.decode()
+    assert "v3 → v1 (activation)" in content
+    assert "v1 → v3 (rollback)" in content
+
+
+def test_admin_rollback_without_earlier_version_reports_error(
+    staff_client, iris_model, iris_path
+):
+    upload(staff_client, iris_model, iris_path)
+    response = staff_client.post(
+        MODELS_URL,
+        {"action": "roll_back", "_selected_action": [iris_model.pk]},
+        follow=True,
+    )
+    assert "has no earlier version" in response.content.decode()
+    iris_model.refresh_from_db()
+    assert iris_model.active_version.number == 1
+
+
+def test_admin_deletes_inactive_version_and_its_file(
+    staff_client,
+    iris_model,
+    iris_path,
+    stored_files,
+    django_capture_on_commit_callbacks,
+):
+    upload(staff_client, iris_model, iris_path)
+    upload(staff_client, iris_model, iris_path)
+    v1 = iris_model.versions.get(number=1)
+    assert len(stored_files()) == 2
+    url = reverse("admin:registry_modelversion_delete", args=[v1.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert list(iris_model.versions.values_list("number", flat=True)) == [2]
+    assert [p.name for p in stored_files()] == [
+        iris_model.versions.get().file.name.rsplit("/", 1)[1]
+    ]
+
+
+def test_admin_refuses_to_delete_active_version(staff_client, iris_model, iris_path):
+    upload(staff_client, iris_model, iris_path)
+    active = iris_model.versions.get()
+    url = reverse("admin:registry_modelversion_delete", args=[active.pk])
+    assert staff_client.post(url, {"post": "yes"}).status_code == 403
+    response = staff_client.post(
+        VERSIONS_URL,
+        {"action": "delete_selected", "_selected_action": [active.pk], "post": "yes"},
+        follow=True,
+    )
+    assert ModelVersion.objects.filter(pk=active.pk).exists()
+    assert response.status_code in (200, 403)
+
+
+def test_admin_is_refused_to_anonymous_and_non_staff(client, iris_model, iris_path):
+    assert client.get(UPLOAD_URL).status_code == 302
+    user = get_user_model().objects.create_user("visitor", password="x-pass-123")
+    client.force_login(user)
+    response = upload(client, iris_model, iris_path)
+    assert response.status_code == 302
+    assert "/admin/login/" in response.url
+    assert not ModelVersion.objects.exists()
+
+
+def test_pickle_upload_needs_its_own_permission(
+    client, iris_model, iris_path, skops_path
+):
+    user = get_user_model().objects.create_user(
+        "uploader", password="x-pass-123", is_staff=True
+    )
+    user.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["add_modelversion", "view_modelversion", "view_mlmodel"]
+        )
+    )
+    client.force_login(user)
+    page = client.get(UPLOAD_URL)
+    assert "You may upload <code>.skops</code> files only" in page.content.decode()
+    refused = upload(client, iris_model, iris_path)
+    assert refused.status_code == 200
+    assert "permission" in refused.content.decode()
+    assert not ModelVersion.objects.exists()
+    accepted = upload(client, iris_model, skops_path)
+    assert accepted.status_code == 302
+    assert ModelVersion.objects.get().format == "skops"
+
+
+def test_staff_without_add_permission_cannot_reach_upload(client, iris_model):
+    user = get_user_model().objects.create_user(
+        "viewer", password="x-pass-123", is_staff=True
+    )
+    client.force_login(user)
+    assert client.get(UPLOAD_URL).status_code == 403
+
+
+def test_upload_enforces_csrf(iris_model, staff_user, iris_path):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(staff_user)
+    response = upload(strict, iris_model, iris_path)
+    assert response.status_code == 403
+    assert not ModelVersion.objects.exists()
+
+
+def test_admin_edits_input_schema_with_validation(staff_client, iris_model, iris_path):
+    upload(staff_client, iris_model, iris_path)
+    version = iris_model.versions.get()
+    url = reverse("admin:registry_modelversion_change", args=[version.pk])
+    bad = staff_client.post(url, {"input_schema": '{"features": [{"name": 1}]}'})
+    assert bad.status_code == 200
+    assert "needs a &#x27;name&#x27;" in bad.content.decode()
+    good = staff_client.post(
+        url, {"input_schema": '{"features": [{"name": "a", "type": "double"}]}'}
+    )
+    assert good.status_code == 302
+    version.refresh_from_db()
+    assert version.input_schema["features"] == [{"name": "a", "type": "number"}]
+    assert version.sha256 and version.file.name

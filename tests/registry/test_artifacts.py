@@ -1,0 +1,133 @@
+"""register_version(), activation history, rollback and deletion."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import pytest
+
+from registry import artifacts
+from registry.exceptions import (
+    InvalidModel,
+    NothingToRollBack,
+    UnknownModel,
+    VersionActive,
+)
+from registry.models import MLModel, ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def register(path, slug="m", **kwargs) -> ModelVersion:
+    with open(path, "rb") as source:
+        return artifacts.register_version(
+            slug=slug, source=source, filename=path.name, **kwargs
+        )
+
+
+@pytest.fixture
+def untrusted_skops_path(tmp_path):
+    import skops.io as sio
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x = np.abs(np.random.default_rng(0).normal(size=(20, 2)))
+    pipe = make_pipeline(FunctionTransformer(operator.neg), LinearRegression())
+    path = tmp_path / "logpipe.skops"
+    sio.dump(pipe.fit(x, x[:, 0]), path)
+    return path
+
+
+def test_stored_file_name_is_generated_by_server(tmp_path, iris_classifier, media_root):
+    from tests.conftest import dump
+
+    odd = dump(iris_classifier, tmp_path / "..%2f..%2fevil name.joblib")
+    version = register(odd, slug="iris")
+    assert version.file.name.startswith("models/iris/v1-")
+    assert (media_root / version.file.name).is_file()
+    assert version.original_filename == "..%2f..%2fevil name.joblib"
+
+
+def test_skops_file_with_untrusted_type_is_refused_with_type_names(
+    untrusted_skops_path, stored_files
+):
+    with pytest.raises(InvalidModel, match="not trusted: _operator.neg"):
+        register(untrusted_skops_path)
+    assert not ModelVersion.objects.exists()
+    assert stored_files() == []
+
+
+def test_skops_types_trusted_in_settings_are_accepted(untrusted_skops_path, settings):
+    settings.MODELHUB_SKOPS_TRUSTED_TYPES = ["_operator.neg"]
+    assert register(untrusted_skops_path).format == "skops"
+
+
+def test_rollback_returns_to_previously_served_version(iris_path):
+    for _ in range(3):
+        register(iris_path)
+    model = MLModel.objects.get()
+    artifacts.activate(model.versions.get(number=1))
+    artifacts.activate(model.versions.get(number=3))
+    switch = artifacts.rollback(model)
+    assert (switch.from_number, switch.to_number, switch.rollback) == (3, 1, True)
+    model.refresh_from_db()
+    assert model.active_version.number == 1
+
+
+def test_rollback_falls_back_to_highest_earlier_version(iris_path):
+    register(iris_path)
+    register(iris_path)
+    model = MLModel.objects.get()
+    switch = artifacts.rollback(model)
+    assert (switch.from_number, switch.to_number) == (2, 1)
+    with pytest.raises(NothingToRollBack):
+        artifacts.rollback(MLModel.objects.create(slug="empty"))
+
+
+def test_activate_is_a_no_op_for_the_active_version(iris_path):
+    version = register(iris_path)
+    assert artifacts.activate(version) is None
+    assert version.model.activations.count() == 1
+
+
+def test_delete_version_refuses_active_and_removes_inactive_file(
+    iris_path, stored_files, django_capture_on_commit_callbacks
+):
+    v1 = register(iris_path)
+    v2 = register(iris_path)
+    with pytest.raises(VersionActive):
+        artifacts.delete_version(v2)
+    with django_capture_on_commit_callbacks(execute=True):
+        artifacts.delete_version(v1)
+    assert [p.name for p in stored_files()] == [v2.file.name.rsplit("/", 1)[1]]
+
+
+def test_delete_models_removes_every_file(
+    iris_path, stored_files, django_capture_on_commit_callbacks
+):
+    register(iris_path)
+    register(iris_path)
+    with django_capture_on_commit_callbacks(execute=True):
+        artifacts.delete_models(MLModel.objects.all())
+    assert stored_files() == []
+    assert not ModelVersion.objects.exists()
+
+
+def test_register_into_unknown_model_without_create_is_refused(iris_path):
+    with pytest.raises(UnknownModel):
+        register(iris_path, create=False)
+
+
+def test_failed_database_write_leaves_no_orphan_file(
+    iris_path, stored_files, monkeypatch
+):
+    def explode(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(ModelVersion.objects, "create", explode)
+    with pytest.raises(RuntimeError):
+        register(iris_path)
+    assert stored_files() == []
+    assert not MLModel.objects.exists()
