@@ -99,7 +99,7 @@ class MLModelAdmin(admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    f"{model.slug}: rolled back from v{switch.from_number} "
+                    f"Rolled back {model.slug} from v{switch.from_number} "
                     f"to v{switch.to_number}.",
                     messages.SUCCESS,
                 )
@@ -137,7 +137,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "is_active",
         "status",
         "status_message",
-        "file",
+        "stored_file",
         "original_filename",
         "sha256",
         "size",
@@ -157,7 +157,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
             None,
             {"fields": ["model", "number", "is_active", "status", "status_message"]},
         ),
-        ("File", {"fields": ["file", "original_filename", "sha256", "size", "format"]}),
+        (
+            "File",
+            {
+                "fields": [
+                    "stored_file",
+                    "original_filename",
+                    "sha256",
+                    "size",
+                    "format",
+                ]
+            },
+        ),
         (
             "Estimator",
             {
@@ -188,6 +199,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def is_active(self, obj: ModelVersion) -> bool:
         return obj.model.active_version_id == obj.pk
 
+    @admin.display(description="stored as")
+    def stored_file(self, obj: ModelVersion) -> str:
+        # A name, not a link: model files are never served over HTTP.
+        return obj.file.name
+
     @admin.display(description="classes")
     def classes_json(self, obj: ModelVersion) -> str:
         return _pretty_json(obj.classes)
@@ -214,7 +230,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             if slugs.count(version.model.slug) > 1:
                 self.message_user(
                     request,
-                    f"{version.model.slug}: select one version to activate.",
+                    f"Select only one version of {version.model.slug} to activate.",
                     messages.ERROR,
                 )
                 continue
@@ -225,11 +241,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             except RegistryError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 continue
-            text = (
-                f"{version} is now active."
-                if switch
-                else f"{version} was already active."
-            )
+            text = f"Activated {version}." if switch else f"Already active: {version}."
             self.message_user(request, text, messages.SUCCESS)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -12,7 +12,7 @@ class MLModel(models.Model):
     slug = models.SlugField(
         max_length=100,
         unique=True,
-        help_text="URL name: POST /api/predict/<slug>/",
+        help_text="The URL name: predictions are served at /api/predict/SLUG/",
     )
     name = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
