@@ -1,9 +1,33 @@
 """API and health routes."""
 
-from django.urls import path
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from . import errors, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("api/predict/<slug:slug>/", views.PredictView.as_view(), name="predict"),
+    path(
+        "api/predict/<slug:slug>/v<int:version>/",
+        views.PredictView.as_view(),
+        name="predict-version",
+    ),
+    path("api/models/", views.ModelListView.as_view(), name="model-list"),
+    path(
+        "api/models/<slug:slug>/", views.ModelDetailView.as_view(), name="model-detail"
+    ),
+    path(
+        "api/models/<slug:slug>/health/",
+        views.ModelHealthView.as_view(),
+        name="model-health",
+    ),
+    path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="openapi-schema"),
+        name="api-docs",
+    ),
+    re_path(r"^api/", errors.api_not_found),
 ]

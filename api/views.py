@@ -2,11 +2,158 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry.loading import VersionRef
+
+from . import catalog, services
+from .health import readiness
+from .http import query_flag, query_version, read_body
+from .renderers import ORJSONRenderer
+from .serializers import (
+    ErrorSerializer,
+    ModelDetailSerializer,
+    ModelHealthSerializer,
+    ModelSummarySerializer,
+    PredictionSerializer,
+    PredictRequestSerializer,
+)
+from .throttling import PredictRateThrottle
+
+_ERRORS = {
+    code: ErrorSerializer for code in (400, 401, 404, 413, 415, 422, 429, 503, 504)
+}
+_EXAMPLES = [
+    OpenApiExample("one record", {"data": {"x_1": 1.0, "x_2": 3}}),
+    OpenApiExample("bare record", {"x_1": 1.0, "x_2": 3}),
+    OpenApiExample("records", {"dataframe_records": [{"x_1": 1.0, "x_2": 3}]}),
+    OpenApiExample(
+        "split", {"dataframe_split": {"columns": ["x_1", "x_2"], "data": [[1.0, 3]]}}
+    ),
+    OpenApiExample("positional", {"inputs": [[1.0, 3]]}),
+    OpenApiExample(
+        "with ids and proba",
+        {"data": [{"id": "a", "x_1": 1.0, "x_2": 3}], "params": {"proba": True}},
+    ),
+]
+
+
+def is_authenticated(request: Request) -> bool:
+    return request.user is not None and request.user.is_authenticated
+
+
+def require_token_for(request: Request, ref: VersionRef) -> None:
+    if (ref.private or settings.MODELHUB_REQUIRE_TOKEN) and not is_authenticated(
+        request
+    ):
+        raise NotAuthenticated(
+            "This model requires an API token (Authorization: Token …)."
+        )
+
+
+class ApiView(APIView):
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [AllowAny]
+    renderer_classes = [ORJSONRenderer]
+
+
+class PredictView(ApiView):
+    authentication_classes = [TokenAuthentication]
+    parser_classes: list[Any] = []
+    throttle_classes = [PredictRateThrottle]
+
+    @extend_schema(
+        request={
+            "application/json": PredictRequestSerializer,
+            "text/csv": {"type": "string"},
+        },
+        responses={200: PredictionSerializer, **_ERRORS},
+        examples=_EXAMPLES,
+        parameters=[
+            OpenApiParameter("proba", bool, description="add class probabilities"),
+            OpenApiParameter("version", int, description="pin a version"),
+        ],
+    )
+    def post(self, request: Request, slug: str, version: int | None = None) -> Response:
+        ref = services.resolve(slug, version or query_version(request))
+        require_token_for(request, ref)
+        result = services.predict(
+            ref=ref,
+            body=read_body(request),
+            content_type=request.content_type or "",
+            proba=query_flag(request, "proba"),
+        )
+        body: dict[str, Any] = {
+            "model": ref.slug,
+            "version": ref.number,
+            "request_id": request._request.request_id,
+            "predictions": result.predictions,
+        }
+        if result.probabilities is not None:
+            body["probabilities"] = result.probabilities
+        if result.ids is not None:
+            body["ids"] = result.ids
+        timing = ", ".join(f"{k};dur={v:.3f}" for k, v in result.timings.items())
+        return Response(
+            body, headers={"X-Model-Version": str(ref.number), "Server-Timing": timing}
+        )
+
+
+class ModelListView(ApiView):
+    @extend_schema(responses={200: ModelSummarySerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        self._require_token(request)
+        models = catalog.visible_models(authenticated=is_authenticated(request))
+        return Response([catalog.model_summary(m) for m in models])
+
+    def _require_token(self, request: Request) -> None:
+        if settings.MODELHUB_REQUIRE_TOKEN and not is_authenticated(request):
+            raise NotAuthenticated("An API token is required.")
+
+
+class ModelDetailView(ModelListView):
+    @extend_schema(responses={200: ModelDetailSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, slug: str) -> Response:
+        self._require_token(request)
+        model = catalog.get_visible_model(slug, authenticated=is_authenticated(request))
+        return Response(catalog.model_detail(model))
+
+
+class ModelHealthView(ApiView):
+    @extend_schema(
+        responses={
+            200: ModelHealthSerializer,
+            404: ErrorSerializer,
+            503: ErrorSerializer,
+        }
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        ref = services.resolve(slug, None)
+        require_token_for(request, ref)
+        services.load(ref)
+        return Response(
+            {"model": ref.slug, "version": ref.number, "status": "ok", "kind": ref.kind}
+        )
 
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: answers while the process lives, touches nothing."""
     return JsonResponse({"status": "alive"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    ready, body = readiness()
+    return JsonResponse(body, status=200 if ready else 503)

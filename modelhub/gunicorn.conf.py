@@ -31,3 +31,10 @@ keepalive = _int("MODELHUB_KEEPALIVE", 5)
 accesslog = os.environ.get("MODELHUB_ACCESS_LOG") or None
 errorlog = "-"
 wsgi_app = "modelhub.wsgi:application"
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """Load every active model before the worker takes its first request."""
+    from registry.warmup import preload
+
+    preload()

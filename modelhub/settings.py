@@ -118,12 +118,16 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "registry",
     "api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "api.middleware.RequestIDMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -201,17 +205,32 @@ STORAGES = {
 # Uploaded model files stream to a temporary file above this size.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # Multipart bodies are bounded by the model size limit, not Django's default.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MODELHUB_MAX_BODY_BYTES", 10 * 1024 * 1024)
+MODELHUB_MAX_BODY_BYTES = env_int("MODELHUB_MAX_BODY_BYTES", 10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MODELHUB_MAX_BODY_BYTES
 
 LOGIN_URL = "admin:login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_RENDERER_CLASSES": ["api.renderers.ORJSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ModelHub API",
+    "DESCRIPTION": "Versioned scikit-learn models behind REST endpoints.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+CSRF_FAILURE_VIEW = "api.errors.csrf_failure"
 
 LOGGING = {
     "version": 1,
@@ -249,3 +268,16 @@ if PRODUCTION:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     if env_bool("MODELHUB_BEHIND_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Loaded models kept per worker process (LRU by version).
+MODELHUB_MODEL_CACHE_SIZE = env_int("MODELHUB_MODEL_CACHE_SIZE", 16, minimum=1)
+# A file that failed to load is retried after this many seconds.
+MODELHUB_LOAD_RETRY_SECONDS = env_int("MODELHUB_LOAD_RETRY_SECONDS", 5)
+# Request limits on the prediction endpoints.
+MODELHUB_MAX_ROWS = env_int("MODELHUB_MAX_ROWS", 10_000, minimum=1)
+# Longest a model may take on one request before a 504 (0 disables).
+MODELHUB_PREDICT_TIMEOUT = env_int("MODELHUB_PREDICT_TIMEOUT", 30)
+# Every model requires an API token, not only those flagged private.
+MODELHUB_REQUIRE_TOKEN = env_bool("MODELHUB_REQUIRE_TOKEN", False)
+# DRF rate, e.g. "100/second"; empty disables throttling.
+MODELHUB_THROTTLE_RATE = env_str("MODELHUB_THROTTLE_RATE", "")

@@ -8,4 +8,13 @@ class RegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
+        import sys
+
+        from django.conf import settings
+
         from . import checks  # noqa: F401 - registers system checks
+
+        # Custom estimator code must import in workers as in the preflight.
+        for directory in settings.MODELHUB_PLUGIN_DIRS:
+            if directory not in sys.path:
+                sys.path.append(directory)

@@ -77,3 +77,15 @@ class NothingToRollBack(RegistryError):
     """The model has no earlier version to return to."""
 
     code = "nothing_to_roll_back"
+
+
+class ModelUnavailable(RegistryError):
+    """The version's file is missing, altered or no longer loads."""
+
+    code = "model_unavailable"
+
+
+class RegistryUnavailable(RegistryError):
+    """The database cannot be reached and nothing was resolved before."""
+
+    code = "registry_unavailable"

@@ -208,38 +208,38 @@ def _schema_from_example(records: list[Any]) -> list[Feature] | None:
 
 
 def infer_schema(estimator: Any, metadata: dict[str, Any]) -> InputSchema:
-    """Schema from metadata if given, else from the fitted estimator."""
+    """Schema from metadata if given, else from the fitted estimator.
+
+    For a model fitted with feature names, the names must match and the
+    fitted order wins: positional inputs and float arrays follow it.
+    """
     names_in = getattr(estimator, "feature_names_in_", None)
-    named = names_in is not None
+    fitted = (
+        [str(n) for n in np.asarray(names_in).tolist()] if names_in is not None else []
+    )
     allow_nan = _allow_nan(estimator)
+    strings = _string_categories(estimator, fitted) if fitted else {}
     features = _schema_from_metadata(metadata)
+    source = "metadata"
+    if features is None:
+        records = example_records(metadata)
+        features = _schema_from_example(records) if records is not None else None
+        source = "input_example"
     if features is not None:
+        if fitted:
+            features = _in_fitted_order(features, fitted)
+            for feature in features:
+                if feature["name"] in strings and "categories" not in feature:
+                    feature["categories"] = strings[feature["name"]]
         return {
             "features": features,
-            "named": named,
-            "source": "metadata",
+            "named": bool(fitted),
+            "source": source,
             "allow_nan": allow_nan,
         }
-    records = example_records(metadata)
-    if records is not None:
-        features = _schema_from_example(records)
-        if features is not None:
-            if named:
-                strings = _string_categories(estimator, [str(n) for n in names_in])
-                for feature in features:
-                    if feature["name"] in strings:
-                        feature["categories"] = strings[feature["name"]]
-            return {
-                "features": features,
-                "named": named,
-                "source": "input_example",
-                "allow_nan": allow_nan,
-            }
-    if named:
-        names = [str(n) for n in np.asarray(names_in).tolist()]
-        strings = _string_categories(estimator, names)
+    if fitted:
         features = []
-        for name in names:
+        for name in fitted:
             if name in strings:
                 features.append(
                     {"name": name, "type": STRING, "categories": strings[name]}
@@ -261,6 +261,19 @@ def infer_schema(estimator: Any, metadata: dict[str, Any]) -> InputSchema:
             "allow_nan": allow_nan,
         }
     return {"features": [], "named": False, "source": "unknown", "allow_nan": allow_nan}
+
+
+def _in_fitted_order(features: list[Feature], fitted: list[str]) -> list[Feature]:
+    by_name = {f["name"]: f for f in features}
+    missing = [n for n in fitted if n not in by_name]
+    extra = [n for n in by_name if n not in fitted]
+    if missing or extra:
+        raise SchemaError(
+            "the metadata's features differ from the model's feature names"
+            + (f"; missing {missing[:10]}" if missing else "")
+            + (f"; unknown {extra[:10]}" if extra else "")
+        )
+    return [by_name[name] for name in fitted]
 
 
 def describe(estimator: Any, metadata: dict[str, Any]) -> Description:
@@ -324,3 +337,25 @@ def smoke_test(estimator: Any, schema: InputSchema, metadata: dict[str, Any]) ->
     if result.dtype.kind in "fc" and not np.all(np.isfinite(result)):
         raise ValueError("predict returned a non-finite value (NaN or infinity)")
     return "passed"
+
+
+def selects_columns_by_name(estimator: Any) -> bool:
+    """True if a ColumnTransformer inside picks columns by name (needs a frame)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    if isinstance(estimator, Pipeline):
+        return any(selects_columns_by_name(step) for _, step in estimator.steps)
+    if isinstance(estimator, FeatureUnion):
+        return any(selects_columns_by_name(t) for _, t in estimator.transformer_list)
+    if isinstance(estimator, ColumnTransformer):
+        for _, transformer, columns in estimator.transformers:
+            if callable(columns) or isinstance(columns, str):
+                return True
+            if isinstance(columns, (list, tuple)) and any(
+                isinstance(c, str) for c in columns
+            ):
+                return True
+            if selects_columns_by_name(transformer):
+                return True
+    return False

@@ -6,6 +6,7 @@ scrubbed environment and no settings.
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -41,21 +42,31 @@ def extension_for(fmt: str) -> str:
     return _EXTENSIONS[fmt]
 
 
-def read_estimator(path: Path | str, fmt: str, trusted_types: list[str]) -> Any:
-    """Deserialize a model file. joblib/pickle run the file's code."""
+def read_estimator(
+    source: Path | str | bytes, fmt: str, trusted_types: list[str]
+) -> Any:
+    """Deserialize a model file (a path or its bytes). joblib/pickle run code."""
+    in_memory = isinstance(source, bytes)
     if fmt == "skops":
         import skops.io as sio
 
-        untrusted = sio.get_untrusted_types(file=path)
+        if in_memory:
+            untrusted = sio.get_untrusted_types(data=source)
+        else:
+            untrusted = sio.get_untrusted_types(file=source)
         refused = sorted(set(untrusted) - set(trusted_types))
         if refused:
             raise UntrustedTypesError(refused)
-        return sio.load(path, trusted=untrusted)
+        if in_memory:
+            return sio.loads(source, trusted=untrusted)
+        return sio.load(source, trusted=untrusted)
     if fmt == "pickle":
-        with open(path, "rb") as handle:
+        if in_memory:
+            return pickle.loads(source)  # noqa: S301 - preflighted, staff-only
+        with open(source, "rb") as handle:
             return pickle.load(handle)  # noqa: S301 - preflighted, staff-only
     if fmt == "joblib":
         import joblib
 
-        return joblib.load(path)
+        return joblib.load(io.BytesIO(source) if in_memory else source)
     raise ValueError(f"unknown model format {fmt!r}")

@@ -202,3 +202,74 @@ def staff_user(db):
 def staff_client(client, staff_user):
     client.force_login(staff_user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def fresh_serving_state():
+    """Every test starts with an empty model cache and no remembered routes."""
+    from registry import routing
+    from registry.cache import model_cache
+
+    model_cache.clear()
+    routing.forget()
+    yield
+    model_cache.clear()
+    routing.forget()
+
+
+@pytest.fixture
+def fast_preflight(monkeypatch, settings):
+    """The preflight's own checks, run in-process.
+
+    API tests publish many models; the subprocess isolation itself is covered
+    by the registry tests.
+    """
+    from registry import artifacts, preflight_child
+    from registry.exceptions import InvalidModel
+
+    def run(path: Path, fmt: str, metadata: dict) -> dict:
+        result = preflight_child._run(
+            {
+                "path": str(path),
+                "format": fmt,
+                "metadata": metadata,
+                "trusted_types": list(settings.MODELHUB_SKOPS_TRUSTED_TYPES),
+            }
+        )
+        if not result.pop("ok"):
+            raise InvalidModel(f"The file is not a usable model: {result['error']}")
+        return result
+
+    monkeypatch.setattr(artifacts, "preflight", run)
+
+
+@pytest.fixture
+def publish(db, fast_preflight, tmp_path):
+    """Register an estimator as the next version of ``slug`` through the real path."""
+    from registry import artifacts
+
+    counter = iter(range(1_000_000))
+
+    def publish_model(
+        estimator: Any,
+        slug: str,
+        *,
+        metadata: dict | None = None,
+        activate: bool = True,
+        private: bool = False,
+    ):
+        path = tmp_path / f"{slug}-{next(counter)}.joblib"
+        joblib.dump(estimator, path)
+        with path.open("rb") as source:
+            version = artifacts.register_version(
+                slug=slug,
+                source=source,
+                filename=path.name,
+                metadata=metadata,
+                activate=activate,
+            )
+        if private:
+            type(version.model).objects.filter(pk=version.model_id).update(private=True)
+        return version
+
+    return publish_model

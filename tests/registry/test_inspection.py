@@ -114,3 +114,8 @@ def test_normalize_features_rejects_duplicates_and_unknown_types():
     with pytest.raises(SchemaError, match="unknown type"):
         normalize_features([{"name": "a", "type": "tensor"}])
     assert normalize_features({"features": ["a"]}) == [{"name": "a", "type": "number"}]
+
+
+def test_metadata_features_must_match_fitted_feature_names(iris_classifier):
+    with pytest.raises(SchemaError, match="differ from the model's feature names"):
+        describe(iris_classifier, {"input_schema": [{"name": "a", "type": "number"}]})

@@ -1,0 +1,88 @@
+"""The read side of the registry for API clients: listings and example bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from registry.exceptions import UnknownModel
+from registry.models import MLModel, ModelVersion
+
+
+def visible_models(*, authenticated: bool) -> QuerySet[MLModel]:
+    models = MLModel.objects.select_related("active_version").order_by("slug")
+    return models if authenticated else models.filter(private=False)
+
+
+def get_visible_model(slug: str, *, authenticated: bool) -> MLModel:
+    """A private model is a 404 to anonymous clients: its existence is private too."""
+    model = visible_models(authenticated=authenticated).filter(slug=slug).first()
+    if model is None:
+        raise UnknownModel(f"No model with slug '{slug}'.")
+    return model
+
+
+def describe_version(version: ModelVersion, *, active_id: int | None) -> dict[str, Any]:
+    return {
+        "version": version.number,
+        "active": version.pk == active_id,
+        "status": version.status,
+        "kind": version.kind,
+        "format": version.format,
+        "estimator": version.estimator,
+        "sha256": version.sha256,
+        "size": version.size,
+        "created_at": version.created_at,
+    }
+
+
+def model_summary(model: MLModel) -> dict[str, Any]:
+    active = model.active_version
+    return {
+        "slug": model.slug,
+        "name": model.display_name,
+        "description": model.description,
+        "private": model.private,
+        "active_version": active.number if active else None,
+        "kind": active.kind if active else None,
+        "estimator": active.estimator if active else None,
+    }
+
+
+def model_detail(model: MLModel) -> dict[str, Any]:
+    versions = list(model.versions.order_by("-number"))
+    shown = model.active_version or (versions[0] if versions else None)
+    return {
+        **model_summary(model),
+        "versions": [
+            describe_version(v, active_id=model.active_version_id) for v in versions
+        ],
+        "input_schema": shown.input_schema if shown else None,
+        "classes": shown.classes if shown else None,
+        "metadata": shown.metadata if shown else None,
+        "example_request": example_request(shown) if shown else None,
+    }
+
+
+def example_request(version: ModelVersion) -> dict[str, Any]:
+    """A body that passes validation: the input example, else typed placeholders."""
+    example = version.metadata.get("input_example") if version.metadata else None
+    features = version.input_schema.get("features", [])
+    if isinstance(example, dict):
+        return {"data": example}
+    if isinstance(example, list) and example:
+        return (
+            {"data": example[0]}
+            if isinstance(example[0], dict)
+            else {"inputs": [example[0]]}
+        )
+    if not version.input_schema.get("named") and features:
+        return {"inputs": [[_placeholder(f) for f in features]]}
+    return {"data": {f["name"]: _placeholder(f) for f in features}}
+
+
+def _placeholder(feature: dict[str, Any]) -> Any:
+    if feature.get("type") == "string":
+        return (feature.get("categories") or [""])[0]
+    return 0.0

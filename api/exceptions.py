@@ -1,0 +1,201 @@
+"""API errors and the one table that turns every domain error into HTTP."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from registry import exceptions as registry
+
+logger = logging.getLogger(__name__)
+
+
+class PayloadError(Exception):
+    """The request body cannot become model input."""
+
+    code = "invalid_payload"
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class MalformedJSON(PayloadError):
+    """The body is not valid JSON (or not UTF-8)."""
+
+    code = "malformed_json"
+
+
+class MalformedCSV(PayloadError):
+    """The CSV body cannot be read."""
+
+    code = "malformed_csv"
+
+
+class InvalidShape(PayloadError):
+    """The JSON is valid but not one of the accepted payload shapes."""
+
+    code = "invalid_shape"
+
+
+class AmbiguousFormat(PayloadError):
+    """More than one format key (MLflow's exactly-one-key rule)."""
+
+    code = "ambiguous_format"
+
+
+class EmptyInput(PayloadError):
+    """The payload holds zero rows."""
+
+    code = "empty_input"
+
+
+class MissingFeatures(PayloadError):
+    """Rows lack features the model needs."""
+
+    code = "missing_features"
+
+
+class UnknownFeatures(PayloadError):
+    """Rows carry features the model does not know."""
+
+    code = "unknown_features"
+
+
+class DuplicateFeatures(PayloadError):
+    """A feature appears twice in a header."""
+
+    code = "duplicate_features"
+
+
+class WrongType(PayloadError):
+    """A value has the wrong type for its column."""
+
+    code = "wrong_type"
+
+
+class NullValue(PayloadError):
+    """A null where the model cannot take a missing value."""
+
+    code = "null_value"
+
+
+class NonFiniteNumber(PayloadError):
+    """NaN, infinity or a number too large for a double."""
+
+    code = "non_finite_number"
+
+
+class InvalidString(PayloadError):
+    """A string with U+0000 or a lone surrogate."""
+
+    code = "invalid_string"
+
+
+class InvalidParams(PayloadError):
+    """The params object or a query parameter is invalid."""
+
+    code = "invalid_params"
+
+
+class PayloadTooLarge(PayloadError):
+    """The body is over MODELHUB_MAX_BODY_BYTES."""
+
+    code = "payload_too_large"
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
+class TooManyRows(PayloadError):
+    """More rows than MODELHUB_MAX_ROWS."""
+
+    code = "too_many_rows"
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
+class UnsupportedMediaType(PayloadError):
+    """Neither JSON nor CSV."""
+
+    code = "unsupported_media_type"
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+
+
+class ModelRejectedInput(PayloadError):
+    """Well-formed input that the model itself raised on."""
+
+    code = "model_error"
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+
+class PredictionTimeout(BaseException):
+    """The model ran past MODELHUB_PREDICT_TIMEOUT.
+
+    A BaseException so that no `except Exception` inside model code can
+    swallow it.
+    """
+
+    code = "prediction_timeout"
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra: dict[str, Any] = {}
+
+
+REGISTRY_STATUS: dict[type[registry.RegistryError], int] = {
+    registry.UnknownModel: status.HTTP_404_NOT_FOUND,
+    registry.UnknownVersion: status.HTTP_404_NOT_FOUND,
+    registry.NoActiveVersion: status.HTTP_404_NOT_FOUND,
+    registry.ModelUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    registry.RegistryUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    registry.VersionActive: status.HTTP_409_CONFLICT,
+    registry.PicklePermissionRequired: status.HTTP_403_FORBIDDEN,
+    registry.ModelTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+}
+
+
+def status_for(exc: BaseException) -> int:
+    if isinstance(exc, (PayloadError, PredictionTimeout)):
+        return exc.status_code
+    if isinstance(exc, registry.RegistryError):
+        for cls in type(exc).__mro__:
+            if cls in REGISTRY_STATUS:
+                return REGISTRY_STATUS[cls]
+        return status.HTTP_400_BAD_REQUEST
+    raise TypeError(f"not a domain error: {exc!r}")
+
+
+def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, "code": code, **extra}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: domain errors by table, DRF's own with a code."""
+    if isinstance(exc, (PayloadError, PredictionTimeout, registry.RegistryError)):
+        extra = getattr(exc, "extra", {})
+        return Response(
+            error_body(exc.message, exc.code, **extra), status=status_for(exc)
+        )
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, APIException):
+        codes = exc.get_codes()
+        code = codes.get("detail", "invalid") if isinstance(codes, dict) else codes
+    else:
+        code = {404: "not_found", 403: "permission_denied"}.get(
+            response.status_code, "error"
+        )
+    if isinstance(data, dict) and "detail" in data:
+        response.data = error_body(str(data["detail"]), str(code))
+    else:
+        response.data = error_body("Invalid request.", "invalid", errors=data)
+    return response

@@ -1,0 +1,79 @@
+"""Response shapes, for the OpenAPI schema (views render plain dicts)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="Stable machine code, e.g. missing_features")
+    column = serializers.CharField(required=False)
+    features = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class PredictionSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="The slug")
+    version = serializers.IntegerField()
+    request_id = serializers.CharField()
+    predictions = serializers.ListField(child=serializers.JSONField())
+    probabilities = serializers.ListField(
+        child=serializers.DictField(child=serializers.FloatField(allow_null=True)),
+        required=False,
+        help_text="One object per row keyed by str(label); only with proba.",
+    )
+    ids = serializers.ListField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text="The rows' 'id' values, aligned with predictions.",
+    )
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    """One of the accepted shapes; see the examples."""
+
+    data = serializers.JSONField(required=False)
+    dataframe_split = serializers.JSONField(required=False)
+    dataframe_records = serializers.ListField(
+        child=serializers.DictField(), required=False
+    )
+    instances = serializers.ListField(child=serializers.JSONField(), required=False)
+    inputs = serializers.JSONField(required=False)
+    params = serializers.DictField(required=False)
+
+
+class VersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    active = serializers.BooleanField()
+    status = serializers.CharField()
+    kind = serializers.CharField()
+    format = serializers.CharField()
+    estimator = serializers.CharField()
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class ModelSummarySerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    private = serializers.BooleanField()
+    active_version = serializers.IntegerField(allow_null=True)
+    kind = serializers.CharField(allow_null=True)
+    estimator = serializers.CharField(allow_null=True)
+
+
+class ModelDetailSerializer(ModelSummarySerializer):
+    versions = VersionSerializer(many=True)
+    input_schema = serializers.JSONField(allow_null=True)
+    classes = serializers.JSONField(allow_null=True)
+    metadata = serializers.JSONField(allow_null=True)
+    example_request = serializers.JSONField(allow_null=True)
+
+
+class ModelHealthSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    version = serializers.IntegerField()
+    status = serializers.CharField()
+    kind = serializers.CharField()

@@ -1,0 +1,147 @@
+"""predict(): resolve, load, decode, predict, encode — the hot path, no HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from registry import routing
+from registry.cache import model_cache
+from registry.inspection import selects_columns_by_name
+from registry.loading import LoadedModel, VersionRef
+
+from . import payloads
+from .exceptions import ModelRejectedInput, PredictionTimeout
+from .timeouts import time_limit
+
+logger = logging.getLogger(__name__)
+# All-numeric input is sent as a float array in schema order even to models
+# fitted on a DataFrame (a DataFrame costs ~1 ms per request); the order is
+# the fitted order, so sklearn's warning about missing names is noise here.
+warnings.filterwarnings(
+    "ignore", message="X does not have valid feature names", category=UserWarning
+)
+
+
+@dataclass
+class Prediction:
+    ref: VersionRef
+    predictions: list[Any]
+    probabilities: list[dict[str, Any]] | None
+    ids: list[Any] | None
+    rows: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve(slug: str, version: int | None) -> VersionRef:
+    return routing.resolve(slug, version)
+
+
+def load(ref: VersionRef) -> LoadedModel:
+    return model_cache.get(ref)
+
+
+def spec_for(loaded: LoadedModel) -> payloads.InputSpec:
+    """The prepared input spec, built once per loaded version."""
+    spec = loaded.extra.get("spec")
+    if spec is None:
+        estimator = loaded.estimator
+        fitted = getattr(estimator, "feature_names_in_", None)
+        spec = payloads.prepare_spec(
+            loaded.ref.input_schema,
+            selects_by_name=selects_columns_by_name(estimator)
+            or bool(getattr(estimator, "needs_dataframe", False)),
+            fitted_names=[str(n) for n in fitted] if fitted is not None else None,
+        )
+        loaded.extra["spec"] = spec
+    return spec
+
+
+def predict(
+    *, ref: VersionRef, body: bytes, content_type: str, proba: bool | None
+) -> Prediction:
+    """Serve one request for ``ref``; ``proba`` from the query string wins."""
+    started = time.perf_counter()
+    loaded = model_cache.get(ref)
+    loaded_at = time.perf_counter()
+    decoded = payloads.decode(
+        body, content_type, spec_for(loaded), max_rows=settings.MODELHUB_MAX_ROWS
+    )
+    if proba is None:
+        proba = bool(decoded.params.get("proba", False))
+    decoded_at = time.perf_counter()
+    raw, raw_proba = _run_model(loaded, decoded.data, proba and loaded.has_proba)
+    predicted_at = time.perf_counter()
+    result = Prediction(
+        ref=ref,
+        predictions=to_json_list(raw),
+        probabilities=_probabilities(loaded, raw_proba),
+        ids=decoded.ids,
+        rows=decoded.rows,
+    )
+    finished = time.perf_counter()
+    result.timings = {
+        "load": (loaded_at - started) * 1000,
+        "decode": (decoded_at - loaded_at) * 1000,
+        "predict": (predicted_at - decoded_at) * 1000,
+        "encode": (finished - predicted_at) * 1000,
+        "total": (finished - started) * 1000,
+    }
+    return result
+
+
+def _run_model(loaded: LoadedModel, data: Any, proba: bool) -> tuple[Any, Any]:
+    ref = loaded.ref
+    try:
+        with time_limit(
+            settings.MODELHUB_PREDICT_TIMEOUT, f"'{ref.slug}' v{ref.number}"
+        ):
+            raw = loaded.estimator.predict(data)
+            raw_proba = loaded.estimator.predict_proba(data) if proba else None
+    except PredictionTimeout:
+        logger.warning("%s v%s timed out", ref.slug, ref.number)
+        raise
+    except Exception as exc:  # noqa: BLE001 - the model's own error becomes a 422
+        logger.info("%s v%s rejected input: %r", ref.slug, ref.number, exc)
+        summary = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ModelRejectedInput(
+            f"The model rejected the input: {type(exc).__name__}"
+            + (f": {summary}" if summary else ""),
+        ) from None
+    return raw, raw_proba
+
+
+def _probabilities(loaded: LoadedModel, raw: Any) -> list[dict[str, Any]] | None:
+    if raw is None:
+        return None
+    classes = getattr(loaded.estimator, "classes_", None)
+    if classes is None:
+        classes = loaded.ref.classes or range(np.shape(raw)[1])
+    labels = [str(c) for c in to_json_list(np.asarray(classes))]
+    return [dict(zip(labels, row, strict=False)) for row in to_json_list(raw)]
+
+
+def to_json_list(values: Any) -> list[Any]:
+    """numpy results to JSON-ready lists (the orjson renderer writes NaN as null)."""
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        return array.tolist()
+    return [_plain(v) for v in array.tolist()]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,102 @@
+"""The per-process LRU of loaded models, keyed by (version id, sha256).
+
+A version's file never changes, so entries never need invalidation; what
+changes is which version a slug points to, and that is resolved per request.
+Estimators live here, never in django.core.cache (which would pickle them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from django.conf import settings
+
+from . import loading
+from .exceptions import ModelUnavailable
+from .loading import LoadedModel, VersionRef
+
+Key = tuple[int, str]
+Listener = Callable[[str, VersionRef, float], None]
+
+
+class ModelCache:
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Key, LoadedModel] = OrderedDict()
+        self._failures: dict[Key, tuple[float, ModelUnavailable]] = {}
+        self._lock = threading.Lock()
+        self._loading: dict[Key, threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+        self.listeners: list[Listener] = []
+
+    def get(self, ref: VersionRef) -> LoadedModel:
+        """The loaded model for ``ref``, loading it on a miss (once per process)."""
+        key = (ref.id, ref.sha256)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self.hits += 1
+                    return entry
+                self.misses += 1
+                self._raise_recent_failure(key)
+            try:
+                entry = loading.load(ref)
+            except ModelUnavailable as exc:
+                with self._lock:
+                    self._failures[key] = (time.monotonic(), exc)
+                self._notify("load_failed", ref, 0.0)
+                raise
+            with self._lock:
+                self._entries[key] = entry
+                self._failures.pop(key, None)
+                self._loading.pop(key, None)
+                while len(self._entries) > max(1, settings.MODELHUB_MODEL_CACHE_SIZE):
+                    _, evicted = self._entries.popitem(last=False)
+                    self._notify("evicted", evicted.ref, 0.0)
+        self._notify("loaded", ref, entry.load_seconds)
+        return entry
+
+    def _raise_recent_failure(self, key: Key) -> None:
+        """A broken file is re-read at most every MODELHUB_LOAD_RETRY_SECONDS."""
+        failure = self._failures.get(key)
+        if (
+            failure
+            and time.monotonic() - failure[0] < settings.MODELHUB_LOAD_RETRY_SECONDS
+        ):
+            raise failure[1]
+
+    def peek(self, ref: VersionRef) -> LoadedModel | None:
+        with self._lock:
+            return self._entries.get((ref.id, ref.sha256))
+
+    def loaded(self) -> list[VersionRef]:
+        with self._lock:
+            return [entry.ref for entry in self._entries.values()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._failures.clear()
+            self._loading.clear()
+            self.hits = self.misses = 0
+
+    def _notify(self, event: str, ref: VersionRef, seconds: float) -> None:
+        for listener in self.listeners:
+            listener(event, ref, seconds)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+model_cache = ModelCache()
