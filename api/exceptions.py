@@ -133,12 +133,8 @@ class ModelRejectedInput(PayloadError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
 
 
-class PredictionTimeout(BaseException):
-    """The model ran past MODELHUB_PREDICT_TIMEOUT.
-
-    A BaseException so that no `except Exception` inside model code can
-    swallow it.
-    """
+class PredictionTimeout(Exception):
+    """The model ran past MODELHUB_PREDICT_TIMEOUT."""
 
     code = "prediction_timeout"
     status_code = status.HTTP_504_GATEWAY_TIMEOUT

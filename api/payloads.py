@@ -235,6 +235,8 @@ def _from_records(
             "This model has no input schema, so records cannot be mapped to "
             "features: send positional rows, or add an input schema to the version."
         )
+    if not isinstance(records[0], dict):
+        raise InvalidShape("Row 0 is not an object.")
     names = spec.names
     width = len(names) + (1 if spec.takes_ids and ID_KEY in records[0] else 0)
     ids: list[Any] | None = [] if spec.takes_ids else None

@@ -17,6 +17,10 @@ from typing import Any
 from .exceptions import PredictionTimeout
 
 
+class _Expired(BaseException):
+    """Raised inside model code: no `except Exception` there can swallow it."""
+
+
 @contextmanager
 def time_limit(seconds: float, what: str) -> Iterator[None]:
     if seconds <= 0 or threading.current_thread() is not threading.main_thread():
@@ -24,12 +28,16 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
         return
 
     def expire(signum: int, frame: Any) -> None:
-        raise PredictionTimeout(f"{what} took longer than the {seconds:g} s limit.")
+        raise _Expired
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except _Expired:
+        raise PredictionTimeout(
+            f"{what} took longer than the {seconds:g} s limit."
+        ) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -86,7 +86,8 @@ class PredictView(ApiView):
         ],
     )
     def post(self, request: Request, slug: str, version: int | None = None) -> Response:
-        ref = services.resolve(slug, version or query_version(request))
+        number = version if version is not None else query_version(request)
+        ref = services.resolve(slug, number)
         require_token_for(request, ref)
         result = services.predict(
             ref=ref,
