@@ -29,7 +29,9 @@ def _is_api(request: HttpRequest) -> bool:
 
 
 def _json(detail: str, code: str, status: int) -> JsonResponse:
-    return JsonResponse(error_body(detail, code), status=status)
+    response = JsonResponse(error_body(detail, code), status=status)
+    response.error_code = code
+    return response
 
 
 def not_found(request: HttpRequest, exception: Any = None) -> HttpResponse:

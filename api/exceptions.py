@@ -176,9 +176,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's EXCEPTION_HANDLER: domain errors by table, DRF's own with a code."""
     if isinstance(exc, (PayloadError, PredictionTimeout, registry.RegistryError)):
         extra = getattr(exc, "extra", {})
-        return Response(
+        response = Response(
             error_body(exc.message, exc.code, **extra), status=status_for(exc)
         )
+        response.error_code = exc.code
+        return response
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -193,5 +195,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(data, dict) and "detail" in data:
         response.data = error_body(str(data["detail"]), str(code))
     else:
-        response.data = error_body("Invalid request.", "invalid", errors=data)
+        code = "invalid"
+        response.data = error_body("Invalid request.", code, errors=data)
+    response.error_code = str(code)
     return response

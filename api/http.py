@@ -22,6 +22,7 @@ def read_body(request: Request) -> bytes:
     body = request._request.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"The body is larger than the {limit:,} byte limit.")
+    request._request.log_body = body
     return body
 
 

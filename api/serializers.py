@@ -77,3 +77,36 @@ class ModelHealthSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     status = serializers.CharField()
     kind = serializers.CharField()
+
+
+class CountersSerializer(serializers.Serializer):
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="responses with status >= 400")
+    error_rate = serializers.FloatField()
+    rows = serializers.IntegerField()
+    mean_ms = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+
+
+class VersionStatsSerializer(CountersSerializer):
+    version = serializers.IntegerField(allow_null=True)
+    last_request_at = serializers.DateTimeField(allow_null=True)
+
+
+class ModelStatsSerializer(CountersSerializer):
+    slug = serializers.CharField()
+    last_request_at = serializers.DateTimeField(allow_null=True)
+    versions = VersionStatsSerializer(many=True)
+
+
+class TotalsSerializer(CountersSerializer):
+    dropped_log_rows = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    totals = TotalsSerializer()
+    models = ModelStatsSerializer(many=True)

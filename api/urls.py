@@ -23,6 +23,7 @@ urlpatterns = [
         views.ModelHealthView.as_view(),
         name="model-health",
     ),
+    path("api/stats/", views.StatsView.as_view(), name="stats"),
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path(
         "api/docs/",

@@ -6,18 +6,19 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import NotAuthenticated
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry.loading import VersionRef
 
-from . import catalog, services
+from . import catalog, services, stats
 from .health import readiness
 from .http import query_flag, query_version, read_body
 from .renderers import ORJSONRenderer
@@ -28,6 +29,7 @@ from .serializers import (
     ModelSummarySerializer,
     PredictionSerializer,
     PredictRequestSerializer,
+    StatsSerializer,
 )
 from .throttling import PredictRateThrottle
 
@@ -88,6 +90,8 @@ class PredictView(ApiView):
     def post(self, request: Request, slug: str, version: int | None = None) -> Response:
         number = version if version is not None else query_version(request)
         ref = services.resolve(slug, number)
+        django_request = request._request
+        django_request.log_version = ref.number
         require_token_for(request, ref)
         result = services.predict(
             ref=ref,
@@ -98,9 +102,11 @@ class PredictView(ApiView):
         body: dict[str, Any] = {
             "model": ref.slug,
             "version": ref.number,
-            "request_id": request._request.request_id,
+            "request_id": django_request.request_id,
             "predictions": result.predictions,
         }
+        django_request.log_rows = result.rows
+        django_request.log_model_ms = result.timings["predict"]
         if result.probabilities is not None:
             body["probabilities"] = result.probabilities
         if result.ids is not None:
@@ -146,6 +152,25 @@ class ModelHealthView(ApiView):
         return Response(
             {"model": ref.slug, "version": ref.number, "status": "ok", "kind": ref.kind}
         )
+
+
+class StatsView(ApiView):
+    """Traffic per model and version (staff session or staff token)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "since", str, description="ISO-8601 or 15m, 24h, 7d (default 24h)"
+            )
+        ],
+        responses={200: StatsSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        until = timezone.now()
+        since = stats.parse_since(request.query_params.get("since"), until)
+        return Response(stats.summary(since, until))
 
 
 @require_GET

@@ -6,6 +6,18 @@ MODELHUB_WORKERS and the model cache size settings.
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in
+# this directory and /metrics sums them. Set before any worker imports
+# prometheus_client; an operator may point it elsewhere.
+_OWN_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="modelhub-prometheus-"
+    )
 
 
 def _int(name: str, default: int) -> int:
@@ -30,11 +42,40 @@ graceful_timeout = _int("MODELHUB_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("MODELHUB_KEEPALIVE", 5)
 accesslog = os.environ.get("MODELHUB_ACCESS_LOG") or None
 errorlog = "-"
+# gunicorn's control socket lives in $HOME and would be shared by every
+# instance on the machine; ModelHub is managed with signals instead.
+control_socket_disable = True
 wsgi_app = "modelhub.wsgi:application"
 
 
-def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """Start from empty metric files: counters restart with the master."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+
+
+def on_exit(server) -> None:  # noqa: ANN001
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001
     """Load every active model before the worker takes its first request."""
     from registry.warmup import preload
 
     preload()
+
+
+def worker_exit(server, worker) -> None:  # noqa: ANN001
+    """Graceful exit (TERM, HUP, max_requests): write rows still buffered."""
+    from api.requestlog import writer
+
+    writer.flush()
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -110,6 +110,7 @@ if PRODUCTION and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    "django_prometheus",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -126,8 +127,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "api.middleware.RequestIDMiddleware",
+    "api.middleware.RequestLogMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -135,6 +138,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "modelhub.urls"
@@ -281,3 +285,18 @@ MODELHUB_PREDICT_TIMEOUT = env_int("MODELHUB_PREDICT_TIMEOUT", 30)
 MODELHUB_REQUIRE_TOKEN = env_bool("MODELHUB_REQUIRE_TOKEN", False)
 # DRF rate, e.g. "100/second"; empty disables throttling.
 MODELHUB_THROTTLE_RATE = env_str("MODELHUB_THROTTLE_RATE", "")
+
+# Request log: "after_response" writes each row once the response is sent,
+# "sync" before it; "off" exists only to measure the cost in benchmarks.
+MODELHUB_LOG_MODE = env_str("MODELHUB_LOG_MODE", "after_response")
+if MODELHUB_LOG_MODE not in {"after_response", "sync", "off"}:
+    raise ImproperlyConfigured(
+        f"MODELHUB_LOG_MODE={MODELHUB_LOG_MODE!r}: use after_response, sync or off"
+    )
+# Rows a worker keeps while the database is down; beyond this they are counted.
+MODELHUB_LOG_BUFFER_SIZE = env_int("MODELHUB_LOG_BUFFER_SIZE", 10_000, minimum=1)
+MODELHUB_LOG_CLIENT = env_bool("MODELHUB_LOG_CLIENT", False)
+# Payload capture is opt-in and capped.
+MODELHUB_LOG_PAYLOADS = env_bool("MODELHUB_LOG_PAYLOADS", False)
+MODELHUB_LOG_PAYLOAD_BYTES = env_int("MODELHUB_LOG_PAYLOAD_BYTES", 4096, minimum=1)
+MODELHUB_LOG_RETENTION_DAYS = env_int("MODELHUB_LOG_RETENTION_DAYS", 30, minimum=1)

@@ -10,6 +10,7 @@ admin.site.index_title = "Model registry"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("api.urls")),
+    path("", include("django_prometheus.urls")),
 ]
 
 handler400 = "api.errors.bad_request"

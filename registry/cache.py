@@ -19,7 +19,7 @@ from .exceptions import ModelUnavailable
 from .loading import LoadedModel, VersionRef
 
 Key = tuple[int, str]
-Listener = Callable[[str, VersionRef, float], None]
+Listener = Callable[[str, VersionRef, float, int], None]
 
 
 class ModelCache:
@@ -40,8 +40,11 @@ class ModelCache:
             if entry is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return entry
-            key_lock = self._loading.setdefault(key, threading.Lock())
+            else:
+                key_lock = self._loading.setdefault(key, threading.Lock())
+        if entry is not None:
+            self._notify("hit", ref, 0.0)
+            return entry
         with key_lock:
             with self._lock:
                 entry = self._entries.get(key)
@@ -93,7 +96,7 @@ class ModelCache:
 
     def _notify(self, event: str, ref: VersionRef, seconds: float) -> None:
         for listener in self.listeners:
-            listener(event, ref, seconds)
+            listener(event, ref, seconds, len(self._entries))
 
     def __len__(self) -> int:
         return len(self._entries)

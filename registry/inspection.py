@@ -10,6 +10,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from .wrappers import ModelWrapper
+
 NUMBER = "number"
 STRING = "string"
 MAX_CATEGORIES = 100
@@ -117,6 +119,8 @@ def _string_categories(estimator: Any, names: list[str]) -> dict[str, list[Any]]
     from sklearn.pipeline import FeatureUnion, Pipeline
 
     found: dict[str, list[Any]] = {}
+    if isinstance(estimator, ModelWrapper):
+        return _string_categories(estimator.model, names)
     if isinstance(estimator, Pipeline):
         for _, step in estimator.steps:
             if step not in (None, "passthrough"):
@@ -344,6 +348,8 @@ def selects_columns_by_name(estimator: Any) -> bool:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import FeatureUnion, Pipeline
 
+    if isinstance(estimator, ModelWrapper):
+        return selects_columns_by_name(estimator.model)
     if isinstance(estimator, Pipeline):
         return any(selects_columns_by_name(step) for _, step in estimator.steps)
     if isinstance(estimator, FeatureUnion):

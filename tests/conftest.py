@@ -207,14 +207,17 @@ def staff_client(client, staff_user):
 @pytest.fixture(autouse=True)
 def fresh_serving_state():
     """Every test starts with an empty model cache and no remembered routes."""
+    from api.requestlog import writer
     from registry import routing
     from registry.cache import model_cache
 
     model_cache.clear()
     routing.forget()
+    writer.reset()
     yield
     model_cache.clear()
     routing.forget()
+    writer.reset()
 
 
 @pytest.fixture

@@ -295,7 +295,12 @@ def test_warm_predict_costs_one_query_and_no_reload(
     with CaptureQueriesContext(connection) as queries:
         response = post(client, "iris", body)
     assert response.status_code == 200
-    assert len(queries) == 1
+    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    registry = [sql for sql in statements if "registry_" in sql]
+    logging = [sql for sql in statements if "api_request" in sql]
+    assert len(registry) == 1, "slug resolution is one query"
+    assert len(logging) == 2, "one log row and one rollup upsert"
+    assert len(statements) == 3
     assert model_cache.misses == misses
 
 

@@ -1,0 +1,106 @@
+"""ModelHub's own Prometheus metrics, all prefixed modelhub_.
+
+Under gunicorn these use prometheus_client's multiprocess mode:
+PROMETHEUS_MULTIPROC_DIR is set by modelhub/gunicorn.conf.py before any
+worker imports this module, and /metrics sums every worker's files.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from registry.loading import VersionRef
+
+# In multiprocess mode metric files are created as metrics are defined; a
+# management command run with the server's environment must not crash on a
+# directory the server has not created yet.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
+
+PREDICTIONS = Counter(
+    "modelhub_predictions_total",
+    "Prediction requests by model, version and HTTP status.",
+    ["model", "version", "status"],
+)
+LATENCY = Histogram(
+    "modelhub_request_latency_seconds",
+    "Server time per prediction request.",
+    ["model", "version"],
+    buckets=_LATENCY_BUCKETS,
+)
+ROWS = Counter(
+    "modelhub_prediction_rows_total",
+    "Rows predicted (successful requests).",
+    ["model", "version"],
+)
+MODEL_LOAD_SECONDS = Histogram(
+    "modelhub_model_load_seconds",
+    "Time to read, verify and deserialize a model file.",
+    ["model", "version"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+MODEL_LOAD_FAILURES = Counter(
+    "modelhub_model_load_failures_total",
+    "Model files that were missing, altered or no longer loaded.",
+    ["model", "version"],
+)
+CACHE_HITS = Counter("modelhub_model_cache_hits_total", "Loaded-model cache hits.")
+CACHE_MISSES = Counter(
+    "modelhub_model_cache_misses_total", "Loaded-model cache misses (loads)."
+)
+MODELS_LOADED = Gauge(
+    "modelhub_models_loaded",
+    "Models held in the loaded-model caches (summed over live workers).",
+    multiprocess_mode="livesum",
+)
+LOG_ROWS_BUFFERED = Gauge(
+    "modelhub_log_rows_buffered",
+    "Request-log rows waiting for the database (summed over live workers).",
+    multiprocess_mode="livesum",
+)
+LOG_ROWS_DROPPED = Counter(
+    "modelhub_log_rows_dropped_total",
+    "Request-log rows lost because a worker's outage buffer was full.",
+)
+
+
+def observe_request(
+    *, slug: str, version: int | None, status: int, seconds: float, rows: int
+) -> None:
+    label = str(version) if version is not None else ""
+    PREDICTIONS.labels(slug, label, str(status)).inc()
+    LATENCY.labels(slug, label).observe(seconds)
+    if rows and status < 400:
+        ROWS.labels(slug, label).inc(rows)
+
+
+def on_cache_event(event: str, ref: VersionRef, seconds: float, size: int) -> None:
+    """Listener for registry.cache: keeps the cache metrics current."""
+    if event == "hit":
+        CACHE_HITS.inc()
+    elif event == "loaded":
+        CACHE_MISSES.inc()
+        MODEL_LOAD_SECONDS.labels(ref.slug, str(ref.number)).observe(seconds)
+    elif event == "load_failed":
+        CACHE_MISSES.inc()
+        MODEL_LOAD_FAILURES.labels(ref.slug, str(ref.number)).inc()
+    MODELS_LOADED.set(size)

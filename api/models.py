@@ -1,0 +1,74 @@
+"""The request log and its per-minute rollup for the dashboard."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class RequestLog(models.Model):
+    """One row per request to a prediction endpoint, success or failure.
+
+    Slug and version are plain columns: deleting a version or a model never
+    deletes its rows, and unknown slugs are logged too.
+    """
+
+    created_at = models.DateTimeField()
+    slug = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(null=True, blank=True)
+    status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=50, blank=True)
+    rows = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField()
+    model_ms = models.FloatField(null=True, blank=True)
+    request_id = models.CharField(max_length=128)
+    client = models.CharField(max_length=64, blank=True)
+    payload = models.TextField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["slug", "created_at"], name="requestlog_slug_time"),
+            models.Index(fields=["created_at"], name="requestlog_time"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status__gte=400),
+                name="requestlog_errors_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.slug} {self.status}"
+
+
+class RequestStat(models.Model):
+    """Requests per minute, model, version, error flag and latency bucket.
+
+    Maintained with an UPSERT next to every log row so the dashboard reads a
+    few thousand rows instead of scanning millions. ``version`` 0 = none.
+    """
+
+    minute = models.DateTimeField()
+    slug = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    error = models.BooleanField()
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField()
+    rows = models.BigIntegerField()
+    latency_sum_ms = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "slug", "version", "error", "bucket"],
+                name="requeststat_key",
+            )
+        ]
+        indexes = [models.Index(fields=["minute", "slug"], name="requeststat_time")]
+
+
+class LogGap(models.Model):
+    """Log rows that overflowed a worker's buffer during a database outage."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    dropped = models.PositiveIntegerField()
+    since = models.DateTimeField()

@@ -1,0 +1,212 @@
+"""Traffic, errors and latency per model and version, read from the rollup.
+
+Resolution is one minute: a window starts at the minute ``since`` falls in.
+Percentiles come from the latency histogram (within ~6%, see latency.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Max, Sum
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .exceptions import PayloadError
+from .latency import percentiles
+from .models import LogGap, RequestLog, RequestStat
+
+_RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+DEFAULT_WINDOW = "24h"
+PERCENTILES = (50.0, 95.0, 99.0)
+
+
+class InvalidSince(PayloadError):
+    """'since' is neither ISO-8601 nor a relative window like 15m, 24h, 7d."""
+
+    code = "invalid_since"
+
+
+def parse_since(raw: str | None, now: datetime) -> datetime:
+    value = (raw or DEFAULT_WINDOW).strip()
+    match = _RELATIVE.match(value)
+    if match:
+        amount, unit = match.groups()
+        return now - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise InvalidSince(
+            f"'since' must be ISO-8601 (2026-11-22T10:00:00Z) or a window such as "
+            f"15m, 24h or 7d; got {value[:40]!r}."
+        )
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, timezone.UTC)
+    return parsed
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+class _Counter:
+    __slots__ = ("requests", "errors", "rows", "latency_sum", "histogram")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.rows = 0
+        self.latency_sum = 0.0
+        self.histogram: dict[int, int] = defaultdict(int)
+
+    def add(self, *, error: bool, bucket: int, count: int, rows: int, latency: float):
+        self.requests += count
+        self.errors += count if error else 0
+        self.rows += rows
+        self.latency_sum += latency
+        self.histogram[bucket] += count
+
+    def as_dict(self) -> dict[str, Any]:
+        p = percentiles(self.histogram.items(), PERCENTILES)
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": round(self.errors / self.requests, 4)
+            if self.requests
+            else 0.0,
+            "rows": self.rows,
+            "mean_ms": round(self.latency_sum / self.requests, 3)
+            if self.requests
+            else None,
+            "p50_ms": p[50.0],
+            "p95_ms": p[95.0],
+            "p99_ms": p[99.0],
+        }
+
+
+def summary(since: datetime, until: datetime) -> dict[str, Any]:
+    """The /api/stats/ document for [since, until]."""
+    grouped = (
+        RequestStat.objects.filter(minute__gte=_minute(since), minute__lte=until)
+        .values_list("slug", "version", "error", "bucket")
+        .annotate(n=Sum("count"), r=Sum("rows"), s=Sum("latency_sum_ms"))
+        .order_by()
+    )
+    totals = _Counter()
+    per_model: dict[str, _Counter] = defaultdict(_Counter)
+    per_version: dict[str, dict[int, _Counter]] = defaultdict(
+        lambda: defaultdict(_Counter)
+    )
+    for slug, version, error, bucket, count, rows, latency in grouped:
+        for counter in (totals, per_model[slug], per_version[slug][version]):
+            counter.add(
+                error=error, bucket=bucket, count=count, rows=rows, latency=latency
+            )
+    models = []
+    for slug in sorted(per_model):
+        last = _last_requests(slug, since)
+        versions = [
+            {
+                "version": number or None,
+                **per_version[slug][number].as_dict(),
+                "last_request_at": last.get(number or None),
+            }
+            for number in sorted(per_version[slug], reverse=True)
+        ]
+        models.append(
+            {
+                "slug": slug,
+                **per_model[slug].as_dict(),
+                "last_request_at": max(
+                    (v for v in last.values() if v is not None), default=None
+                ),
+                "versions": versions,
+            }
+        )
+    dropped = LogGap.objects.filter(created_at__gte=since).aggregate(n=Sum("dropped"))
+    return {
+        "since": since,
+        "until": until,
+        "totals": {**totals.as_dict(), "dropped_log_rows": dropped["n"] or 0},
+        "models": models,
+    }
+
+
+def _last_requests(slug: str, since: datetime) -> dict[int | None, datetime]:
+    """Latest request per version, through the (slug, created_at) index."""
+    return dict(
+        RequestLog.objects.filter(slug=slug, created_at__gte=since)
+        .values_list("version")
+        .annotate(last=Max("created_at"))
+        .order_by()
+    )
+
+
+def series(since: datetime, until: datetime) -> dict[str, Any]:
+    """Requests, errors and latency percentiles over time, for the charts."""
+    span = until - since
+    step = _step_for(span)
+    rows = (
+        RequestStat.objects.filter(minute__gte=_minute(since), minute__lte=until)
+        .values_list("minute", "slug", "error", "bucket")
+        .annotate(n=Sum("count"))
+        .order_by()
+    )
+    bins: dict[datetime, _Counter] = defaultdict(_Counter)
+    per_model: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
+    origin = _minute(since)
+    for minute, slug, error, bucket, count in rows:
+        start = origin + step * ((minute - origin) // step)
+        bins[start].add(error=error, bucket=bucket, count=count, rows=0, latency=0.0)
+        per_model[slug][start] += count
+    starts = [origin + step * i for i in range(int(span / step) + 1)]
+    points = []
+    for start in starts:
+        counter = bins.get(start)
+        p = percentiles(counter.histogram.items(), PERCENTILES) if counter else {}
+        points.append(
+            {
+                "start": start,
+                "requests": counter.requests if counter else 0,
+                "errors": counter.errors if counter else 0,
+                "p50_ms": p.get(50.0),
+                "p95_ms": p.get(95.0),
+                "p99_ms": p.get(99.0),
+            }
+        )
+    return {
+        "step_seconds": int(step.total_seconds()),
+        "points": points,
+        "models": {
+            slug: [counts.get(start, 0) for start in starts]
+            for slug, counts in sorted(per_model.items())
+        },
+    }
+
+
+def _step_for(span: timedelta) -> timedelta:
+    for limit, step in (
+        (timedelta(hours=1), timedelta(minutes=1)),
+        (timedelta(hours=6), timedelta(minutes=5)),
+        (timedelta(days=1), timedelta(minutes=15)),
+        (timedelta(days=3), timedelta(hours=1)),
+    ):
+        if span <= limit:
+            return step
+    return timedelta(hours=6)
+
+
+def recent_errors(since: datetime, limit: int = 50) -> list[dict[str, Any]]:
+    return list(
+        RequestLog.objects.filter(status__gte=400, created_at__gte=since)
+        .order_by("-created_at")
+        .values("created_at", "slug", "version", "status", "error_code", "request_id")[
+            :limit
+        ]
+    )

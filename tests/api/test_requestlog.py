@@ -1,0 +1,171 @@
+"""Every prediction request leaves exactly one row, whatever its outcome."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from api.models import LogGap, RequestLog, RequestStat
+from api.requestlog import writer
+
+pytestmark = pytest.mark.django_db
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def post(client, path: str, body, content_type: str = "application/json", **extra):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(path, data, content_type=content_type, **extra)
+
+
+@pytest.fixture
+def iris(publish, iris_classifier):
+    return publish(iris_classifier, "iris")
+
+
+def test_mixed_outcomes_leave_exactly_one_row_each(client, iris):
+    outcomes = [
+        ("/api/predict/iris/", {"inputs": [ROW, ROW]}, 200, "", 1, 2),
+        ("/api/predict/iris/", {"inputs": [[1, 2]]}, 400, "invalid_shape", 1, 0),
+        ("/api/predict/iris/", "{oops", 400, "malformed_json", 1, 0),
+        ("/api/predict/iris/v7/", {"inputs": [ROW]}, 404, "unknown_version", None, 0),
+        ("/api/predict/ghost/", {"inputs": [ROW]}, 404, "unknown_model", None, 0),
+        ("/api/predict/iris/", b"x", 415, "unsupported_media_type", 1, 0),
+        ("/api/predict/iris", {"inputs": [ROW]}, 404, "not_found", None, 0),
+    ]
+    request_ids = []
+    for index, (path, body, status, *_rest) in enumerate(outcomes):
+        content_type = "text/plain" if body == b"x" else "application/json"
+        response = post(client, path, body, content_type, HTTP_X_REQUEST_ID=f"r{index}")
+        assert response.status_code == status, (path, response.content)
+        request_ids.append(response["X-Request-ID"])
+    rows = list(RequestLog.objects.order_by("id"))
+    assert len(rows) == len(outcomes)
+    for row, (path, _, status, code, version, n_rows), request_id in zip(
+        rows, outcomes, request_ids, strict=True
+    ):
+        assert row.status == status
+        assert row.error_code == code
+        assert row.version == version
+        assert row.rows == n_rows
+        assert row.request_id == request_id
+        assert row.slug == path.split("/")[3]
+        assert row.latency_ms > 0
+        assert row.payload is None
+    assert rows[0].model_ms is not None and rows[0].model_ms <= rows[0].latency_ms
+
+
+def test_get_on_predict_endpoint_is_logged_as_405(client, iris):
+    assert client.get("/api/predict/iris/").status_code == 405
+    row = RequestLog.objects.get()
+    assert (row.status, row.error_code) == (405, "method_not_allowed")
+
+
+def test_rollup_counts_match_log_rows(client, iris):
+    for _ in range(3):
+        post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    post(client, "/api/predict/iris/", {"inputs": [[1]]})
+    stats = RequestStat.objects.filter(slug="iris")
+    assert sum(s.count for s in stats) == 4
+    assert sum(s.count for s in stats if s.error) == 1
+    assert sum(s.rows for s in stats) == 3
+
+
+def test_deleting_a_version_keeps_its_log_rows(
+    client, publish, iris_classifier, django_capture_on_commit_callbacks
+):
+    from registry import artifacts
+
+    v1 = publish(iris_classifier, "iris")
+    publish(iris_classifier, "iris")
+    post(client, "/api/predict/iris/v1/", {"inputs": [ROW]})
+    with django_capture_on_commit_callbacks(execute=True):
+        artifacts.delete_version(v1)
+        artifacts.delete_models([v1.model])
+    assert RequestLog.objects.get().version == 1
+
+
+def test_payload_capture_is_off_by_default_and_capped_when_on(client, iris, settings):
+    post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    assert RequestLog.objects.get().payload is None
+    settings.MODELHUB_LOG_PAYLOADS = True
+    settings.MODELHUB_LOG_PAYLOAD_BYTES = 40
+    body = json.dumps({"inputs": [ROW], "params": {"note": "a\u0000b" + "x" * 100}})
+    post(client, "/api/predict/iris/", body)
+    stored = RequestLog.objects.order_by("-id").first().payload
+    assert stored.startswith('{"inputs"')
+    assert stored.endswith("…")
+    assert "\x00" not in stored
+    post(client, "/api/predict/iris/", b'{"a": "\x00\xff"}')
+    assert "\x00" not in RequestLog.objects.order_by("-id").first().payload
+
+
+def rename_log_table(to_broken: bool) -> None:
+    """A real database failure: the log table disappears, then comes back."""
+    table = RequestLog._meta.db_table
+    names = (table, f"{table}_away") if to_broken else (f"{table}_away", table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"ALTER TABLE {connection.ops.quote_name(names[0])} "
+            f"RENAME TO {connection.ops.quote_name(names[1])}"
+        )
+
+
+def test_database_failure_buffers_rows_without_failing_predictions(
+    client, iris, settings
+):
+    from api import metrics
+
+    settings.MODELHUB_LOG_BUFFER_SIZE = 3
+    dropped_before = metrics.LOG_ROWS_DROPPED._value.get()
+    rename_log_table(to_broken=True)
+    try:
+        for _ in range(5):
+            response = post(client, "/api/predict/iris/", {"inputs": [ROW]})
+            assert response.status_code == 200
+        assert writer.pending() == 3
+        assert metrics.LOG_ROWS_BUFFERED._value.get() == 3
+    finally:
+        rename_log_table(to_broken=False)
+    post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    assert writer.pending() == 0
+    assert RequestLog.objects.count() == 4
+    assert LogGap.objects.get().dropped == 2
+    assert metrics.LOG_ROWS_DROPPED._value.get() - dropped_before == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "after_response"])
+def test_both_log_modes_commit_the_row_before_the_next_request(
+    client, iris, settings, mode
+):
+    settings.MODELHUB_LOG_MODE = mode
+    post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    assert RequestLog.objects.count() == 1
+
+
+def test_prunelogs_deletes_rows_older_than_the_window(client, iris):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    old = timezone.now() - timedelta(days=40)
+    RequestLog.objects.filter(pk=RequestLog.objects.first().pk).update(created_at=old)
+    RequestStat.objects.update(minute=old)
+    out = StringIO()
+    call_command("prunelogs", "--older-than", "30d", stdout=out)
+    assert "deleted 1 request-log rows" in out.getvalue()
+    assert RequestLog.objects.count() == 1
+    assert not RequestStat.objects.exists()
+
+
+def test_prunelogs_rejects_a_bad_window(db):
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="'since' must be ISO-8601"):
+        call_command("prunelogs", "--older-than", "soon")
