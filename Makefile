@@ -24,7 +24,7 @@ run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py loaddemos
-	$(BIN)/python manage.py ensureadmin
+	$(BIN)/python manage.py ensureadmin --url "http://$${MODELHUB_BIND:-127.0.0.1:8000}/admin/"
 	$(BIN)/gunicorn --config modelhub/gunicorn.conf.py
 
 test: $(VENV)/.dev

@@ -6,6 +6,7 @@ Percentiles come from the latency histogram (within ~6%, see latency.py).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -36,7 +37,10 @@ def parse_since(raw: str | None, now: datetime) -> datetime:
     match = _RELATIVE.match(value)
     if match:
         amount, unit = match.groups()
-        return now - timedelta(**{_UNITS[unit]: int(amount)})
+        try:
+            return now - timedelta(**{_UNITS[unit]: int(amount)})
+        except OverflowError:
+            raise InvalidSince(f"'since' window {value!r} is too long.") from None
     try:
         parsed = parse_datetime(value)
     except ValueError:
@@ -165,7 +169,9 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
         start = origin + step * ((minute - origin) // step)
         bins[start].add(error=error, bucket=bucket, count=count, rows=0, latency=0.0)
         per_model[slug][start] += count
-    starts = [origin + step * i for i in range(int(span / step) + 1)]
+    # From origin, not since: the bin holding ``until`` must exist even when
+    # the span is not a whole number of steps.
+    starts = [origin + step * i for i in range(int((until - origin) / step) + 1)]
     points = []
     for start in starts:
         counter = bins.get(start)
@@ -199,14 +205,19 @@ def _step_for(span: timedelta) -> timedelta:
     ):
         if span <= limit:
             return step
-    return timedelta(hours=6)
+    # Long windows: at most ~500 points, in whole hours.
+    hours = max(6, math.ceil(span / timedelta(hours=1) / 500))
+    return timedelta(hours=hours)
 
 
-def recent_errors(since: datetime, limit: int = 50) -> list[dict[str, Any]]:
+def recent_errors(
+    since: datetime, *, slug: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    errors = RequestLog.objects.filter(status__gte=400, created_at__gte=since)
+    if slug:
+        errors = errors.filter(slug=slug)
     return list(
-        RequestLog.objects.filter(status__gte=400, created_at__gte=since)
-        .order_by("-created_at")
-        .values("created_at", "slug", "version", "status", "error_code", "request_id")[
-            :limit
-        ]
+        errors.order_by("-created_at").values(
+            "created_at", "slug", "version", "status", "error_code", "request_id"
+        )[:limit]
     )

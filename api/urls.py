@@ -1,9 +1,9 @@
-"""API and health routes."""
+"""API, health and dashboard routes."""
 
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import errors, views
+from . import dashboard, errors, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -30,5 +30,6 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="openapi-schema"),
         name="api-docs",
     ),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
     re_path(r"^api/", errors.api_not_found),
 ]

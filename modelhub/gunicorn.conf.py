@@ -12,12 +12,15 @@ from pathlib import Path
 
 # Prometheus multiprocess mode: every worker writes its metrics to files in
 # this directory and /metrics sums them. Set before any worker imports
-# prometheus_client; an operator may point it elsewhere.
-_OWN_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-if _OWN_METRICS_DIR:
+# prometheus_client; an operator may point it elsewhere. gunicorn runs this
+# file again on HUP, when the variable is already set: which directory is ours
+# is kept in the environment too, or on_exit would leave it behind.
+_OWN_METRICS_DIR_VAR = "_MODELHUB_CREATED_PROMETHEUS_DIR"
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
         prefix="modelhub-prometheus-"
     )
+    os.environ[_OWN_METRICS_DIR_VAR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def _int(name: str, default: int) -> int:
@@ -57,8 +60,9 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
 
 
 def on_exit(server) -> None:  # noqa: ANN001
-    if _OWN_METRICS_DIR:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.environ.get(_OWN_METRICS_DIR_VAR) == directory:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001

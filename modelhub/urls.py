@@ -6,6 +6,9 @@ from django.urls import include, path
 admin.site.site_header = "ModelHub"
 admin.site.site_title = "ModelHub admin"
 admin.site.index_title = "Model registry"
+admin.site.site_url = "/api/docs/"
+# Registry templates come after the admin's own, so the index needs its name.
+admin.site.index_template = "admin/modelhub_index.html"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
