@@ -27,7 +27,9 @@ class RequestLog(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["slug", "created_at"], name="requestlog_slug_time"),
+            models.Index(
+                fields=["slug", "version", "created_at"], name="requestlog_slug_time"
+            ),
             models.Index(fields=["created_at"], name="requestlog_time"),
             models.Index(
                 fields=["created_at"],
@@ -41,13 +43,21 @@ class RequestLog(models.Model):
 
 
 class RequestStat(models.Model):
-    """Requests per minute, model, version, error flag and latency bucket.
+    """Requests per period, model, version, error flag and latency bucket.
 
-    Maintained with an UPSERT next to every log row so the dashboard reads a
-    few thousand rows instead of scanning millions. ``version`` 0 = none.
+    Kept at three resolutions (minute, hour, day), each maintained with an
+    UPSERT next to every log row, so a window of any length is read from a
+    few thousand rows: whole days, then whole hours, then minutes at the
+    edge. ``version`` 0 = none resolved.
     """
 
-    minute = models.DateTimeField()
+    class Resolution(models.TextChoices):
+        MINUTE = "m"
+        HOUR = "h"
+        DAY = "d"
+
+    resolution = models.CharField(max_length=1, choices=Resolution.choices)
+    start = models.DateTimeField()
     slug = models.CharField(max_length=100)
     version = models.PositiveIntegerField()
     error = models.BooleanField()
@@ -59,11 +69,10 @@ class RequestStat(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["minute", "slug", "version", "error", "bucket"],
+                fields=["resolution", "start", "slug", "version", "error", "bucket"],
                 name="requeststat_key",
             )
         ]
-        indexes = [models.Index(fields=["minute", "slug"], name="requeststat_time")]
 
 
 class LogGap(models.Model):

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,39 +46,59 @@ class LogEntry:
     payload: str | None = None
 
 
-@functools.cache
-def _sql(vendor: str) -> tuple[str, str]:
-    """The two statements, built once per database vendor."""
+_LOG_COLUMNS = (
+    "created_at",
+    "slug",
+    "version",
+    "status",
+    "error_code",
+    "rows",
+    "latency_ms",
+    "model_ms",
+    "request_id",
+    "client",
+    "payload",
+)
+_KEY = ("resolution", "start", "slug", "version", "error", "bucket")
+_SUMS = ("count", "rows", "latency_sum_ms")
+# Rows per statement: well under SQLite's bound-parameter limit.
+_CHUNK = 500
+
+
+def _values(count: int, width: int) -> str:
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * count)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_log_sql(count: int) -> str:
     quote = connection.ops.quote_name
-    log_columns = [
-        "created_at",
-        "slug",
-        "version",
-        "status",
-        "error_code",
-        "rows",
-        "latency_ms",
-        "model_ms",
-        "request_id",
-        "client",
-        "payload",
-    ]
     # Identifiers come from model metadata; values are always parameters.
-    insert_log = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608
+    return "INSERT INTO {} ({}) VALUES {}".format(  # noqa: S608
         quote(RequestLog._meta.db_table),
-        ", ".join(quote(c) for c in log_columns),
-        ", ".join(["%s"] * len(log_columns)),
+        ", ".join(quote(c) for c in _LOG_COLUMNS),
+        _values(count, len(_LOG_COLUMNS)),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_stat_sql(count: int) -> str:
+    quote = connection.ops.quote_name
     table = quote(RequestStat._meta.db_table)
-    key = ", ".join(quote(c) for c in ("minute", "slug", "version", "error", "bucket"))
-    sums = [quote(c) for c in ("count", "rows", "latency_sum_ms")]
-    upsert_stat = (
+    key = ", ".join(quote(c) for c in _KEY)
+    sums = [quote(c) for c in _SUMS]
+    return (
         f"INSERT INTO {table} ({key}, {', '.join(sums)}) "  # noqa: S608
-        f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        f"VALUES {_values(count, len(_KEY) + len(_SUMS))} "
         f"ON CONFLICT ({key}) DO UPDATE SET "
         + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
     )
-    return insert_log, upsert_stat
+
+
+def _periods(moment: datetime) -> tuple[tuple[str, datetime], ...]:
+    minute = moment.replace(second=0, microsecond=0)
+    hour = minute.replace(minute=0)
+    return (("m", minute), ("h", hour), ("d", hour.replace(hour=0)))
 
 
 class RequestLogWriter:
@@ -138,60 +159,58 @@ class RequestLogWriter:
             self._drops_since = None
 
     def _write(self, batch: list[LogEntry], drops: int) -> None:
-        insert_log, upsert_stat = _sql(connection.vendor)
         adapt = connection.ops.adapt_datetimefield_value
         stats: dict[tuple[Any, ...], list[float]] = {}
         for e in batch:
             error = e.status >= 400
-            key = (
-                e.created_at.replace(second=0, microsecond=0),
+            bucket = bucket_of(e.latency_ms)
+            for resolution, start in _periods(e.created_at):
+                key = (resolution, start, e.slug, e.version or 0, error, bucket)
+                sums = stats.setdefault(key, [0, 0, 0.0])
+                sums[0] += 1
+                sums[1] += e.rows
+                sums[2] += e.latency_ms
+        logs = [
+            (
+                adapt(e.created_at),
                 e.slug,
-                e.version or 0,
-                error,
-                bucket_of(e.latency_ms),
+                e.version,
+                e.status,
+                e.error_code,
+                e.rows,
+                e.latency_ms,
+                e.model_ms,
+                e.request_id,
+                e.client,
+                e.payload,
             )
-            sums = stats.setdefault(key, [0, 0, 0.0])
-            sums[0] += 1
-            sums[1] += e.rows
-            sums[2] += e.latency_ms
+            for e in batch
+        ]
+        rollup = [
+            (k[0], adapt(k[1]), k[2], k[3], k[4], k[5], int(v[0]), int(v[1]), v[2])
+            for k, v in stats.items()
+        ]
+        single = batch and not drops and len(batch) <= _CHUNK
+        if single and connection.vendor == "postgresql":
+            # One statement, one round trip, atomic on its own (a savepoint
+            # only when a caller's transaction is open).
+            guard = (
+                transaction.atomic() if connection.in_atomic_block else nullcontext()
+            )
+            with guard, connection.cursor() as cursor:
+                cursor.execute(
+                    f"WITH logged AS ({_insert_log_sql(len(logs))}) "
+                    + _upsert_stat_sql(len(rollup)),
+                    [v for row in logs for v in row]
+                    + [v for row in rollup for v in row],
+                )
+            return
         with transaction.atomic():
             with connection.cursor() as cursor:
-                if batch:
-                    cursor.executemany(
-                        insert_log,
-                        [
-                            (
-                                adapt(e.created_at),
-                                e.slug,
-                                e.version,
-                                e.status,
-                                e.error_code,
-                                e.rows,
-                                e.latency_ms,
-                                e.model_ms,
-                                e.request_id,
-                                e.client,
-                                e.payload,
-                            )
-                            for e in batch
-                        ],
-                    )
-                    cursor.executemany(
-                        upsert_stat,
-                        [
-                            (
-                                adapt(k[0]),
-                                k[1],
-                                k[2],
-                                k[3],
-                                k[4],
-                                int(v[0]),
-                                int(v[1]),
-                                v[2],
-                            )
-                            for k, v in stats.items()
-                        ],
-                    )
+                for rows, sql in ((logs, _insert_log_sql), (rollup, _upsert_stat_sql)):
+                    for i in range(0, len(rows), _CHUNK):
+                        chunk = rows[i : i + _CHUNK]
+                        cursor.execute(sql(len(chunk)), [v for r in chunk for v in r])
             if drops:
                 LogGap.objects.create(dropped=drops, since=self._drops_since)
 

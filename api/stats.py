@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Max, Sum
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -59,6 +59,40 @@ def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
+def _ceil(moment: datetime, unit: timedelta) -> datetime:
+    floor = moment.replace(second=0, microsecond=0)
+    if unit >= timedelta(hours=1):
+        floor = floor.replace(minute=0)
+    if unit >= timedelta(days=1):
+        floor = floor.replace(hour=0)
+    return floor if floor == moment else floor + unit
+
+
+def _window(since: datetime, until: datetime) -> Q:
+    """Rollup rows covering [minute of since, until]: whole days, then whole
+    hours, then minutes at the leading edge. A coarser row starting inside
+    the window holds only requests inside it (until is now)."""
+    start = _minute(since)
+    first_hour = _ceil(start, timedelta(hours=1))
+    first_day = _ceil(start, timedelta(days=1))
+    R = RequestStat.Resolution
+    return (
+        Q(resolution=R.DAY, start__gte=first_day, start__lte=until)
+        | Q(
+            resolution=R.HOUR,
+            start__gte=first_hour,
+            start__lt=first_day,
+            start__lte=until,
+        )
+        | Q(
+            resolution=R.MINUTE,
+            start__gte=start,
+            start__lt=first_hour,
+            start__lte=until,
+        )
+    )
+
+
 class _Counter:
     __slots__ = ("requests", "errors", "rows", "latency_sum", "histogram")
 
@@ -97,7 +131,7 @@ class _Counter:
 def summary(since: datetime, until: datetime) -> dict[str, Any]:
     """The /api/stats/ document for [since, until]."""
     grouped = (
-        RequestStat.objects.filter(minute__gte=_minute(since), minute__lte=until)
+        RequestStat.objects.filter(_window(since, until))
         .values_list("slug", "version", "error", "bucket")
         .annotate(n=Sum("count"), r=Sum("rows"), s=Sum("latency_sum_ms"))
         .order_by()
@@ -114,7 +148,7 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
             )
     models = []
     for slug in sorted(per_model):
-        last = _last_requests(slug, since)
+        last = _last_requests(slug, list(per_version[slug]), since)
         versions = [
             {
                 "version": number or None,
@@ -142,36 +176,48 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     }
 
 
-def _last_requests(slug: str, since: datetime) -> dict[int | None, datetime]:
-    """Latest request per version, through the (slug, created_at) index."""
-    return dict(
-        RequestLog.objects.filter(slug=slug, created_at__gte=since)
-        .values_list("version")
-        .annotate(last=Max("created_at"))
-        .order_by()
-    )
+def _last_requests(
+    slug: str, versions: list[int], since: datetime
+) -> dict[int | None, datetime | None]:
+    """Latest request per version: a MAX on the (slug, version, time) index."""
+    latest: dict[int | None, datetime | None] = {}
+    for number in versions:
+        version = number or None
+        rows = RequestLog.objects.filter(
+            slug=slug, version=version, created_at__gte=since
+        )
+        latest[version] = rows.aggregate(last=Max("created_at"))["last"]
+    return latest
 
 
 def series(since: datetime, until: datetime) -> dict[str, Any]:
-    """Requests, errors and latency percentiles over time, for the charts."""
-    span = until - since
-    step = _step_for(span)
-    rows = (
-        RequestStat.objects.filter(minute__gte=_minute(since), minute__lte=until)
-        .values_list("minute", "slug", "error", "bucket")
-        .annotate(n=Sum("count"))
-        .order_by()
+    """Requests, errors and latency percentiles over time, for the charts.
+
+    Steps under an hour read minute rows; longer ones read hour rows, so a
+    chart never aggregates more than a few thousand rows in Python.
+    """
+    step = _step_for(until - since)
+    if step < timedelta(hours=1):
+        resolution, origin = RequestStat.Resolution.MINUTE, _minute(since)
+    else:
+        resolution = RequestStat.Resolution.HOUR
+        origin = _minute(since).replace(minute=0)
+    rows = RequestStat.objects.filter(
+        resolution=resolution, start__gte=origin, start__lte=until
     )
     bins: dict[datetime, _Counter] = defaultdict(_Counter)
+    for start, error, bucket, count in (
+        rows.values_list("start", "error", "bucket").annotate(n=Sum("count")).order_by()
+    ):
+        at = origin + step * ((start - origin) // step)
+        bins[at].add(error=error, bucket=bucket, count=count, rows=0, latency=0.0)
     per_model: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
-    origin = _minute(since)
-    for minute, slug, error, bucket, count in rows:
-        start = origin + step * ((minute - origin) // step)
-        bins[start].add(error=error, bucket=bucket, count=count, rows=0, latency=0.0)
-        per_model[slug][start] += count
-    # From origin, not since: the bin holding ``until`` must exist even when
-    # the span is not a whole number of steps.
-    starts = [origin + step * i for i in range(int((until - origin) / step) + 1)]
+    for start, slug, count in (
+        rows.values_list("start", "slug").annotate(n=Sum("count")).order_by()
+    ):
+        per_model[slug][origin + step * ((start - origin) // step)] += count
+    # Up to the bin holding ``until``, even when the span is not whole steps.
+    starts = [origin + step * i for i in range((until - origin) // step + 1)]
     points = []
     for start in starts:
         counter = bins.get(start)
@@ -197,17 +243,14 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
 
 
 def _step_for(span: timedelta) -> timedelta:
-    for limit, step in (
-        (timedelta(hours=1), timedelta(minutes=1)),
-        (timedelta(hours=6), timedelta(minutes=5)),
-        (timedelta(days=1), timedelta(minutes=15)),
-        (timedelta(days=3), timedelta(hours=1)),
-    ):
-        if span <= limit:
-            return step
+    if span <= timedelta(hours=1):
+        return timedelta(minutes=1)
+    if span <= timedelta(hours=6):
+        return timedelta(minutes=5)
+    if span <= timedelta(days=3):
+        return timedelta(hours=1)
     # Long windows: at most ~500 points, in whole hours.
-    hours = max(6, math.ceil(span / timedelta(hours=1) / 500))
-    return timedelta(hours=hours)
+    return timedelta(hours=max(6, math.ceil(span / timedelta(hours=1) / 500)))
 
 
 def recent_errors(

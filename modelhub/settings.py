@@ -169,6 +169,11 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A warm worker keeps serving during an outage: fail fast, do not hang.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+        "MODELHUB_DB_CONNECT_TIMEOUT", 3, minimum=1
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "timeout": env_int("MODELHUB_SQLITE_TIMEOUT", 20, minimum=1),

@@ -65,14 +65,15 @@ def test_get_on_predict_endpoint_is_logged_as_405(client, iris):
     assert (row.status, row.error_code) == (405, "method_not_allowed")
 
 
-def test_rollup_counts_match_log_rows(client, iris):
+def test_rollup_counts_match_log_rows_at_every_resolution(client, iris):
     for _ in range(3):
         post(client, "/api/predict/iris/", {"inputs": [ROW]})
     post(client, "/api/predict/iris/", {"inputs": [[1]]})
-    stats = RequestStat.objects.filter(slug="iris")
-    assert sum(s.count for s in stats) == 4
-    assert sum(s.count for s in stats if s.error) == 1
-    assert sum(s.rows for s in stats) == 3
+    for resolution in ("m", "h", "d"):
+        stats = RequestStat.objects.filter(slug="iris", resolution=resolution)
+        assert sum(s.count for s in stats) == 4
+        assert sum(s.count for s in stats if s.error) == 1
+        assert sum(s.rows for s in stats) == 3
 
 
 def test_deleting_a_version_keeps_its_log_rows(
@@ -156,7 +157,7 @@ def test_prunelogs_deletes_rows_older_than_the_window(client, iris):
     post(client, "/api/predict/iris/", {"inputs": [ROW]})
     old = timezone.now() - timedelta(days=40)
     RequestLog.objects.filter(pk=RequestLog.objects.first().pk).update(created_at=old)
-    RequestStat.objects.update(minute=old)
+    RequestStat.objects.update(start=old)
     out = StringIO()
     call_command("prunelogs", "--older-than", "30d", stdout=out)
     assert "deleted 1 request-log rows" in out.getvalue()

@@ -149,3 +149,33 @@ def test_stats_need_staff(client, django_user_model):
     staff_token = Token.objects.create(user=staff)
     allowed = client.get("/api/stats/", HTTP_AUTHORIZATION=f"Token {staff_token.key}")
     assert allowed.status_code == 200
+
+
+@pytest.mark.parametrize("since", ["7m", "90m", "5h", "30h", "3d", "8d"])
+def test_windows_of_any_length_count_exactly_the_requests_inside(staff_client, since):
+    """Days, hours and minutes of the rollup add up to the log rows in the window."""
+    from api.models import RequestLog
+    from api.stats import parse_since
+
+    now = timezone.now()
+    for i in range(0, 7 * 24 * 60, 37):
+        writer.submit(
+            LogEntry(
+                created_at=now - timedelta(minutes=i),
+                slug="iris",
+                version=1 + i % 2,
+                status=500 if i % 5 == 0 else 200,
+                error_code="",
+                rows=1,
+                latency_ms=1.0 + i % 7,
+                model_ms=None,
+                request_id=f"w{i}",
+            )
+        )
+    body = stats(staff_client, since).json()
+    start = parse_since(since, now).replace(second=0, microsecond=0)
+    inside = RequestLog.objects.filter(created_at__gte=start)
+    assert body["totals"]["requests"] == inside.count()
+    assert body["totals"]["errors"] == inside.filter(status__gte=400).count()
+    series = staff_client.get("/dashboard/", {"since": since})
+    assert series.status_code == 200

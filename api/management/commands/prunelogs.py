@@ -48,7 +48,7 @@ class Command(BaseCommand):
             if not ids:
                 break
             deleted += RequestLog.objects.filter(pk__in=ids).delete()[0]
-        stats, _ = RequestStat.objects.filter(minute__lt=cutoff).delete()
+        stats, _ = RequestStat.objects.filter(start__lt=cutoff).delete()
         LogGap.objects.filter(created_at__lt=cutoff).delete()
         self.stdout.write(
             f"deleted {deleted} request-log rows and {stats} rollup rows older than "
