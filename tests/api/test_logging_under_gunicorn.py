@@ -339,15 +339,21 @@ def assert_clean_log(server: Server) -> None:
 
 
 def stat_totals(db: Path) -> dict[bool, int]:
-    """Rollup counts (RequestStat) by error flag."""
+    """Rollup counts (RequestStat) by error flag; every resolution must agree."""
     conn = sqlite3.connect(db, timeout=10)
     try:
         rows = conn.execute(
-            'SELECT error, SUM("count") FROM api_requeststat GROUP BY error'
+            'SELECT resolution, error, SUM("count") FROM api_requeststat '
+            "GROUP BY resolution, error"
         ).fetchall()
     finally:
         conn.close()
-    return {bool(error): total for error, total in rows}
+    by_resolution: dict[str, dict[bool, int]] = {}
+    for resolution, error, total in rows:
+        by_resolution.setdefault(resolution, {})[bool(error)] = total
+    assert sorted(by_resolution) == ["d", "h", "m"]
+    assert by_resolution["m"] == by_resolution["h"] == by_resolution["d"]
+    return by_resolution["m"]
 
 
 def scrape(server: Server) -> str:
