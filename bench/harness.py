@@ -1,0 +1,413 @@
+"""Shared pieces of the benchmark scenarios (not a scenario itself).
+
+- ``Server``: a throw-away ModelHub under real gunicorn on 127.0.0.1 — its own
+  SQLite file or scratch PostgreSQL database, media and static directories,
+  the demo models — stopped and cleaned up on exit.
+- ``run_wrk``: drives a URL with wrk and parses requests, req/s, p50 and p99.
+- ``process_tree_cpu``: user+system CPU of a process and its children, from
+  /proc, so a scenario can report server CPU per request.
+- ``machine``: CPU, kernel and library versions for every report.
+- ``scratch_postgres``: creates and drops a scratch PostgreSQL database.
+
+Every subprocess has a timeout and all traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+IRIS_BODY = {
+    "data": {
+        "sepal length (cm)": 5.1,
+        "sepal width (cm)": 3.5,
+        "petal length (cm)": 1.4,
+        "petal width (cm)": 0.2,
+    }
+}
+TICKS = os.sysconf("SC_CLK_TCK")
+PG_ADMIN_URL = os.environ.get(
+    "MODELHUB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stat_fields(pid: int | str) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def process_tree_cpu(root_pid: int) -> float:
+    """utime+stime (seconds) of a process and its live children."""
+    pids = [root_pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(entry.name)
+            if fields and int(fields[1]) == root_pid:
+                pids.append(int(entry.name))
+    total = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def processes_cpu(name: str) -> float:
+    """utime+stime (seconds) of every live process whose comm is ``name``
+    (e.g. the local PostgreSQL server's backends)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == name:
+            fields = _stat_fields(entry.name)
+            if fields:
+                total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def system_busy_cpu() -> float:
+    """Busy CPU seconds of the whole machine (all cores) since boot."""
+    fields = [
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (e.g. wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_quiet(max_wait: float = 60, busy_below: float = 0.25) -> float:
+    """Wait (bounded) until other work on the machine is light.
+
+    Returns the busy fraction of the last 1-second sample: 0.0 = idle,
+    1.0 = every core busy. Other sessions sharing the machine make server
+    CPU per request noisy; reports record this figure.
+    """
+    deadline = time.monotonic() + max_wait
+    cores = os.cpu_count() or 1
+    while True:
+        before = system_busy_cpu()
+        time.sleep(1)
+        busy = (system_busy_cpu() - before) / cores
+        if busy < busy_below or time.monotonic() > deadline:
+            return round(busy, 3)
+
+
+def wait_ready(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server did not become ready: {url}")
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, connections: int, duration: int, script: Path) -> dict:
+    threads = min(2, connections)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": to_ms(latency["50"]),
+        "p99_ms": to_ms(latency["99"]),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "none",
+    }
+
+
+def require_wrk() -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+
+
+def machine(extra: dict | None = None) -> dict:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    versions = {
+        name: metadata.version(name)
+        for name in (
+            "django",
+            "djangorestframework",
+            "scikit-learn",
+            "numpy",
+            "pandas",
+            "gunicorn",
+            "orjson",
+            "psycopg",
+        )
+    }
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {
+        "commit": commit or "unknown",
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "sqlite": sqlite3.sqlite_version,
+        **versions,
+        **(extra or {}),
+    }
+
+
+def postgres_version() -> str:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
+        return conn.execute("SHOW server_version").fetchone()[0]
+
+
+@contextlib.contextmanager
+def scratch_postgres(name: str, template: str | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database for the duration (a copy of ``template``
+    if given); yields its DATABASE_URL."""
+    import psycopg
+    from psycopg import sql
+
+    for db in (name, template or name):
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", db):
+            raise ValueError(f"bad database name {db!r}")
+    admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+        sql.Identifier(name)
+    )
+    try:
+        admin.execute(drop)
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        admin.execute(create)
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin.execute(drop)
+        admin.close()
+
+
+def prepare_site(env: dict[str, str]) -> None:
+    """migrate + loaddemos against env's DATABASE_URL and MODELHUB_MEDIA_ROOT."""
+    for command in (["migrate", "-v0"], ["loaddemos"]):
+        subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *command],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+
+def prepared_template(directory: Path, database_url: str | None = None) -> Path:
+    """A migrated site with the demo models in ``directory`` (media/ and, by
+    default, db.sqlite3), for ``Server(prepared=...)``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    prepare_site(
+        {
+            **os.environ,
+            "DATABASE_URL": database_url or f"sqlite:///{directory / 'db.sqlite3'}",
+            "MODELHUB_MEDIA_ROOT": str(directory / "media"),
+            "MODELHUB_STATIC_ROOT": str(directory / "static"),
+            "MODELHUB_SECRET_KEY_FILE": str(directory / "secret"),
+            "MODELHUB_LOG_LEVEL": "WARNING",
+        }
+    )
+    return directory
+
+
+class Server:
+    """ModelHub under gunicorn with its own database; use as a context manager.
+
+    ``database_url`` None = a fresh SQLite file in the work directory.
+    ``env`` overrides settings (e.g. MODELHUB_LOG_MODE); ``app`` replaces the
+    WSGI application (a bench-only wrapper such as bench.buffered_wsgi).
+    ``prepared`` = a directory made by ``prepared_template``: its media (and
+    SQLite file, when database_url is None) are copied instead of running
+    migrate and loaddemos again, so a fresh server starts in seconds; with
+    PostgreSQL pass a database created from the prepared one as template.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        app: str | None = None,
+        prepared: Path | None = None,
+        ready_timeout: float = 90,
+    ) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="modelhub-bench-"))
+        self.port = free_port()
+        self.database_url = database_url or f"sqlite:///{self.work / 'db.sqlite3'}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "MODELHUB_MEDIA_ROOT": str(self.work / "media"),
+            "MODELHUB_STATIC_ROOT": str(self.work / "static"),
+            "MODELHUB_SECRET_KEY_FILE": str(self.work / "secret"),
+            "MODELHUB_BIND": f"127.0.0.1:{self.port}",
+            "MODELHUB_WORKERS": str(workers),
+            "MODELHUB_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
+        self.app = app
+        self.prepared = prepared
+        self.ready_timeout = ready_timeout
+        self.process: subprocess.Popen | None = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def post_script(self, body: dict = IRIS_BODY) -> Path:
+        """A wrk Lua script that POSTs ``body`` as JSON."""
+        script = self.work / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        )
+        return script
+
+    def __enter__(self) -> Server:
+        try:
+            if self.prepared:
+                shutil.copytree(self.prepared / "media", self.work / "media")
+                if self.database_url.endswith(str(self.work / "db.sqlite3")):
+                    shutil.copy2(self.prepared / "db.sqlite3", self.work / "db.sqlite3")
+            else:
+                prepare_site(self.env)
+            gunicorn = Path(sys.executable).with_name("gunicorn")
+            command = [str(gunicorn), "--config", "modelhub/gunicorn.conf.py"]
+            if self.app:
+                command.append(self.app)
+            self.process = subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            wait_ready(f"{self.base}/readyz", time.monotonic() + self.ready_timeout)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def cpu(self) -> float:
+        return process_tree_cpu(self.process.pid)
+
+    def stop(self) -> None:
+        """Graceful stop (workers flush what they buffered)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def measure(self, path: str, connections: int, duration: int) -> dict:
+        """One wrk run against ``path``, with server CPU ms per request."""
+        script = self.post_script()
+        before = self.cpu()
+        machine_before = system_busy_cpu()
+        wrk_before = children_cpu()
+        result = run_wrk(self.base + path, connections, duration, script)
+        cpu = self.cpu() - before
+        wrk_cpu = children_cpu() - wrk_before
+        other = system_busy_cpu() - machine_before - cpu - wrk_cpu
+        result["connections"] = connections
+        result["server_cpu_ms_per_request"] = round(
+            cpu * 1000 / max(result["requests"], 1), 3
+        )
+        # CPU used by everything but the server and wrk (other processes on a
+        # shared machine), as a share of all cores over the run.
+        result["background_cpu_share"] = round(
+            max(other, 0.0) / (duration * (os.cpu_count() or 1)), 3
+        )
+        return result
+
+    def warm(self, path: str) -> dict:
+        """Warm every worker's connection and caches (2 s of traffic)."""
+        return run_wrk(self.base + path, 2, 2, self.post_script())

@@ -1,0 +1,614 @@
+"""Stats API and dashboard time with 1,000,000 request-log rows.
+
+Run by hand (not a test; a few minutes per backend):
+
+    .venv/bin/python bench/stats_scale.py [--rows 1000000] [--repeat 5]
+        [--backends sqlite,postgres]
+
+For each backend, a child process sets Django up against a fresh, migrated
+database — a temporary SQLite file (the default settings: WAL, no ANALYZE)
+or a scratch PostgreSQL database ``modelhub_bench_stats`` on 127.0.0.1,
+dropped at the end — and seeds it:
+
+- ``--rows`` RequestLog rows over the last 7 days, in time order, with a
+  daily traffic cycle, 5 models of different popularity and speed, 3 versions
+  each (v1, then v2, then v3 become active during the week; ~15% of traffic
+  stays pinned to other versions), a few requests to an unknown slug, and a
+  realistic status mix (~96% 200, 400s with their codes, 404, 422, 503, 504);
+  latencies lognormal per model, errors faster than successes;
+- the matching RequestStat rollup at every resolution the writer keeps
+  (minute, hour, day: api.requestlog._periods), aggregated in Python while
+  generating with the writer's own key (resolution, start, slug, version or
+  0, error, api.latency.bucket_of), so it is exactly what the writer would
+  have produced; the script checks every resolution counts every request.
+
+Log rows go in with one executemany (SQLite) or COPY (PostgreSQL); PostgreSQL
+then gets VACUUM ANALYZE, as autovacuum would do after a bulk load. Then it
+times, in-process (first call, best and median of --repeat):
+api.stats.summary, api.stats.series and api.stats.recent_errors for the 24h
+and 7d windows; GET /api/stats/?since=24h and ?since=7d through Django's test
+Client as a staff user; and GET /dashboard/?since=... if that URL exists.
+One extra call of each records the number of SQL queries and time spent in
+them; cases slower than 100 ms are profiled with cProfile (in the JSON, and
+the top own-time functions in the Markdown).
+
+Writes bench/results/stats-<stamp>.md and .json. Target: under 300 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    machine,
+    postgres_version,
+    scratch_postgres,
+    stamp,
+    wait_quiet,
+)
+
+TARGET_MS = 300
+DAYS = 7
+MODELS = {  # slug: (share of traffic, median latency ms)
+    "iris": (0.34, 1.6),
+    "churn": (0.26, 3.2),
+    "fraud-score": (0.20, 5.5),
+    "house-prices": (0.12, 2.4),
+    "sentiment": (0.077, 14.0),
+    "unknown-model": (0.003, 0.6),  # a client calling a slug that is not there
+}
+# (status, error code, share of requests to a known model)
+OUTCOMES = [
+    (200, "", 0.962),
+    (400, "missing_features", 0.012),
+    (400, "wrong_type", 0.007),
+    (400, "malformed_json", 0.004),
+    (400, "invalid_shape", 0.003),
+    (413, "too_many_rows", 0.0005),
+    (404, "unknown_version", 0.002),
+    (422, "model_error", 0.005),
+    (503, "model_unavailable", 0.003),
+    (504, "prediction_timeout", 0.0015),
+]
+
+
+# --- child: seed and time ------------------------------------------------------
+
+
+def generate(n: int, now):  # noqa: ANN001, ANN201
+    """Log rows (tuples in column order, time-ascending) and the rollup dict."""
+    import numpy as np
+
+    from api.latency import bucket_of
+    from api.requestlog import _periods  # the writer's own rollup periods
+
+    rng = np.random.default_rng(20261122)
+    span = DAYS * 86400.0
+    # Daily cycle: rejection-sample offsets with intensity 1 + 0.6 sin(...)
+    offsets = np.empty(0)
+    while offsets.size < n:
+        draw = rng.uniform(0, span, size=int(n * 1.8))
+        hour = ((now.timestamp() - span + draw) % 86400) / 3600
+        keep = rng.uniform(0, 1.6, size=draw.size) < 1 + 0.6 * np.sin(
+            2 * np.pi * (hour - 8) / 24
+        )
+        offsets = np.concatenate([offsets, draw[keep]])
+    offsets = np.sort(offsets[:n])
+    slugs = list(MODELS)
+    shares = np.array([MODELS[s][0] for s in slugs])
+    slug_index = rng.choice(len(slugs), size=n, p=shares / shares.sum())
+    medians = np.array([MODELS[s][1] for s in slugs])
+    latency = rng.lognormal(np.log(medians[slug_index]), 0.45)
+    # Slow tail: 1% of requests take 5-20x longer (GC, cold cache, big batches).
+    tail = rng.uniform(0, 1, size=n) < 0.01
+    latency[tail] *= rng.uniform(5, 20, size=int(tail.sum()))
+    rows = np.where(rng.uniform(0, 1, size=n) < 0.9, 1, rng.integers(2, 500, size=n))
+    outcome_p = np.array([o[2] for o in OUTCOMES])
+    outcome = rng.choice(len(OUTCOMES), size=n, p=outcome_p / outcome_p.sum())
+    # Versions: v1 active for the first 30% of the week, v2 until 70%, then v3;
+    # 15% of requests pin another version.
+    progress = offsets / span
+    active = np.where(progress < 0.3, 1, np.where(progress < 0.7, 2, 3))
+    pinned = rng.integers(1, 4, size=n)
+    version = np.where(rng.uniform(0, 1, size=n) < 0.15, pinned, active)
+    request_bits = rng.integers(0, 2**63 - 1, size=(n, 2), dtype=np.int64)
+
+    from datetime import timedelta
+
+    first = now - timedelta(days=DAYS)
+    log_rows = []
+    rollup: dict[tuple, list] = {}
+    unknown = slugs.index("unknown-model")
+    for i in range(n):
+        created = first + timedelta(seconds=float(offsets[i]))
+        slug_i = int(slug_index[i])
+        ms = float(latency[i])
+        if slug_i == unknown:
+            status, code, ver, model_ms, n_rows = 404, "unknown_model", None, None, 0
+        else:
+            status, code, _ = OUTCOMES[int(outcome[i])]
+            ver = int(version[i])
+            n_rows = int(rows[i])
+            if status >= 400:
+                ms *= 0.3  # failing fast: no prediction
+                model_ms = ms * 0.5 if status in (422, 504) else None
+                n_rows = n_rows if status in (422, 504) else 0
+            else:
+                model_ms = ms * 0.4
+        slug = slugs[slug_i]
+        log_rows.append(
+            (
+                created,
+                slug,
+                ver,
+                status,
+                code,
+                n_rows,
+                ms,
+                model_ms,
+                f"{request_bits[i, 0]:016x}{request_bits[i, 1]:016x}",
+                "",
+                None,
+            )
+        )
+        error, bucket = status >= 400, bucket_of(ms)
+        for resolution, period in _periods(created):
+            key = (resolution, period, slug, ver or 0, error, bucket)
+            sums = rollup.get(key)
+            if sums is None:
+                rollup[key] = [1, n_rows, ms]
+            else:
+                sums[0] += 1
+                sums[1] += n_rows
+                sums[2] += ms
+    return log_rows, rollup
+
+
+LOG_COLUMNS = (
+    "created_at",
+    "slug",
+    "version",
+    "status",
+    "error_code",
+    "rows",
+    "latency_ms",
+    "model_ms",
+    "request_id",
+    "client",
+    "payload",
+)
+STAT_COLUMNS = (
+    "resolution",
+    "start",
+    "slug",
+    "version",
+    "error",
+    "bucket",
+    "count",
+    "rows",
+    "latency_sum_ms",
+)
+
+
+def bulk_load(model, columns: tuple[str, ...], rows: list[tuple], when: int) -> None:  # noqa: ANN001
+    """One executemany (SQLite) or COPY (PostgreSQL) in one transaction;
+    column ``when`` of every row is a datetime."""
+    from django.db import connection, transaction
+
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    names = ", ".join(quote(c) for c in columns)
+    connection.ensure_connection()
+    with transaction.atomic():
+        if connection.vendor == "sqlite":
+            adapt = connection.ops.adapt_datetimefield_value
+            connection.connection.executemany(
+                f"INSERT INTO {table} ({names}) "  # noqa: S608
+                f"VALUES ({', '.join('?' * len(columns))})",
+                ((*r[:when], adapt(r[when]), *r[when + 1 :]) for r in rows),
+            )
+        else:
+            with connection.connection.cursor() as cursor:
+                with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+
+
+def vacuum_analyze() -> None:
+    """PostgreSQL only: what autovacuum does after a bulk load, done now."""
+    from django.db import connection
+
+    from api.models import RequestLog, RequestStat
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for model in (RequestLog, RequestStat):
+                cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
+
+
+def seed(n: int) -> dict:
+    from django.utils import timezone
+
+    from api.models import RequestLog, RequestStat
+
+    timings = {}
+    t = time.perf_counter()
+    now = timezone.now()
+    log_rows, rollup = generate(n, now)
+    timings["generate_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    bulk_load(RequestLog, LOG_COLUMNS, log_rows, when=0)
+    timings["insert_log_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    bulk_load(RequestStat, STAT_COLUMNS, [(*k, *v) for k, v in rollup.items()], when=1)
+    timings["insert_rollup_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    vacuum_analyze()
+    timings["vacuum_analyze_s"] = round(time.perf_counter() - t, 1)
+    per_resolution: dict[str, dict[str, int]] = {}
+    for key, sums in rollup.items():
+        tier = per_resolution.setdefault(key[0], {"rows": 0, "requests": 0})
+        tier["rows"] += 1
+        tier["requests"] += sums[0]
+    counts = {
+        "log_rows": RequestLog.objects.count(),
+        "rollup_rows": RequestStat.objects.count(),
+        "rollup_by_resolution": per_resolution,
+        "error_rows": sum(1 for r in log_rows if r[3] >= 400),
+    }
+    assert counts["log_rows"] == n, counts
+    assert all(t["requests"] == n for t in per_resolution.values()), counts
+    return {"timings": timings, "counts": counts, "now": now.isoformat()}
+
+
+def timed(fn, repeat: int) -> dict:  # noqa: ANN001
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    return {
+        "first_ms": round(samples[0], 1),
+        "best_ms": round(min(samples), 1),
+        "median_ms": round(statistics.median(samples), 1),
+        "samples_ms": [round(s, 1) for s in samples],
+    }
+
+
+def queries_of(fn) -> dict:  # noqa: ANN001
+    """Number of SQL queries of one call and the time spent in them."""
+    from django.db import connection
+
+    spent = []
+
+    def wrapper(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        t = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent.append(((time.perf_counter() - t) * 1000, sql))
+
+    t = time.perf_counter()
+    with connection.execute_wrapper(wrapper):
+        fn()
+    total = (time.perf_counter() - t) * 1000
+    slowest = sorted(spent, reverse=True)[:3]
+    return {
+        "total_ms": round(total, 1),
+        "queries": len(spent),
+        "sql_ms": round(sum(s for s, _ in spent), 1),
+        "slowest_sql": [{"ms": round(s, 1), "sql": q[:300]} for s, q in slowest],
+    }
+
+
+def profile_of(fn) -> dict[str, list[str]]:  # noqa: ANN001
+    """cProfile of one call: project and database functions by cumulative
+    time, and the top functions by own time."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    out = {}
+    for key, order, restrictions in (
+        (
+            "cumulative",
+            "cumulative",
+            (r"/work/main/(api|registry)/|psycopg|sqlite3|template", 30),
+        ),
+        ("own_time", "tottime", (15,)),
+    ):
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(*restrictions)
+        out[key] = [line for line in text.getvalue().splitlines() if line.strip()]
+    return out
+
+
+PROFILE_ABOVE_MS = 100
+
+
+def measure(client, has_dashboard: bool, repeat: int) -> list[dict]:  # noqa: ANN001
+    """Time every case for the 24h and 7d windows."""
+    from django.utils import timezone
+
+    from api import stats
+
+    def get(url: str):  # noqa: ANN202
+        def call() -> None:
+            response = client.get(url)
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {url}: {response.status_code}")
+            response.content  # noqa: B018  (render fully)
+
+        return call
+
+    measurements = []
+    for window in ("24h", "7d"):
+        until = timezone.now()
+        since = stats.parse_since(window, until)
+        cases = {
+            "stats.summary": lambda s=since, u=until: stats.summary(s, u),
+            "stats.series": lambda s=since, u=until: stats.series(s, u),
+            "stats.recent_errors": lambda s=since: stats.recent_errors(s),
+        }
+        cases[f"GET /api/stats/?since={window}"] = get(f"/api/stats/?since={window}")
+        if has_dashboard:
+            cases[f"GET /dashboard/?since={window}"] = get(
+                f"/dashboard/?since={window}"
+            )
+        # Sanity: the rollup's answer against a count of the log itself (the
+        # rollup starts at the minute ``since`` falls in: a few more rows).
+        from api.models import RequestLog
+
+        measurements.append(
+            {
+                "window": window,
+                "check": True,
+                "summary_requests": stats.summary(since, until)["totals"]["requests"],
+                "log_rows_since": RequestLog.objects.filter(
+                    created_at__gte=since
+                ).count(),
+            }
+        )
+        for name, fn in cases.items():
+            entry = {"window": window, "case": name, **timed(fn, repeat)}
+            entry["one_call"] = queries_of(fn)
+            if entry["median_ms"] > PROFILE_ABOVE_MS:
+                entry["profile"] = profile_of(fn)
+            measurements.append(entry)
+            print(
+                f"  {window:4} {name:38} best {entry['best_ms']:8.1f} ms  "
+                f"median {entry['median_ms']:8.1f} ms  "
+                f"({entry['one_call']['queries']} queries, "
+                f"{entry['one_call']['sql_ms']} ms SQL)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return measurements
+
+
+def child(database_url: str, args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="modelhub-stats-"))
+    os.environ.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="modelhub.settings",
+        DJANGO_ALLOWED_HOSTS="testserver,localhost,127.0.0.1",
+        MODELHUB_MEDIA_ROOT=str(work / "media"),
+        MODELHUB_STATIC_ROOT=str(work / "static"),
+        MODELHUB_SECRET_KEY_FILE=str(work / "secret"),
+        MODELHUB_LOG_LEVEL="WARNING",
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.urls import Resolver404, resolve
+
+    from registry.models import MLModel
+
+    call_command("migrate", verbosity=0)
+    result = {"vendor": connection.vendor}
+    t = time.perf_counter()
+    result["seed"] = seed(args.rows)
+    result["seed"]["timings"]["total_s"] = round(time.perf_counter() - t, 1)
+    print(f"  seeded in {result['seed']['timings']}", file=sys.stderr, flush=True)
+    for slug in MODELS:
+        if slug != "unknown-model":
+            MLModel.objects.create(slug=slug, name=slug.replace("-", " ").title())
+    staff = get_user_model().objects.create_user(
+        "bench", password="bench-password-1", is_staff=True, is_superuser=True
+    )
+    client = Client()
+    client.force_login(staff)
+    try:
+        resolve("/dashboard/")
+        has_dashboard = True
+        call_command("collectstatic", interactive=False, verbosity=0)
+    except Resolver404:
+        has_dashboard = False
+
+    wait_quiet(30)
+    result["measurements"] = measure(client, has_dashboard, args.repeat)
+    result["has_dashboard"] = has_dashboard
+    if connection.vendor == "sqlite":
+        result["db_size_mb"] = round(
+            Path(connection.settings_dict["NAME"]).stat().st_size / 2**20, 1
+        )
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            result["db_size_mb"] = round(cursor.fetchone()[0] / 2**20, 1)
+    connection.close()
+    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result, default=str))
+
+
+# --- parent: one child per backend, then the report -----------------------------
+
+
+def run_child(database_url: str, args: argparse.Namespace) -> dict:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            database_url,
+            "--rows",
+            str(args.rows),
+            "--repeat",
+            str(args.repeat),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=args.timeout,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def report(results: dict, args: argparse.Namespace, info: dict) -> str:
+    when = stamp()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "scenario": "stats-scale",
+        "rows": args.rows,
+        "repeat": args.repeat,
+        "target_ms": TARGET_MS,
+        "machine": info,
+        "backends": results,
+    }
+    (RESULTS / f"stats-{when}.json").write_text(json.dumps(payload, indent=2))
+    lines = [
+        f"# Stats API and dashboard with {args.rows:,} log rows ({when} UTC)",
+        "",
+        f"Rows spread over the last {DAYS} days, 5 models × 3 versions plus an "
+        "unknown slug, ~4% errors, with the matching rollup (minute, hour and "
+        "day rows). "
+        f"In-process timings, first call, best and median of {args.repeat}; "
+        f"queries and SQL time from one more call. Target: < {TARGET_MS} ms.",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+    ]
+    for backend, r in results.items():
+        seed_info = r["seed"]
+        lines += [
+            f"## {backend}",
+            "",
+            f"Seeded {seed_info['counts']['log_rows']:,} log rows and "
+            f"{seed_info['counts']['rollup_rows']:,} rollup rows ("
+            + ", ".join(
+                f"{res}: {t['rows']:,}"
+                for res, t in seed_info["counts"]["rollup_by_resolution"].items()
+            )
+            + ") in "
+            f"{seed_info['timings']['total_s']} s ({seed_info['timings']}); "
+            f"database {r['db_size_mb']} MB.",
+            "",
+            "| window | what | first ms | best ms | median ms | queries | SQL ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m in r["measurements"]:
+            if m.get("check"):
+                continue
+            verdict = "✅" if m["median_ms"] < TARGET_MS else "❌"
+            lines.append(
+                f"| {m['window']} | {m['case']} | {m['first_ms']:.1f} | "
+                f"{m['best_ms']:.1f} | {m['median_ms']:.1f} {verdict} | "
+                f"{m['one_call']['queries']} | {m['one_call']['sql_ms']:.1f} |"
+            )
+        if not r["has_dashboard"]:
+            lines += ["", "/dashboard/ does not exist in this checkout: not timed."]
+        profiled = [m for m in r["measurements"] if "profile" in m]
+        for m in profiled:
+            lines += [
+                "",
+                f"cProfile, {m['window']} {m['case']} (one call), top functions "
+                "by own time:",
+                "",
+                "```",
+                *m["profile"]["own_time"][3:],
+                "```",
+            ]
+        checks = [m for m in r["measurements"] if m.get("check")]
+        lines += [
+            "",
+            "Sanity: "
+            + "; ".join(
+                f"{c['window']}: summary counts {c['summary_requests']:,} requests, "
+                f"the log holds {c['log_rows_since']:,} rows since `since`"
+                for c in checks
+            )
+            + ".",
+        ]
+        slow = [
+            m
+            for m in r["measurements"]
+            if not m.get("check") and m["median_ms"] >= TARGET_MS
+        ]
+        if slow:
+            lines += ["", "Slowest SQL of the cases over target:", ""]
+            for m in slow:
+                top = m["one_call"]["slowest_sql"][0]
+                lines.append(
+                    f"- {m['window']} {m['case']}: {top['ms']} ms in "
+                    f"`{top['sql'][:160]}…`"
+                )
+        lines.append("")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"stats-{when}.md").write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--timeout", type=int, default=1200, help="seconds per backend, at most"
+    )
+    parser.add_argument("--child", metavar="DATABASE_URL")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args)
+        return
+
+    backends = args.backends.split(",")
+    extra = {"postgresql": postgres_version()} if "postgres" in backends else {}
+    info = machine(extra)
+    results = {}
+    for backend in backends:
+        print(f"{backend}:", file=sys.stderr, flush=True)
+        if backend == "postgres":
+            with scratch_postgres("modelhub_bench_stats") as url:
+                results[backend] = run_child(url, args)
+        else:
+            with tempfile.TemporaryDirectory(prefix="modelhub-stats-db-") as work:
+                results[backend] = run_child(f"sqlite:///{work}/db.sqlite3", args)
+    print(report(results, args, info))
+
+
+if __name__ == "__main__":
+    main()
