@@ -116,9 +116,11 @@ def rename_log_table(to_broken: bool) -> None:
         )
 
 
+@pytest.mark.django_db(transaction=True)
 def test_database_failure_buffers_rows_without_failing_predictions(
     client, iris, settings
 ):
+    """In autocommit, as in a worker: the direct write path fails and recovers."""
     from api import metrics
 
     settings.MODELHUB_LOG_BUFFER_SIZE = 3
@@ -139,13 +141,21 @@ def test_database_failure_buffers_rows_without_failing_predictions(
     assert metrics.LOG_ROWS_DROPPED._value.get() - dropped_before == 2
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("mode", ["sync", "after_response"])
 def test_both_log_modes_commit_the_row_before_the_next_request(
     client, iris, settings, mode
 ):
     settings.MODELHUB_LOG_MODE = mode
     post(client, "/api/predict/iris/", {"inputs": [ROW]})
-    assert RequestLog.objects.count() == 1
+    post(client, "/api/predict/iris/", {"inputs": [[1]]})
+    assert list(RequestLog.objects.order_by("id").values_list("status", flat=True)) == [
+        200,
+        400,
+    ]
+    for resolution in ("m", "h", "d"):
+        counts = RequestStat.objects.filter(resolution=resolution)
+        assert sum(s.count for s in counts) == 2
 
 
 def test_prunelogs_deletes_rows_older_than_the_window(client, iris):
