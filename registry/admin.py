@@ -33,6 +33,9 @@ class VersionInline(admin.TabularInline):
     can_delete = False
     show_change_link = False
 
+    class Media:
+        css = {"all": ["registry/admin.css"]}
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
