@@ -15,16 +15,22 @@ from registry import exceptions as registry
 logger = logging.getLogger(__name__)
 
 
-class PayloadError(Exception):
-    """The request body cannot become model input."""
+class ApiError(Exception):
+    """An error of the API itself, carrying its own status and code."""
 
-    code = "invalid_payload"
+    code = "api_error"
     status_code = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.extra = extra
+
+
+class PayloadError(ApiError):
+    """The request body cannot become model input."""
+
+    code = "invalid_payload"
 
 
 class MalformedJSON(PayloadError):
@@ -133,16 +139,11 @@ class ModelRejectedInput(PayloadError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
 
 
-class PredictionTimeout(Exception):
+class PredictionTimeout(ApiError):
     """The model ran past MODELHUB_PREDICT_TIMEOUT."""
 
     code = "prediction_timeout"
     status_code = status.HTTP_504_GATEWAY_TIMEOUT
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extra: dict[str, Any] = {}
 
 
 REGISTRY_STATUS: dict[type[registry.RegistryError], int] = {
@@ -158,7 +159,7 @@ REGISTRY_STATUS: dict[type[registry.RegistryError], int] = {
 
 
 def status_for(exc: BaseException) -> int:
-    if isinstance(exc, (PayloadError, PredictionTimeout)):
+    if isinstance(exc, ApiError):
         return exc.status_code
     if isinstance(exc, registry.RegistryError):
         for cls in type(exc).__mro__:
@@ -174,7 +175,7 @@ def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: domain errors by table, DRF's own with a code."""
-    if isinstance(exc, (PayloadError, PredictionTimeout, registry.RegistryError)):
+    if isinstance(exc, (ApiError, registry.RegistryError)):
         extra = getattr(exc, "extra", {})
         response = Response(
             error_body(exc.message, exc.code, **extra), status=status_for(exc)

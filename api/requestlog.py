@@ -45,7 +45,7 @@ class LogEntry:
     payload: str | None = None
 
 
-_LOG_COLUMNS = (
+LOG_COLUMNS = (
     "created_at",
     "slug",
     "version",
@@ -58,8 +58,8 @@ _LOG_COLUMNS = (
     "client",
     "payload",
 )
-_KEY = ("resolution", "start", "slug", "version", "error", "bucket")
-_SUMS = ("count", "rows", "latency_sum_ms")
+STAT_KEY = ("resolution", "start", "slug", "version", "error", "bucket")
+STAT_SUMS = ("count", "rows", "latency_sum_ms")
 # Rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
 
@@ -75,8 +75,8 @@ def _insert_log_sql(count: int) -> str:
     # Identifiers come from model metadata; values are always parameters.
     return "INSERT INTO {} ({}) VALUES {}".format(  # noqa: S608
         quote(RequestLog._meta.db_table),
-        ", ".join(quote(c) for c in _LOG_COLUMNS),
-        _values(count, len(_LOG_COLUMNS)),
+        ", ".join(quote(c) for c in LOG_COLUMNS),
+        _values(count, len(LOG_COLUMNS)),
     )
 
 
@@ -84,11 +84,11 @@ def _insert_log_sql(count: int) -> str:
 def _upsert_stat_sql(count: int) -> str:
     quote = connection.ops.quote_name
     table = quote(RequestStat._meta.db_table)
-    key = ", ".join(quote(c) for c in _KEY)
-    sums = [quote(c) for c in _SUMS]
+    key = ", ".join(quote(c) for c in STAT_KEY)
+    sums = [quote(c) for c in STAT_SUMS]
     return (
         f"INSERT INTO {table} ({key}, {', '.join(sums)}) "  # noqa: S608
-        f"VALUES {_values(count, len(_KEY) + len(_SUMS))} "
+        f"VALUES {_values(count, len(STAT_KEY) + len(STAT_SUMS))} "
         f"ON CONFLICT ({key}) DO UPDATE SET "
         + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
     )
@@ -233,7 +233,7 @@ class RequestLogWriter:
                     params,
                 )
                 return
-            split = len(logs) * len(_LOG_COLUMNS)
+            split = len(logs) * len(LOG_COLUMNS)
             raw.execute("BEGIN IMMEDIATE")
             try:
                 raw.execute(_qmark(_insert_log_sql(len(logs))), params[:split])

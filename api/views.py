@@ -16,8 +16,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from registry.loading import VersionRef
-
 from . import catalog, services, stats
 from .health import readiness
 from .http import query_flag, query_version, read_body
@@ -55,13 +53,10 @@ def is_authenticated(request: Request) -> bool:
     return request.user is not None and request.user.is_authenticated
 
 
-def require_token_for(request: Request, ref: VersionRef) -> None:
-    if (ref.private or settings.MODELHUB_REQUIRE_TOKEN) and not is_authenticated(
-        request
-    ):
-        raise NotAuthenticated(
-            "This model requires an API token (Authorization: Token …)."
-        )
+def require_token(request: Request, *, private: bool = False) -> None:
+    """Private models, or every request under MODELHUB_REQUIRE_TOKEN, need a token."""
+    if (private or settings.MODELHUB_REQUIRE_TOKEN) and not is_authenticated(request):
+        raise NotAuthenticated("An API token is required (Authorization: Token …).")
 
 
 class ApiView(APIView):
@@ -92,7 +87,7 @@ class PredictView(ApiView):
         ref = services.resolve(slug, number)
         django_request = request._request
         django_request.log_version = ref.number
-        require_token_for(request, ref)
+        require_token(request, private=ref.private)
         result = services.predict(
             ref=ref,
             body=read_body(request),
@@ -120,19 +115,15 @@ class PredictView(ApiView):
 class ModelListView(ApiView):
     @extend_schema(responses={200: ModelSummarySerializer(many=True)})
     def get(self, request: Request) -> Response:
-        self._require_token(request)
+        require_token(request)
         models = catalog.visible_models(authenticated=is_authenticated(request))
         return Response([catalog.model_summary(m) for m in models])
 
-    def _require_token(self, request: Request) -> None:
-        if settings.MODELHUB_REQUIRE_TOKEN and not is_authenticated(request):
-            raise NotAuthenticated("An API token is required.")
 
-
-class ModelDetailView(ModelListView):
+class ModelDetailView(ApiView):
     @extend_schema(responses={200: ModelDetailSerializer, 404: ErrorSerializer})
     def get(self, request: Request, slug: str) -> Response:
-        self._require_token(request)
+        require_token(request)
         model = catalog.get_visible_model(slug, authenticated=is_authenticated(request))
         return Response(catalog.model_detail(model))
 
@@ -147,7 +138,7 @@ class ModelHealthView(ApiView):
     )
     def get(self, request: Request, slug: str) -> Response:
         ref = services.resolve(slug, None)
-        require_token_for(request, ref)
+        require_token(request, private=ref.private)
         services.load(ref)
         return Response(
             {"model": ref.slug, "version": ref.number, "status": "ok", "kind": ref.kind}

@@ -177,32 +177,6 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
     return log_rows, rollup
 
 
-LOG_COLUMNS = (
-    "created_at",
-    "slug",
-    "version",
-    "status",
-    "error_code",
-    "rows",
-    "latency_ms",
-    "model_ms",
-    "request_id",
-    "client",
-    "payload",
-)
-STAT_COLUMNS = (
-    "resolution",
-    "start",
-    "slug",
-    "version",
-    "error",
-    "bucket",
-    "count",
-    "rows",
-    "latency_sum_ms",
-)
-
-
 def bulk_load(model, columns: tuple[str, ...], rows: list[tuple], when: int) -> None:  # noqa: ANN001
     """One executemany (SQLite) or COPY (PostgreSQL) in one transaction;
     column ``when`` of every row is a datetime."""
@@ -243,6 +217,7 @@ def seed(n: int) -> dict:
     from django.utils import timezone
 
     from api.models import RequestLog, RequestStat
+    from api.requestlog import LOG_COLUMNS, STAT_KEY, STAT_SUMS
 
     timings = {}
     t = time.perf_counter()
@@ -253,7 +228,9 @@ def seed(n: int) -> dict:
     bulk_load(RequestLog, LOG_COLUMNS, log_rows, when=0)
     timings["insert_log_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    bulk_load(RequestStat, STAT_COLUMNS, [(*k, *v) for k, v in rollup.items()], when=1)
+    bulk_load(
+        RequestStat, STAT_KEY + STAT_SUMS, [(*k, *v) for k, v in rollup.items()], when=1
+    )
     timings["insert_rollup_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     vacuum_analyze()

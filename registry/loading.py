@@ -15,7 +15,6 @@ from .exceptions import ModelUnavailable
 from .serialization import read_estimator
 
 logger = logging.getLogger(__name__)
-_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
