@@ -1,4 +1,4 @@
-"""Readiness: can this instance serve at least one active model?"""
+"""Readiness: should a load balancer send this instance traffic?"""
 
 from __future__ import annotations
 
@@ -6,13 +6,24 @@ from typing import Any
 
 from registry.warmup import load_active
 
+from .requestlog import writer
+
 
 def readiness() -> tuple[bool, dict[str, Any]]:
-    """503 only when no active model can be served; a DB outage alone is fine."""
+    """Ready when the database answers, the request log is written and at
+    least one active model serves (a fallback version counts).
+
+    During a database outage warm workers keep serving from memory, but the
+    instance reports not ready so a balancer prefers healthy ones.
+    """
     states, database_ok = load_active()
-    ready = any(state["status"] == "ok" for state in states.values())
+    writer.flush()  # a recovered database takes the buffered rows now
+    buffered = writer.pending()
+    serving = any(state["status"] in {"ok", "fallback"} for state in states.values())
+    ready = database_ok and not buffered and serving
     return ready, {
         "status": "ready" if ready else "not ready",
         "database": "ok" if database_ok else "unavailable",
+        "request_log": "ok" if not buffered else f"{buffered} row(s) buffered",
         "models": states,
     }

@@ -63,6 +63,11 @@ MODEL_LOAD_FAILURES = Counter(
     "Model files that were missing, altered or no longer loaded.",
     ["model", "version"],
 )
+FALLBACKS = Counter(
+    "modelhub_model_fallbacks_total",
+    "Requests served by an earlier version because the active one failed to load.",
+    ["model", "failed_version"],
+)
 CACHE_HITS = Counter("modelhub_model_cache_hits_total", "Loaded-model cache hits.")
 CACHE_MISSES = Counter(
     "modelhub_model_cache_misses_total", "Loaded-model cache misses (loads)."
@@ -100,6 +105,8 @@ def on_cache_event(event: str, ref: VersionRef, seconds: float, size: int) -> No
     elif event == "loaded":
         CACHE_MISSES.inc()
         MODEL_LOAD_SECONDS.labels(ref.slug, str(ref.number)).observe(seconds)
+    elif event == "fallback":
+        FALLBACKS.labels(ref.slug, str(ref.number)).inc()
     elif event == "load_failed":
         CACHE_MISSES.inc()
         MODEL_LOAD_FAILURES.labels(ref.slug, str(ref.number)).inc()

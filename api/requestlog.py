@@ -23,6 +23,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from registry.routing import reconnect_later
+
 from . import metrics
 from .latency import bucket_of
 from .models import LogGap, RequestLog, RequestStat
@@ -116,6 +118,11 @@ class RequestLogWriter:
         self._drops_since: datetime | None = None
         self._last_warning = 0.0
         self.dropped_total = 0
+        # The leading pending rows (and drops) of a write that failed: if the
+        # connection broke after the statement reached the server, it may have
+        # committed them. Checked before they are written again.
+        self._unconfirmed = 0
+        self._unconfirmed_drops = 0
 
     def submit(self, entry: LogEntry) -> None:
         if len(self._pending) >= settings.MODELHUB_LOG_BUFFER_SIZE:
@@ -136,6 +143,13 @@ class RequestLogWriter:
     def flush(self) -> int:
         """Write what is pending; on a database error keep it for next time."""
         with self._lock:
+            try:
+                self._settle_unconfirmed()
+            except DatabaseError as exc:
+                reconnect_later()
+                metrics.LOG_ROWS_BUFFERED.set(len(self._pending))
+                self._warn(exc)
+                return 0
             batch = list(self._pending)
             drops = self._unrecorded_drops
             if not batch and not drops:
@@ -143,6 +157,8 @@ class RequestLogWriter:
             try:
                 self._write(batch, drops)
             except DatabaseError as exc:
+                self._unconfirmed, self._unconfirmed_drops = len(batch), drops
+                reconnect_later()
                 metrics.LOG_ROWS_BUFFERED.set(len(self._pending))
                 self._warn(exc)
                 return 0
@@ -153,6 +169,28 @@ class RequestLogWriter:
         metrics.LOG_ROWS_BUFFERED.set(len(self._pending))
         return len(batch)
 
+    def _settle_unconfirmed(self) -> None:
+        """Drop the rows of a failed write that the database committed anyway.
+
+        A batch is one statement or one transaction: its first row says
+        whether all of it landed. Without this, a connection cut between the
+        commit and its acknowledgement would log those requests twice.
+        """
+        if not self._unconfirmed:
+            return
+        first = self._pending[0]
+        landed = RequestLog.objects.filter(
+            created_at=first.created_at, slug=first.slug, request_id=first.request_id
+        ).exists()
+        if landed:
+            for _ in range(self._unconfirmed):
+                self._pending.popleft()
+            self._unrecorded_drops -= self._unconfirmed_drops
+            if not self._unrecorded_drops:
+                self._drops_since = None
+            metrics.LOG_ROWS_BUFFERED.set(len(self._pending))
+        self._unconfirmed = self._unconfirmed_drops = 0
+
     def pending(self) -> int:
         return len(self._pending)
 
@@ -161,6 +199,7 @@ class RequestLogWriter:
         with self._lock:
             self._pending.clear()
             self._unrecorded_drops = 0
+            self._unconfirmed = self._unconfirmed_drops = 0
             self._drops_since = None
 
     def _write(self, batch: list[LogEntry], drops: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 
@@ -39,7 +40,21 @@ class PredictRequestSerializer(serializers.Serializer):
     )
     instances = serializers.ListField(child=serializers.JSONField(), required=False)
     inputs = serializers.JSONField(required=False)
-    params = serializers.DictField(required=False)
+    params = serializers.DictField(
+        required=False, allow_null=True, help_text="null is the same as {}"
+    )
+
+
+# The body may also be a bare JSON array of records (api.payloads.decode_document).
+PredictBodySerializer = PolymorphicProxySerializer(
+    component_name="PredictBody",
+    serializers=[
+        PredictRequestSerializer,
+        serializers.ListSerializer(child=serializers.DictField()),
+    ],
+    resource_type_field_name=None,
+    many=False,
+)
 
 
 class VersionSerializer(serializers.Serializer):

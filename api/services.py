@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from registry import routing
-from registry.cache import model_cache
+from registry import routing, serving
 from registry.inspection import selects_columns_by_name
 from registry.loading import LoadedModel, VersionRef
 
@@ -43,8 +42,9 @@ def resolve(slug: str, version: int | None) -> VersionRef:
     return routing.resolve(slug, version)
 
 
-def load(ref: VersionRef) -> LoadedModel:
-    return model_cache.get(ref)
+def load(ref: VersionRef, *, pinned: bool = False) -> LoadedModel:
+    """The model that answers for ``ref``: itself, or the last good version."""
+    return serving.serve(ref, pinned=pinned)
 
 
 def spec_for(loaded: LoadedModel) -> payloads.InputSpec:
@@ -64,12 +64,16 @@ def spec_for(loaded: LoadedModel) -> payloads.InputSpec:
 
 
 def predict(
-    *, ref: VersionRef, body: bytes, content_type: str, proba: bool | None
+    *,
+    loaded: LoadedModel,
+    body: bytes,
+    content_type: str,
+    proba: bool | None,
+    load_ms: float = 0.0,
 ) -> Prediction:
-    """Serve one request for ``ref``; ``proba`` from the query string wins."""
+    """Serve one request with ``loaded``; ``proba`` from the query string wins."""
     started = time.perf_counter()
-    loaded = model_cache.get(ref)
-    loaded_at = time.perf_counter()
+    ref = loaded.ref
     decoded = payloads.decode(
         body, content_type, spec_for(loaded), max_rows=settings.MODELHUB_MAX_ROWS
     )
@@ -87,11 +91,11 @@ def predict(
     )
     finished = time.perf_counter()
     result.timings = {
-        "load": (loaded_at - started) * 1000,
-        "decode": (decoded_at - loaded_at) * 1000,
+        "load": load_ms,
+        "decode": (decoded_at - started) * 1000,
         "predict": (predicted_at - decoded_at) * 1000,
         "encode": (finished - predicted_at) * 1000,
-        "total": (finished - started) * 1000,
+        "total": load_ms + (finished - started) * 1000,
     }
     return result
 

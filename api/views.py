@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -25,8 +26,8 @@ from .serializers import (
     ModelDetailSerializer,
     ModelHealthSerializer,
     ModelSummarySerializer,
+    PredictBodySerializer,
     PredictionSerializer,
-    PredictRequestSerializer,
     StatsSerializer,
 )
 from .throttling import PredictRateThrottle
@@ -34,19 +35,35 @@ from .throttling import PredictRateThrottle
 _ERRORS = {
     code: ErrorSerializer for code in (400, 401, 404, 413, 415, 422, 429, 503, 504)
 }
+# Request bodies only: without request_only they are shown as 200 responses too.
 _EXAMPLES = [
-    OpenApiExample("one record", {"data": {"x_1": 1.0, "x_2": 3}}),
-    OpenApiExample("bare record", {"x_1": 1.0, "x_2": 3}),
-    OpenApiExample("records", {"dataframe_records": [{"x_1": 1.0, "x_2": 3}]}),
+    OpenApiExample("one record", {"data": {"x_1": 1.0, "x_2": 3}}, request_only=True),
+    OpenApiExample("bare record", {"x_1": 1.0, "x_2": 3}, request_only=True),
     OpenApiExample(
-        "split", {"dataframe_split": {"columns": ["x_1", "x_2"], "data": [[1.0, 3]]}}
+        "records", {"dataframe_records": [{"x_1": 1.0, "x_2": 3}]}, request_only=True
     ),
-    OpenApiExample("positional", {"inputs": [[1.0, 3]]}),
+    OpenApiExample(
+        "split",
+        {"dataframe_split": {"columns": ["x_1", "x_2"], "data": [[1.0, 3]]}},
+        request_only=True,
+    ),
+    OpenApiExample("positional", {"inputs": [[1.0, 3]]}, request_only=True),
     OpenApiExample(
         "with ids and proba",
         {"data": [{"id": "a", "x_1": 1.0, "x_2": 3}], "params": {"proba": True}},
+        request_only=True,
     ),
 ]
+# What Django's <slug:…> converter matches; anything else is a 404 before the view.
+_SLUG = OpenApiParameter(
+    "slug", str, OpenApiParameter.PATH, required=True, pattern=r"^[-a-zA-Z0-9_]+$"
+)
+# api.http.query_version: 1 to 9 digits.
+_VERSION = OpenApiParameter(
+    "version",
+    {"type": "integer", "minimum": 1, "maximum": 999_999_999},
+    description="pin a version",
+)
 
 
 def is_authenticated(request: Request) -> bool:
@@ -72,14 +89,15 @@ class PredictView(ApiView):
 
     @extend_schema(
         request={
-            "application/json": PredictRequestSerializer,
+            "application/json": PredictBodySerializer,
             "text/csv": {"type": "string"},
         },
         responses={200: PredictionSerializer, **_ERRORS},
         examples=_EXAMPLES,
         parameters=[
+            _SLUG,
             OpenApiParameter("proba", bool, description="add class probabilities"),
-            OpenApiParameter("version", int, description="pin a version"),
+            _VERSION,
         ],
     )
     def post(self, request: Request, slug: str, version: int | None = None) -> Response:
@@ -88,11 +106,16 @@ class PredictView(ApiView):
         django_request = request._request
         django_request.log_version = ref.number
         require_token(request, private=ref.private)
+        started = time.perf_counter()
+        loaded = services.load(ref, pinned=number is not None)
+        ref = loaded.ref  # the last good version when the active one fails
+        django_request.log_version = ref.number
         result = services.predict(
-            ref=ref,
+            loaded=loaded,
             body=read_body(request),
             content_type=request.content_type or "",
             proba=query_flag(request, "proba"),
+            load_ms=(time.perf_counter() - started) * 1000,
         )
         body: dict[str, Any] = {
             "model": ref.slug,
@@ -121,7 +144,10 @@ class ModelListView(ApiView):
 
 
 class ModelDetailView(ApiView):
-    @extend_schema(responses={200: ModelDetailSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        parameters=[_SLUG],
+        responses={200: ModelDetailSerializer, 404: ErrorSerializer},
+    )
     def get(self, request: Request, slug: str) -> Response:
         require_token(request)
         model = catalog.get_visible_model(slug, authenticated=is_authenticated(request))
@@ -130,16 +156,17 @@ class ModelDetailView(ApiView):
 
 class ModelHealthView(ApiView):
     @extend_schema(
+        parameters=[_SLUG],
         responses={
             200: ModelHealthSerializer,
             404: ErrorSerializer,
             503: ErrorSerializer,
-        }
+        },
     )
     def get(self, request: Request, slug: str) -> Response:
         ref = services.resolve(slug, None)
         require_token(request, private=ref.private)
-        services.load(ref)
+        ref = services.load(ref).ref
         return Response(
             {"model": ref.slug, "version": ref.number, "status": "ok", "kind": ref.kind}
         )

@@ -27,7 +27,15 @@ def _pretty_json(value: Any) -> str:
 
 class VersionInline(admin.TabularInline):
     model = ModelVersion
-    fields = ["version_link", "status", "kind", "format", "estimator", "created_at"]
+    fields = [
+        "version_link",
+        "status",
+        "serving",
+        "kind",
+        "format",
+        "estimator",
+        "created_at",
+    ]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -44,6 +52,22 @@ class VersionInline(admin.TabularInline):
         url = reverse("admin:registry_modelversion_change", args=[obj.pk])
         active = " (active)" if obj.model.active_version_id == obj.pk else ""
         return format_html('<a href="{}">v{}</a>{}', url, obj.number, active)
+
+    @admin.display(description="serving")
+    def serving(self, obj: ModelVersion) -> str:
+        return load_problem(obj) or "—"
+
+
+def load_problem(obj: ModelVersion) -> str:
+    """A worker's last failure to load the version, as the admin shows it."""
+    if not obj.load_error_at:
+        return ""
+    return format_html(
+        '<span class="modelhub-load-error">failed to load in a worker at {} UTC: '
+        "{}</span>",
+        obj.load_error_at.strftime("%Y-%m-%d %H:%M:%S"),
+        obj.load_error,
+    )
 
 
 class ActivationInline(admin.TabularInline):
@@ -140,6 +164,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "is_active",
         "status",
         "status_message",
+        "load_problem",
         "stored_file",
         "original_filename",
         "sha256",
@@ -158,7 +183,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["model", "number", "is_active", "status", "status_message"]},
+            {
+                "fields": [
+                    "model",
+                    "number",
+                    "is_active",
+                    "status",
+                    "status_message",
+                    "load_problem",
+                ]
+            },
         ),
         (
             "File",
@@ -197,6 +231,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    @admin.display(description="serving problem")
+    def load_problem(self, obj: ModelVersion) -> str:
+        return load_problem(obj) or "none"
 
     @admin.display(description="active", boolean=True)
     def is_active(self, obj: ModelVersion) -> bool:

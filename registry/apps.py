@@ -13,6 +13,11 @@ class RegistryConfig(AppConfig):
         from django.conf import settings
 
         from . import checks  # noqa: F401 - registers system checks
+        from .cache import model_cache
+        from .serving import on_cache_event
+
+        if on_cache_event not in model_cache.listeners:
+            model_cache.listeners.append(on_cache_event)
 
         # Custom estimator code must import in workers as in the preflight.
         for directory in settings.MODELHUB_PLUGIN_DIRS:

@@ -43,7 +43,7 @@ class ModelCache:
             else:
                 key_lock = self._loading.setdefault(key, threading.Lock())
         if entry is not None:
-            self._notify("hit", ref, 0.0)
+            self.notify("hit", ref, 0.0)
             return entry
         with key_lock:
             with self._lock:
@@ -58,7 +58,7 @@ class ModelCache:
             except ModelUnavailable as exc:
                 with self._lock:
                     self._failures[key] = (time.monotonic(), exc)
-                self._notify("load_failed", ref, 0.0)
+                self.notify("load_failed", ref, 0.0)
                 raise
             with self._lock:
                 self._entries[key] = entry
@@ -66,8 +66,8 @@ class ModelCache:
                 self._loading.pop(key, None)
                 while len(self._entries) > max(1, settings.MODELHUB_MODEL_CACHE_SIZE):
                     _, evicted = self._entries.popitem(last=False)
-                    self._notify("evicted", evicted.ref, 0.0)
-        self._notify("loaded", ref, entry.load_seconds)
+                    self.notify("evicted", evicted.ref, 0.0)
+        self.notify("loaded", ref, entry.load_seconds)
         return entry
 
     def _raise_recent_failure(self, key: Key) -> None:
@@ -78,6 +78,12 @@ class ModelCache:
             and time.monotonic() - failure[0] < settings.MODELHUB_LOAD_RETRY_SECONDS
         ):
             raise failure[1]
+
+    def failure(self, ref: VersionRef) -> ModelUnavailable | None:
+        """Why ``ref`` last failed to load, while that is remembered."""
+        with self._lock:
+            failure = self._failures.get((ref.id, ref.sha256))
+        return failure[1] if failure else None
 
     def peek(self, ref: VersionRef) -> LoadedModel | None:
         with self._lock:
@@ -94,7 +100,7 @@ class ModelCache:
             self._loading.clear()
             self.hits = self.misses = 0
 
-    def _notify(self, event: str, ref: VersionRef, seconds: float) -> None:
+    def notify(self, event: str, ref: VersionRef, seconds: float) -> None:
         for listener in self.listeners:
             listener(event, ref, seconds, len(self._entries))
 

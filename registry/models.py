@@ -90,6 +90,10 @@ class ModelVersion(models.Model):
         max_length=10, choices=Status.choices, default=Status.READY, editable=False
     )
     status_message = models.TextField(blank=True, editable=False)
+    # Set by a web worker that could not load the stored file (cleared when
+    # one loads it again): activation succeeded but serving did not.
+    load_error = models.TextField(blank=True, editable=False)
+    load_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

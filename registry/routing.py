@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from .exceptions import (
     ModelUnavailable,
@@ -44,6 +44,7 @@ def resolve(slug: str, number: int | None = None) -> VersionRef:
     try:
         ref = _query(slug, number)
     except DatabaseError as exc:
+        reconnect_later()
         with _lock:
             cached = _last_resolved.get((slug, number))
         if cached is None:
@@ -68,6 +69,25 @@ def last_resolved() -> list[VersionRef]:
 def forget() -> None:
     with _lock:
         _last_resolved.clear()
+
+
+def reconnect_later() -> None:
+    """Drop a connection that failed, so the next query opens a fresh one.
+
+    Django keeps a persistent connection that it only health-checks between
+    requests, and never for SQLite: one opened while the file was read-only
+    would stay read-only after the file is writable again.
+    """
+    if not connection.in_atomic_block:
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+
+
+def version_ref(slug: str, number: int) -> VersionRef:
+    """Version ``number`` of ``slug``, straight from the database."""
+    return _query(slug, number)
 
 
 def _query(slug: str, number: int | None) -> VersionRef:

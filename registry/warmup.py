@@ -11,8 +11,7 @@ from typing import TypedDict
 
 from django.db import DatabaseError
 
-from . import routing
-from .cache import model_cache
+from . import routing, serving
 from .exceptions import RegistryError
 from .models import MLModel
 
@@ -22,6 +21,7 @@ logger = logging.getLogger(__name__)
 class ModelState(TypedDict, total=False):
     status: str
     version: int
+    active_version: int
     code: str
     detail: str
 
@@ -46,7 +46,7 @@ def load_active() -> tuple[dict[str, ModelState], bool]:
     for slug in slugs:
         try:
             ref = routing.resolve(slug)
-            model_cache.get(ref)
+            served = serving.serve(ref).ref
         except RegistryError as exc:
             states[slug] = {
                 "status": "unavailable",
@@ -54,7 +54,14 @@ def load_active() -> tuple[dict[str, ModelState], bool]:
                 "detail": exc.message,
             }
         else:
-            states[slug] = {"status": "ok", "version": ref.number}
+            states[slug] = {"status": "ok", "version": served.number}
+            if served.number != ref.number:
+                states[slug].update(
+                    status="fallback",
+                    active_version=ref.number,
+                    detail=f"v{ref.number} cannot be loaded; v{served.number} "
+                    "serves instead.",
+                )
     return states, database_ok
 
 
@@ -63,5 +70,7 @@ def preload() -> None:
     for slug, state in states.items():
         if state["status"] == "ok":
             logger.info("preloaded %s v%s", slug, state["version"])
+        elif state["status"] == "fallback":
+            logger.error("preloaded %s: %s", slug, state["detail"])
         else:
             logger.error("could not preload %s: %s", slug, state["detail"])
