@@ -100,6 +100,14 @@ def register_version(
         )
 
 
+def display_name(filename: str) -> str:
+    """The uploader's file name, for display only: its last path component
+    (either separator), without control characters (PostgreSQL text cannot
+    hold NUL), at most 255 characters. Stored files never use it."""
+    last = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c for c in last if c.isprintable())[:255]
+
+
 def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     if metadata is None:
         return {}
@@ -178,7 +186,7 @@ def _store(
                 model=model,
                 number=number,
                 file=stored_name,
-                original_filename=Path(filename).name[:255],
+                original_filename=display_name(filename),
                 sha256=digest,
                 size=size,
                 format=fmt,

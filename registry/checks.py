@@ -1,4 +1,7 @@
-"""Configuration sanity as Django system checks (registry.E00x)."""
+"""Configuration sanity as Django system checks (registry.E00x).
+
+E003 (deploy only) reloads every stored version under the installed libraries.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from django.db import DatabaseError, connections, router
+
+from .models import ModelVersion
+from .validation import check_stored_version
 
 
 @register()
@@ -41,3 +48,57 @@ def check_registry_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]
                 )
             )
     return problems
+
+
+@register("models", deploy=True)
+def check_stored_models(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``check --deploy``: every ready version still loads and predicts here.
+
+    Deploy-only because it starts one preflight process per version (seconds
+    each); plain ``check``, ``migrate`` and ``runserver`` never run it. It
+    reports and never marks: see ``manage.py checkmodels --mark-invalid``.
+    """
+    if app_configs is not None and not any(c.label == "registry" for c in app_configs):
+        return []
+    try:
+        if not _registry_is_migrated():
+            return []
+        versions = list(
+            ModelVersion.objects.filter(status=ModelVersion.Status.READY)
+            .select_related("model")
+            .order_by("model__slug", "number")
+        )
+    except DatabaseError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return [
+            Warning(
+                "Could not read the model versions to reload them: "
+                f"{detail[:200] or type(exc).__name__}",
+                hint="Run manage.py checkmodels once the database is reachable.",
+                id="registry.W002",
+            )
+        ]
+    problems: list[Any] = []
+    for version in versions:
+        check = check_stored_version(version)
+        if not check.ok:
+            problems.append(
+                Error(
+                    f"no longer loads or predicts here: {check.problem}",
+                    hint="See manage.py checkmodels; --mark-invalid stops serving it.",
+                    obj=version,
+                    id="registry.E003",
+                )
+            )
+    return problems
+
+
+def _registry_is_migrated() -> bool:
+    """False for a database not created or migrated yet: nothing to reload."""
+    connection = connections[router.db_for_read(ModelVersion)]
+    # Connecting would create an empty SQLite file as a side effect.
+    if connection.vendor == "sqlite" and not connection.is_in_memory_db():
+        if not Path(str(connection.settings_dict["NAME"])).is_file():
+            return False
+    table = ModelVersion._meta.db_table
+    return table in connection.introspection.table_names()

@@ -3,19 +3,149 @@
 Run as ``python -I preflight_child.py JOB RESULT`` by ``registry.validation``
 with a scrubbed environment. It imports no Django and sets its own resource
 limits before touching the file, because unpickling runs the file's code.
+
+Once the libraries are imported, an audit hook (``sys.addaudithook``) stops
+the child at the first attempt to write a file, change the filesystem, run a
+command, open a network connection or load a new native library, and reports
+that as the reason for refusing the upload. Audit hooks catch what a careless
+or crude file does through Python; native code (ctypes calls into libraries
+already loaded, C extensions) can do anything without raising an event, so
+this is a tripwire, not a sandbox.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform
 import resource
 import sys
 import warnings
+from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import IO, Any
 
 _LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib", "skops")
+
+# Every flag that lets open() change a file: writing, creating, truncating,
+# appending.
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_FILESYSTEM_EVENTS = frozenset(
+    {
+        "os.remove",
+        "os.rename",
+        "os.mkdir",
+        "os.rmdir",
+        "os.chmod",
+        "os.chown",
+        "os.chflags",
+        "os.lchflags",
+        "os.link",
+        "os.symlink",
+        "os.truncate",
+        "os.utime",
+        "os.mkfifo",
+        "os.mknod",
+        "os.setxattr",
+        "os.removexattr",
+        "shutil.rmtree",
+        "shutil.move",
+        "shutil.copyfile",
+        "shutil.copymode",
+        "shutil.copystat",
+        "shutil.chown",
+        "shutil.make_archive",
+        "shutil.unpack_archive",
+        "tempfile.mkstemp",
+        "tempfile.mkdtemp",
+        "sqlite3.connect",
+    }
+)
+_COMMAND_EVENTS = frozenset(
+    {
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.spawn",
+        "os.posix_spawn",
+        "os.fork",
+        "os.forkpty",
+        "os.startfile",
+    }
+)
+_NETWORK_EVENTS = frozenset(
+    {
+        "socket.connect",
+        "socket.bind",
+        "socket.sendto",
+        "socket.sendmsg",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "socket.getnameinfo",
+    }
+)
+_PROCESS_EVENTS = frozenset(
+    {
+        "os.kill",
+        "os.killpg",
+        "signal.pthread_kill",
+        "resource.setrlimit",
+        "resource.prlimit",
+    }
+)
+
+# libc functions reached through ctypes instead of the audited os/socket calls.
+# A tripwire for the obvious bypass only: native code has other ways.
+_NATIVE_FUNCTIONS = frozenset(
+    {
+        "system",
+        "popen",
+        "fork",
+        "vfork",
+        "clone",
+        "execl",
+        "execle",
+        "execlp",
+        "execv",
+        "execve",
+        "execvp",
+        "execvpe",
+        "posix_spawn",
+        "posix_spawnp",
+        "syscall",
+        "open",
+        "open64",
+        "openat",
+        "openat64",
+        "creat",
+        "creat64",
+        "fopen",
+        "fopen64",
+        "unlink",
+        "unlinkat",
+        "rename",
+        "renameat",
+        "mkdir",
+        "rmdir",
+        "chmod",
+        "symlink",
+        "link",
+        "truncate",
+        "socket",
+        "connect",
+        "bind",
+        "getaddrinfo",
+        "kill",
+        "setrlimit",
+        "prlimit",
+        "prlimit64",
+        "dlopen",
+        "mprotect",
+    }
+)
 
 
 def _limit(kind: int, value: int) -> None:
@@ -35,13 +165,150 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def _run(job: dict) -> dict:
+def _short(value: Any, limit: int = 120) -> str:
+    """A path, command or address as it reads in a one-line message."""
+    if isinstance(value, (str, bytes, os.PathLike)):
+        text = repr(os.fsdecode(value))
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _command(event: str, args: tuple[Any, ...]) -> str:
+    if event == "os.system" and args:
+        return _short(args[0])
+    if event == "subprocess.Popen" and len(args) > 1:
+        argv = args[1]
+        if isinstance(argv, (list, tuple)):
+            argv = " ".join(
+                os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in argv
+            )
+        return _short(argv)
+    if event in ("os.exec", "os.posix_spawn") and args:
+        return _short(args[0])
+    if event == "os.spawn" and len(args) > 1:
+        return _short(args[1])
+    return f"({event})"
+
+
+def _mapped_libraries() -> set[str]:
+    """Shared libraries already in this process (Linux: /proc/self/maps)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return {
+                line.split(maxsplit=5)[5].strip()
+                for line in maps
+                if line.count(" ") >= 5 and "/" in line
+            }
+    except OSError:
+        return set()
+
+
+def refusal(event: str, args: tuple[Any, ...]) -> str | None:
+    """What the audited action would do to the machine, or None if harmless.
+
+    Reading stays allowed: unpickling imports modules and sklearn, joblib and
+    threadpoolctl read files under /proc and /sys.
+    """
+    if event == "open":
+        path, mode, flags = (*args, None, None, None)[:3]
+        writes = isinstance(mode, str) and any(c in mode for c in "wax+")
+        if writes or (isinstance(flags, int) and flags & _WRITE_FLAGS):
+            target = f"file descriptor {path}" if isinstance(path, int) else None
+            return f"write {target or _short(path)}"
+        return None
+    if event in _FILESYSTEM_EVENTS:
+        paths = [_short(a) for a in args if isinstance(a, (str, bytes, os.PathLike))]
+        return f"change the filesystem ({' '.join([event, *paths[:2]])})"
+    if event in _COMMAND_EVENTS:
+        return f"run a command {_command(event, args)}"
+    if event in _NETWORK_EVENTS:
+        if event == "socket.getaddrinfo":
+            where = _short(tuple(args[:2]))
+        elif event.startswith("socket.get"):
+            where = _short(args[0]) if args else ""
+        else:
+            where = _short(args[1]) if len(args) > 1 else ""
+        return f"open a network connection ({event} {where})"
+    if event in _PROCESS_EVENTS:
+        return f"act on a process or its limits ({event})"
+    if event == "ctypes.dlopen":
+        # threadpoolctl (KMeans.predict, among others) re-opens the BLAS and
+        # OpenMP libraries that numpy/scipy/sklearn have already loaded:
+        # harmless, as it adds no code. A library not yet loaded would.
+        name = args[0] if args else None
+        if isinstance(name, str) and os.path.realpath(name) in _mapped_libraries():
+            return None
+        return f"load the native library {_short(name)}"
+    if event.startswith("ctypes.dlsym") and args[1:2] and args[1] in _NATIVE_FUNCTIONS:
+        return f"call the native function {args[1]!r} through ctypes"
+    return None
+
+
+class Guard:
+    """The audit hook: the first refused action ends the child at once.
+
+    Exiting (rather than raising) means code that catches the error cannot
+    try again, and the refused write, command or connection never happens.
+    """
+
+    def __init__(self, report: Callable[[str], None]) -> None:
+        self.phase = "loading"
+        self._report = report
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        reason = refusal(event, args)
+        if reason is None:
+            return
+        try:
+            self._report(f"the file tried to {reason} while {self.phase}")
+        finally:
+            os._exit(3)
+
+
+def _import_libraries(fmt: str) -> None:
+    """Import what loading and inspecting need before the guard goes up."""
+    import joblib  # noqa: F401
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import sklearn.base  # noqa: F401
+    import sklearn.compose  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+    import sklearn.utils  # noqa: F401
+
+    import registry.inspection  # noqa: F401
+    import registry.serialization  # noqa: F401
+
+    if fmt == "skops":
+        import skops.io  # noqa: F401
+
+
+def _read_checked(path: str, expected: str) -> bytes | str:
+    """The file's bytes if they still match the sha256 recorded at upload."""
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        return (
+            f"the file does not match its sha256 (recorded {expected[:12]}…, "
+            f"now {digest[:12]}…): it was altered after upload"
+        )
+    return data
+
+
+def _run(job: dict, guard: Guard | None = None) -> dict:
+    """Load, describe and smoke-test; ``job`` may pin a sha256 and a schema."""
     from registry.inspection import describe, smoke_test
     from registry.serialization import read_estimator
 
+    source: str | bytes = job["path"]
+    if job.get("sha256"):
+        checked = _read_checked(job["path"], job["sha256"])
+        if isinstance(checked, str):
+            return {"ok": False, "error": checked}
+        source = checked
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator = read_estimator(job["path"], job["format"], job["trusted_types"])
+        estimator = read_estimator(source, job["format"], job["trusted_types"])
     if not callable(getattr(estimator, "predict", None)):
         return {
             "ok": False,
@@ -54,8 +321,14 @@ def _run(job: dict) -> dict:
         if warning.category.__name__ == "InconsistentVersionWarning":
             trained_with = getattr(warning.message, "original_sklearn_version", None)
         messages.append(f"{warning.category.__name__}: {warning.message}"[:500])
+    if guard is not None:
+        guard.phase = "being inspected"
     description = describe(estimator, job["metadata"])
-    smoke = smoke_test(estimator, description["input_schema"], job["metadata"])
+    if guard is not None:
+        guard.phase = "predicting"
+    # A recheck predicts on the schema recorded (and perhaps edited) at upload.
+    schema = {**description["input_schema"], **(job.get("input_schema") or {})}
+    smoke = smoke_test(estimator, schema, job["metadata"])
     versions = _library_versions()
     if trained_with:
         versions["scikit-learn (trained)"] = str(trained_with)
@@ -68,6 +341,14 @@ def _run(job: dict) -> dict:
     }
 
 
+def _writer(out: IO[str]) -> Callable[[dict], None]:
+    def write(result: dict) -> None:
+        out.write(json.dumps(result, default=str))
+        out.flush()
+
+    return write
+
+
 def main() -> int:
     job_path, result_path = sys.argv[1], sys.argv[2]
     job = json.loads(Path(job_path).read_text())
@@ -75,18 +356,31 @@ def main() -> int:
     _limit(resource.RLIMIT_AS, memory)
     _limit(resource.RLIMIT_CPU, job["cpu_seconds"])
     _limit(resource.RLIMIT_FSIZE, 64 * 1024 * 1024)
+    # Importing a plugin module must not leave a __pycache__ behind (a write).
+    sys.dont_write_bytecode = True
     sys.path[:0] = [job["project_root"], *job["plugin_dirs"]]
-    try:
-        result = _run(job)
-    except MemoryError:
-        result = {
-            "ok": False,
-            "error": f"ran out of memory (limit {job['memory_mb']} MB)",
-        }
-    except BaseException as exc:  # noqa: BLE001 - report whatever the file raised
-        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
-        result = {"ok": False, "error": f"{type(exc).__name__}: {detail}".rstrip(": ")}
-    Path(result_path).write_text(json.dumps(result, default=str))
+    # Opened before the guard goes up: the one file the child writes.
+    with open(result_path, "w", encoding="utf-8") as out:
+        write = _writer(out)
+        try:
+            _import_libraries(job["format"])
+            guard = Guard(
+                lambda reason: write({"ok": False, "refused": True, "error": reason})
+            )
+            sys.addaudithook(guard)
+            result = _run(job, guard)
+        except MemoryError:
+            result = {
+                "ok": False,
+                "error": f"ran out of memory (limit {job['memory_mb']} MB)",
+            }
+        except BaseException as exc:  # noqa: BLE001 - report whatever the file raised
+            detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+            result = {
+                "ok": False,
+                "error": f"{type(exc).__name__}: {detail}".rstrip(": "),
+            }
+        write(result)
     return 0
 
 

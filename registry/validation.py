@@ -1,26 +1,40 @@
 """The preflight: load a new file in a separate, limited process before use.
 
 Unpickling runs the file's code, so the child gets a time limit, a memory
-limit and an environment without the secret key or database credentials.
-This stops accidents and crude attacks, not a determined uploader: a pickle
-is code. skops files with a trusted-types list are the safe path.
+limit, an environment without the secret key or database credentials, and an
+audit hook that stops it at the first attempt to write a file, run a command
+or open a network connection (registry/preflight_child.py). This stops
+accidents and crude attacks, not a determined uploader: a pickle is code.
+skops files with a trusted-types list are the safe path.
+
+check_stored_version() runs a stored version through the same child again
+(manage.py checkmodels and ``check --deploy``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 
 from .exceptions import InvalidModel
 from .inspection import InputSchema
+
+if TYPE_CHECKING:
+    from .models import ModelVersion
 
 CHILD = Path(__file__).resolve().parent / "preflight_child.py"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +69,103 @@ def scrubbed_environment(workdir: str) -> dict[str, str]:
 
 def preflight(path: Path, fmt: str, metadata: dict[str, Any]) -> PreflightReport:
     """Load and smoke-test ``path`` in a child process; raise InvalidModel."""
+    return _in_child(
+        {"path": str(Path(path).resolve()), "format": fmt, "metadata": metadata}
+    )
+
+
+def recheck(
+    *,
+    path: Path,
+    fmt: str,
+    sha256: str,
+    metadata: dict[str, Any],
+    input_schema: InputSchema | None = None,
+) -> PreflightReport:
+    """Reload a stored file under the installed libraries; raise InvalidModel.
+
+    The same child and limits as the upload's preflight, plus a sha256 check
+    made in the child on the very bytes it loads, and the smoke prediction on
+    the version's recorded schema and input example.
+    """
+    return _in_child(
+        {
+            "path": str(Path(path).resolve()),
+            "format": fmt,
+            "metadata": metadata,
+            "sha256": sha256,
+            "input_schema": input_schema or None,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """How one stored version fared when reloaded under today's libraries."""
+
+    slug: str
+    number: int
+    problem: str
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+
+def check_stored_version(version: ModelVersion) -> VersionCheck:
+    """Reload ``version``'s stored file in the preflight child and smoke-test it."""
+    started = time.perf_counter()
+    warnings: list[str] = []
+    try:
+        with _local_file(version.file.name) as path:
+            report = recheck(
+                path=path,
+                fmt=version.format,
+                sha256=version.sha256,
+                metadata=version.metadata or {},
+                input_schema=version.input_schema or None,
+            )
+    except FileNotFoundError:
+        problem = "The file is missing from storage."
+    except InvalidModel as exc:
+        problem = exc.message
+    else:
+        problem = ""
+        warnings = report["warnings"]
+    return VersionCheck(
+        slug=version.model.slug,
+        number=version.number,
+        problem=problem,
+        seconds=time.perf_counter() - started,
+        warnings=warnings,
+    )
+
+
+@contextmanager
+def _local_file(name: str) -> Iterator[Path]:
+    """A local path to a stored file: its own, or a private copy for remote storage."""
+    try:
+        path = Path(default_storage.path(name))
+    except NotImplementedError:
+        pass
+    else:
+        if not path.is_file():
+            raise FileNotFoundError(name)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="modelhub-check-") as workdir:
+        copy = Path(workdir) / "model"
+        try:
+            with default_storage.open(name, "rb") as source, copy.open("wb") as out:
+                shutil.copyfileobj(source, out)
+        except OSError as exc:
+            raise FileNotFoundError(name) from exc
+        yield copy
+
+
+def _in_child(task: dict[str, Any]) -> PreflightReport:
     timeout = settings.MODELHUB_PREFLIGHT_TIMEOUT
     with tempfile.TemporaryDirectory(prefix="modelhub-preflight-") as workdir:
         job_path = Path(workdir) / "job.json"
@@ -62,9 +173,7 @@ def preflight(path: Path, fmt: str, metadata: dict[str, Any]) -> PreflightReport
         job_path.write_text(
             json.dumps(
                 {
-                    "path": str(Path(path).resolve()),
-                    "format": fmt,
-                    "metadata": metadata,
+                    **task,
                     "trusted_types": list(settings.MODELHUB_SKOPS_TRUSTED_TYPES),
                     "plugin_dirs": list(settings.MODELHUB_PLUGIN_DIRS),
                     "project_root": str(PROJECT_ROOT),
@@ -91,13 +200,27 @@ def preflight(path: Path, fmt: str, metadata: dict[str, Any]) -> PreflightReport
             ) from None
         finally:
             _kill_group(process)
-        if not result_path.exists():
+        result = _read_result(result_path)
+        if result is None:
             raise InvalidModel(_crash_message(process.returncode, stderr))
-        result = json.loads(result_path.read_text())
+    if result.get("refused"):
+        raise InvalidModel(
+            f"Refused: {result['error']}. A model may read files, but loading or "
+            "using it must not write files, run commands or open connections."
+        )
     if not result.get("ok"):
         raise InvalidModel(f"The file is not a usable model: {result['error']}")
     result.pop("ok")
     return result  # type: ignore[return-value]
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    """The child's answer; None if it died before writing a whole one."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and "ok" in result else None
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
