@@ -13,6 +13,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 
 from .exceptions import error_body
 from .middleware import API_PREFIXES
@@ -65,6 +66,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return django_csrf_failure(request, reason)
 
 
+@csrf_exempt  # a POST to an unknown path is a 404, not a CSRF refusal
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """Catch-all under /api/ so CommonMiddleware never redirects a POST."""
     return not_found(request)

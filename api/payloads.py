@@ -44,6 +44,7 @@ FORMAT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs", "d
 ID_KEY = "id"
 _NUMBER_TYPES = (int, float)
 _MAX_NAMED = 10
+_MAX_NAME_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def _split_format(doc: dict[str, Any], spec: InputSpec) -> tuple[str, Any, Any]:
     if unexpected:
         raise InvalidShape(
             f"Unexpected keys beside '{key}': "
-            + ", ".join(repr(k) for k in unexpected[:_MAX_NAMED])
+            + ", ".join(repr(_short(k)) for k in unexpected[:_MAX_NAMED])
             + "."
         )
     return key, doc[key], doc.get("params", {})
@@ -268,7 +269,8 @@ def _check_keys(record: dict[str, Any], spec: InputSpec, position: int, total: i
     ]
     if unknown:
         raise UnknownFeatures(
-            f"Unknown features{where}: {_quote(unknown)}", features=unknown[:_MAX_NAMED]
+            f"Unknown features{where}: {_quote(unknown)}",
+            features=[_short(k) for k in unknown[:_MAX_NAMED]],
         )
 
 
@@ -505,7 +507,13 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+def _short(name: Any) -> str:
+    """A name as an error echoes it: a 100 KB key must not come back whole."""
+    text = str(name)
+    return text if len(text) <= _MAX_NAME_CHARS else text[:_MAX_NAME_CHARS] + "…"
+
+
 def _quote(names: list[Any]) -> str:
-    shown = ", ".join(f"'{n}'" for n in names[:_MAX_NAMED])
+    shown = ", ".join(f"'{_short(n)}'" for n in names[:_MAX_NAMED])
     more = len(names) - _MAX_NAMED
     return shown + (f" and {more} more" if more > 0 else "")
