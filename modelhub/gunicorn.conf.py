@@ -43,6 +43,16 @@ max_requests_jitter = _int("MODELHUB_MAX_REQUESTS_JITTER", 0)
 timeout = _int("MODELHUB_WORKER_TIMEOUT", 60)
 graceful_timeout = _int("MODELHUB_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("MODELHUB_KEEPALIVE", 5)
+# The app is imported once in the master and forked: a new worker (after a
+# crash, max_requests or HUP) serves within milliseconds instead of paying
+# Django's and scikit-learn's imports again, and shares their memory. Code
+# changes then need a restart (or USR2), not HUP.
+preload_app = os.environ.get("MODELHUB_PRELOAD_APP", "1").strip().lower() not in {
+    "0",
+    "false",
+    "no",
+    "off",
+}
 accesslog = os.environ.get("MODELHUB_ACCESS_LOG") or None
 errorlog = "-"
 # gunicorn's control socket lives in $HOME and would be shared by every
@@ -63,6 +73,14 @@ def on_exit(server) -> None:  # noqa: ANN001
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     if os.environ.get(_OWN_METRICS_DIR_VAR) == directory:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def post_fork(server, worker) -> None:  # noqa: ANN001
+    """Never share a database connection the master may have opened."""
+    if preload_app:
+        from django.db import connections
+
+        connections.close_all()
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001

@@ -14,6 +14,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
+from tests.servers import gunicorn_servers, install, iris_install  # noqa: F401
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -208,15 +210,17 @@ def staff_client(client, staff_user):
 def fresh_serving_state():
     """Every test starts with an empty model cache and no remembered routes."""
     from api.requestlog import writer
-    from registry import routing
+    from registry import routing, serving
     from registry.cache import model_cache
 
     model_cache.clear()
     routing.forget()
+    serving.forget()
     writer.reset()
     yield
     model_cache.clear()
     routing.forget()
+    serving.forget()
     writer.reset()
 
 
@@ -276,3 +280,74 @@ def publish(db, fast_preflight, tmp_path):
         return version
 
     return publish_model
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory) -> Path:
+    """A migrated SQLite file that CLI tests copy, so each migrates only once."""
+    import subprocess
+    import sys
+
+    directory = tmp_path_factory.mktemp("migrated")
+    db = directory / "template.sqlite3"
+    env = _cli_environment(db, directory / "media", directory)
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "manage.py"), "migrate", "-v0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return db
+
+
+def _cli_environment(db: Path, media: Path, workdir: Path) -> dict[str, str]:
+    import os
+
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "MODELHUB_")) and key != "DATABASE_URL"
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="modelhub.settings",
+        DATABASE_URL=f"sqlite:///{db}",
+        MODELHUB_MEDIA_ROOT=str(media),
+        MODELHUB_STATIC_ROOT=str(workdir / "static"),
+        MODELHUB_SECRET_KEY_FILE=str(workdir / "secret_key"),
+        MODELHUB_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+class ManageCli:
+    """``python manage.py ...`` in a subprocess, on its own database and media."""
+
+    def __init__(self, template: Path, workdir: Path) -> None:
+        import shutil
+
+        self.db = workdir / "cli.sqlite3"
+        self.media = workdir / "cli-media"
+        self.media.mkdir()
+        shutil.copy(template, self.db)
+        self.env = _cli_environment(self.db, self.media, workdir)
+
+    def __call__(self, *args: str, **env: str):
+        import subprocess
+        import sys
+
+        return subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=PROJECT_ROOT,
+        )
+
+
+@pytest.fixture
+def manage_cli(migrated_sqlite_template: Path, tmp_path: Path) -> ManageCli:
+    return ManageCli(migrated_sqlite_template, tmp_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import stat
 import subprocess
@@ -13,24 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.servers import clean_env
 
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
-
-
-def clean_env(tmp: Path, **overrides: str) -> dict[str, str]:
-    """The caller's environment minus every setting, pointed at files in ``tmp``."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "MODELHUB_")) and key != "DATABASE_URL"
-    }
-    env["DJANGO_SETTINGS_MODULE"] = "modelhub.settings"
-    env["DATABASE_URL"] = f"sqlite:///{tmp / 'db.sqlite3'}"
-    env["MODELHUB_SECRET_KEY_FILE"] = str(tmp / "secret_key")
-    env["MODELHUB_MEDIA_ROOT"] = str(tmp / "media")
-    env["MODELHUB_STATIC_ROOT"] = str(tmp / "static")
-    env.update(overrides)
-    return env
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
