@@ -1,4 +1,5 @@
-"""Request ids for the API: reuse a sane incoming X-Request-ID, else make one."""
+"""API middleware: request ids, the request log, and keeping web-only
+middleware off the prediction path."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from functools import partial
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from . import metrics
 from .requestlog import LogEntry, sanitize_payload, writer
@@ -97,3 +99,61 @@ def _entry(request: HttpRequest, response: HttpResponse, elapsed: float) -> LogE
         if body is not None and settings.MODELHUB_LOG_PAYLOADS
         else None,
     )
+
+
+_HOOKS = ("process_view", "process_exception", "process_template_response")
+
+
+def web_only(path: str) -> type:
+    """``path``'s middleware, bypassed on prediction requests.
+
+    Sessions, Django's auth, messages, the slash-appending redirect and the
+    generic HTTP metrics serve the admin and the dashboard. A prediction
+    never touches them (tokens are DRF's; modelhub_* metrics count every
+    prediction), and running them is a third of the API's own CPU time per
+    request.
+    """
+    inner_class = import_string(path)
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.inner = inner_class(get_response)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(PREDICT_PREFIX):
+            return self.get_response(request)
+        return self.inner(request)
+
+    def forward(hook: str) -> Callable[..., HttpResponse | None]:
+        def call(self, request: HttpRequest, *args: object) -> HttpResponse | None:
+            if request.path.startswith(PREDICT_PREFIX):
+                return None if hook != "process_template_response" else args[0]
+            return getattr(self.inner, hook)(request, *args)
+
+        return call
+
+    namespace: dict[str, object] = {
+        "__init__": __init__,
+        "__call__": __call__,
+        "sync_capable": True,
+        "async_capable": False,
+        "__doc__": f"{path}, bypassed on prediction requests.",
+        **{hook: forward(hook) for hook in _HOOKS if hasattr(inner_class, hook)},
+    }
+    # A subclass, so checks such as the admin's "SessionMiddleware must be in
+    # MIDDLEWARE" still recognise it; the wrapped instance does the work.
+    return type(f"WebOnly{inner_class.__name__}", (inner_class,), namespace)
+
+
+PrometheusBeforeMiddleware = web_only(
+    "django_prometheus.middleware.PrometheusBeforeMiddleware"
+)
+SessionMiddleware = web_only("django.contrib.sessions.middleware.SessionMiddleware")
+CommonMiddleware = web_only("django.middleware.common.CommonMiddleware")
+AuthenticationMiddleware = web_only(
+    "django.contrib.auth.middleware.AuthenticationMiddleware"
+)
+MessageMiddleware = web_only("django.contrib.messages.middleware.MessageMiddleware")
+PrometheusAfterMiddleware = web_only(
+    "django_prometheus.middleware.PrometheusAfterMiddleware"
+)

@@ -81,6 +81,14 @@ class ApiView(APIView):
     permission_classes = [AllowAny]
     renderer_classes = [ORJSONRenderer]
 
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[ORJSONRenderer, str]:
+        """JSON whatever the Accept header says: with one renderer, DRF's
+        negotiation only parses Accept (a tenth of a millisecond) to agree."""
+        renderer = ORJSONRenderer()
+        return renderer, renderer.media_type
+
 
 class PredictView(ApiView):
     authentication_classes = [TokenAuthentication]

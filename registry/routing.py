@@ -7,8 +7,11 @@ database is unreachable, a warm worker serves the last version it resolved.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import threading
+from typing import Any
 
 from django.db import DatabaseError, connection
 
@@ -71,6 +74,49 @@ def forget() -> None:
         _last_resolved.clear()
 
 
+# The per-request query, compiled by the ORM once per process and database
+# vendor: compiling it is most of its cost (about 1 ms), running it is not.
+_SLUG, _NUMBER = "\x00slug", 987_654_321
+_MAX_NUMBER = 2_147_483_647  # PositiveIntegerField's range on every backend
+
+
+@functools.cache
+def _active_statement() -> tuple[str, tuple[Any, ...]]:
+    fields = ["private", *(f"active_version__{f}" for f in _VERSION_FIELDS)]
+    query = MLModel.objects.filter(slug=_SLUG).values_list(*fields)[:1].query
+    return query.sql_with_params()
+
+
+@functools.cache
+def _pinned_statement() -> tuple[str, tuple[Any, ...]]:
+    fields = ["model__private", *_VERSION_FIELDS]
+    versions = ModelVersion.objects.filter(model__slug=_SLUG, number=_NUMBER)
+    return versions.values_list(*fields)[:1].query.sql_with_params()
+
+
+def _fetch_one(
+    statement: tuple[str, tuple[Any, ...]], slug: str, number: int | None = None
+) -> tuple[Any, ...] | None:
+    sql, template = statement
+    params = [slug if p == _SLUG else number if p == _NUMBER else p for p in template]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+_JSON_COLUMNS = (7, 8)  # input_schema, classes in the row
+
+
+def _decoded(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What the ORM's converters would give: JSON parsed, booleans as bool."""
+    values = list(row)
+    values[0] = bool(values[0])
+    for index in _JSON_COLUMNS:
+        if isinstance(values[index], str):
+            values[index] = json.loads(values[index])
+    return tuple(values)
+
+
 def reconnect_later() -> None:
     """Drop a connection that failed, so the next query opens a fresh one.
 
@@ -92,23 +138,21 @@ def version_ref(slug: str, number: int) -> VersionRef:
 
 def _query(slug: str, number: int | None) -> VersionRef:
     if number is None:
-        fields = ["private", *(f"active_version__{f}" for f in _VERSION_FIELDS)]
-        row = MLModel.objects.filter(slug=slug).values_list(*fields).first()
+        row = _fetch_one(_active_statement(), slug)
         if row is None:
             raise UnknownModel(f"No model with slug '{slug}'.")
         if row[1] is None:
             raise NoActiveVersion(f"Model '{slug}' has no active version.")
     else:
-        fields = ["model__private", *_VERSION_FIELDS]
-        row = (
-            ModelVersion.objects.filter(model__slug=slug, number=number)
-            .values_list(*fields)
-            .first()
-        )
+        # A number no version can have (the path takes any digits) is not
+        # sent to the database, where it would overflow the column type.
+        in_range = 0 < number <= _MAX_NUMBER
+        row = _fetch_one(_pinned_statement(), slug, number) if in_range else None
         if row is None:
             if not MLModel.objects.filter(slug=slug).exists():
                 raise UnknownModel(f"No model with slug '{slug}'.")
             raise UnknownVersion(f"Model '{slug}' has no version {number}.")
+    row = _decoded(row)
     private, vid, num, sha, file_name, fmt, kind, schema, classes, status = row
     if status != ModelVersion.Status.READY:
         raise ModelUnavailable(f"'{slug}' v{num} is marked {status}.")

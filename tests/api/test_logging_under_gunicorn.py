@@ -176,13 +176,13 @@ def assert_metrics_count(server: Server, outcomes: list[Outcome]) -> None:
     assert sum(v for _, v in latency) == len(outcomes)
     rows = sum(v for _, v in samples(server, "modelhub_prediction_rows_total"))
     assert rows == sent["iris", "200"]
+    # The generic django_http_* metrics leave predictions to modelhub_*.
     posts = [
         v
         for labels, v in samples(server, "django_http_requests_total_by_method_total")
         if labels["method"] == "POST"
     ]
-    assert posts == [len(outcomes)]
-    assert samples(server, "django_http_responses_total_by_status_total")
+    assert sum(posts) == 0
 
 
 @pytest.mark.slow
