@@ -68,20 +68,56 @@ def _stat_fields(pid: int | str) -> list[str] | None:
     return text.rsplit(")", 1)[1].split()
 
 
-def process_tree_cpu(root_pid: int) -> float:
-    """utime+stime (seconds) of a process and its live children."""
-    pids = [root_pid]
+def _pids_where(field: int, value: int) -> list[int]:
+    """Live pids whose /proc/<pid>/stat field (after the command) == value:
+    1 = parent pid, 3 = session id."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat_fields(entry.name)
-            if fields and int(fields[1]) == root_pid:
+            if fields and int(fields[field]) == value:
                 pids.append(int(entry.name))
+    return pids
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live children of ``pid`` (e.g. the workers of a gunicorn master)."""
+    return _pids_where(1, pid)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields:
             total += int(fields[11]) + int(fields[12])
     return total / TICKS
+
+
+def process_tree_cpu(root_pid: int) -> float:
+    """utime+stime (seconds) of a process and its live children."""
+    return _cpu_seconds([root_pid, *child_pids(root_pid)])
+
+
+def session_cpu(session_id: int) -> float:
+    """utime+stime (seconds) of every live process of a session: a server
+    started with start_new_session=True and all its descendants, however
+    deep (uvicorn or multiprocessing workers under a launcher)."""
+    return _cpu_seconds(_pids_where(3, session_id))
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    """VmRSS and RssAnon (kB) of a process, from /proc/<pid>/status."""
+    out = {}
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon"):
+            out[key] = int(value.split()[0])
+    return out
 
 
 def processes_cpu(name: str) -> float:
@@ -134,8 +170,14 @@ def wait_quiet(max_wait: float = 60, busy_below: float = 0.25) -> float:
             return round(busy, 3)
 
 
-def wait_ready(url: str, deadline: float) -> None:
+def wait_ready(
+    url: str, deadline: float, alive: subprocess.Popen | None = None
+) -> None:
+    """Poll ``url`` until it answers 200; give up at ``deadline`` or as soon
+    as the process ``alive`` has exited."""
     while time.monotonic() < deadline:
+        if alive is not None and alive.poll() is not None:
+            raise SystemExit(f"server exited ({alive.returncode}) before ready: {url}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
                 if response.status == 200:
@@ -171,13 +213,20 @@ def run_wrk(url: str, connections: int, duration: int, script: Path) -> dict:
     latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     return {
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "requests": requests,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": to_ms(latency["50"]),
-        "p99_ms": to_ms(latency["99"]),
+        # wrk prints no percentiles when nothing completed
+        "p50_ms": to_ms(latency["50"]) if "50" in latency else float("nan"),
+        "p99_ms": to_ms(latency["99"]) if "99" in latency else float("nan"),
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "none",
+        "socket_errors_total": sum(
+            int(n) for n in re.findall(r"\d+", socket_errors.group(1))
+        )
+        if socket_errors
+        else 0,
     }
 
 
@@ -274,107 +323,117 @@ def prepare_site(env: dict[str, str]) -> None:
         )
 
 
+def site_env(directory: Path, database_url: str | None = None) -> dict[str, str]:
+    """The environment of a site kept in ``directory`` (media/, static/ and,
+    by default, db.sqlite3): what ``Server(prepared=...)`` copies."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url or f"sqlite:///{directory / 'db.sqlite3'}",
+        "MODELHUB_MEDIA_ROOT": str(directory / "media"),
+        "MODELHUB_STATIC_ROOT": str(directory / "static"),
+        "MODELHUB_SECRET_KEY_FILE": str(directory / "secret"),
+        "MODELHUB_LOG_LEVEL": "WARNING",
+    }
+
+
 def prepared_template(directory: Path, database_url: str | None = None) -> Path:
     """A migrated site with the demo models in ``directory`` (media/ and, by
     default, db.sqlite3), for ``Server(prepared=...)``."""
     directory.mkdir(parents=True, exist_ok=True)
-    prepare_site(
-        {
-            **os.environ,
-            "DATABASE_URL": database_url or f"sqlite:///{directory / 'db.sqlite3'}",
-            "MODELHUB_MEDIA_ROOT": str(directory / "media"),
-            "MODELHUB_STATIC_ROOT": str(directory / "static"),
-            "MODELHUB_SECRET_KEY_FILE": str(directory / "secret"),
-            "MODELHUB_LOG_LEVEL": "WARNING",
-        }
-    )
+    prepare_site(site_env(directory, database_url))
     return directory
 
 
-class Server:
-    """ModelHub under gunicorn with its own database; use as a context manager.
+def post_script(
+    path: Path, body: object, content_type: str = "application/json"
+) -> Path:
+    """Write a wrk Lua script that POSTs ``body`` (JSON-encoded unless bytes
+    or str) to ``path``; returns ``path``."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.headers["Content-Type"] = "{content_type}"\n'
+        f"wrk.body = {json.dumps(text)}\n"
+    )
+    return path
 
-    ``database_url`` None = a fresh SQLite file in the work directory.
-    ``env`` overrides settings (e.g. MODELHUB_LOG_MODE); ``app`` replaces the
-    WSGI application (a bench-only wrapper such as bench.buffered_wsgi).
-    ``prepared`` = a directory made by ``prepared_template``: its media (and
-    SQLite file, when database_url is None) are copied instead of running
-    migrate and loaddemos again, so a fresh server starts in seconds; with
-    PostgreSQL pass a database created from the prepared one as template.
+
+class Service:
+    """A server process on 127.0.0.1 in its own session, stopped (the whole
+    process group) on exit; use as a context manager.
+
+    ``command`` runs in ``cwd`` with ``env``; the service is ready when GET
+    ``ready_path`` answers 200. CPU is counted over the whole session, so a
+    launcher's workers (however deep) are included. Subclasses may prepare
+    ``self.work`` (a fresh temporary directory, removed on exit) in
+    ``prepare()`` before the command starts.
     """
+
+    name = "service"
 
     def __init__(
         self,
+        command: list[str],
         *,
-        workers: int = 2,
+        port: int | None = None,
         env: dict[str, str] | None = None,
-        database_url: str | None = None,
-        app: str | None = None,
-        prepared: Path | None = None,
+        cwd: Path = ROOT,
+        ready_path: str = "/",
         ready_timeout: float = 90,
+        log: Path | None = None,
     ) -> None:
-        self.work = Path(tempfile.mkdtemp(prefix="modelhub-bench-"))
-        self.port = free_port()
-        self.database_url = database_url or f"sqlite:///{self.work / 'db.sqlite3'}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
-            "MODELHUB_MEDIA_ROOT": str(self.work / "media"),
-            "MODELHUB_STATIC_ROOT": str(self.work / "static"),
-            "MODELHUB_SECRET_KEY_FILE": str(self.work / "secret"),
-            "MODELHUB_BIND": f"127.0.0.1:{self.port}",
-            "MODELHUB_WORKERS": str(workers),
-            "MODELHUB_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-            **(env or {}),
-        }
-        self.app = app
-        self.prepared = prepared
+        self.work = Path(tempfile.mkdtemp(prefix=f"modelhub-bench-{self.name}-"))
+        self.port = port or free_port()
+        self.command = command
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.ready_path = ready_path
         self.ready_timeout = ready_timeout
+        self.log = log
         self.process: subprocess.Popen | None = None
         self.base = f"http://127.0.0.1:{self.port}"
 
-    def post_script(self, body: dict = IRIS_BODY) -> Path:
-        """A wrk Lua script that POSTs ``body`` as JSON."""
-        script = self.work / "post.lua"
-        script.write_text(
-            'wrk.method = "POST"\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = {json.dumps(json.dumps(body))}\n"
-        )
-        return script
+    def prepare(self) -> None:
+        """Hook: set up files in self.work before the command starts."""
 
-    def __enter__(self) -> Server:
+    def post_script(self, body: object = IRIS_BODY, name: str = "post") -> Path:
+        """A wrk Lua script (in the work directory) that POSTs ``body``."""
+        return post_script(self.work / f"{name}.lua", body)
+
+    def __enter__(self) -> Service:
         try:
-            if self.prepared:
-                shutil.copytree(self.prepared / "media", self.work / "media")
-                if self.database_url.endswith(str(self.work / "db.sqlite3")):
-                    shutil.copy2(self.prepared / "db.sqlite3", self.work / "db.sqlite3")
-            else:
-                prepare_site(self.env)
-            gunicorn = Path(sys.executable).with_name("gunicorn")
-            command = [str(gunicorn), "--config", "modelhub/gunicorn.conf.py"]
-            if self.app:
-                command.append(self.app)
-            self.process = subprocess.Popen(
-                command,
-                env=self.env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
+            self.prepare()
+            output = self.log.open("ab") if self.log else subprocess.DEVNULL
+            try:
+                self.process = subprocess.Popen(
+                    self.command,
+                    env=self.env,
+                    cwd=self.cwd,
+                    stdout=output,
+                    stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            finally:
+                if self.log:
+                    output.close()
+            wait_ready(
+                f"{self.base}{self.ready_path}",
+                time.monotonic() + self.ready_timeout,
+                alive=self.process,
             )
-            wait_ready(f"{self.base}/readyz", time.monotonic() + self.ready_timeout)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def cpu(self) -> float:
-        return process_tree_cpu(self.process.pid)
+        return session_cpu(self.process.pid)
+
+    def worker_pids(self) -> list[int]:
+        return child_pids(self.process.pid)
 
     def stop(self) -> None:
-        """Graceful stop (workers flush what they buffered)."""
+        """Graceful stop (TERM to the process group), then KILL if needed."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -382,14 +441,20 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        if self.process:
+            # workers left behind by a launcher that exited first
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def measure(self, path: str, connections: int, duration: int) -> dict:
+    def measure(
+        self, path: str, connections: int, duration: int, script: Path | None = None
+    ) -> dict:
         """One wrk run against ``path``, with server CPU ms per request."""
-        script = self.post_script()
+        script = script or self.post_script()
         before = self.cpu()
         machine_before = system_busy_cpu()
         wrk_before = children_cpu()
@@ -408,6 +473,56 @@ class Server:
         )
         return result
 
-    def warm(self, path: str) -> dict:
+    def warm(self, path: str, script: Path | None = None, duration: int = 2) -> dict:
         """Warm every worker's connection and caches (2 s of traffic)."""
-        return run_wrk(self.base + path, 2, 2, self.post_script())
+        return run_wrk(self.base + path, 2, duration, script or self.post_script())
+
+
+class Server(Service):
+    """ModelHub under gunicorn with its own database; use as a context manager.
+
+    ``database_url`` None = a fresh SQLite file in the work directory.
+    ``env`` overrides settings (e.g. MODELHUB_LOG_MODE); ``app`` replaces the
+    WSGI application (a bench-only wrapper such as bench.buffered_wsgi).
+    ``prepared`` = a directory made by ``prepared_template``: its media (and
+    SQLite file, when database_url is None) are copied instead of running
+    migrate and loaddemos again, so a fresh server starts in seconds; with
+    PostgreSQL pass a database created from the prepared one as template.
+    """
+
+    name = "modelhub"
+
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        app: str | None = None,
+        prepared: Path | None = None,
+        ready_timeout: float = 90,
+    ) -> None:
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        command = [str(gunicorn), "--config", "modelhub/gunicorn.conf.py"]
+        if app:
+            command.append(app)
+        super().__init__(command, ready_path="/readyz", ready_timeout=ready_timeout)
+        self.database_url = database_url or f"sqlite:///{self.work / 'db.sqlite3'}"
+        self.env.update(
+            {
+                **site_env(self.work, self.database_url),
+                "MODELHUB_BIND": f"127.0.0.1:{self.port}",
+                "MODELHUB_WORKERS": str(workers),
+                "PYTHONPATH": str(ROOT),
+                **(env or {}),
+            }
+        )
+        self.prepared = prepared
+
+    def prepare(self) -> None:
+        if self.prepared:
+            shutil.copytree(self.prepared / "media", self.work / "media")
+            if self.database_url.endswith(str(self.work / "db.sqlite3")):
+                shutil.copy2(self.prepared / "db.sqlite3", self.work / "db.sqlite3")
+        else:
+            prepare_site(self.env)

@@ -1,0 +1,1094 @@
+"""The benchmark suite: ModelHub against its floor (and MLflow, MLServer).
+
+Run by hand (not a test):
+
+    .venv/bin/python bench/suite.py [--duration 10] [--runs 3] [--quick]
+        [--no-compare] [--workers 2] [--quiet-wait 5]
+
+In one invocation, side by side so the ratios hold on a noisy machine:
+
+1. in process (a child with Django set up): ``model.predict`` for 1 and
+   1,000 rows (the floor), and decode + predict + encode through ModelHub's
+   own code (api.services.predict, api.renderers.dumps) against a bare
+   handler (json.loads -> float array in schema order -> predict ->
+   json.dumps), timeit, for the demo iris LogisticRegression (4 features)
+   and a 100-tree random-forest pipeline (20 features);
+2. under load (wrk, 127.0.0.1, bounded runs): the reference WSGI app
+   (bench/reference_wsgi.py, ModelHub's gunicorn settings: the floor of this
+   stack), ModelHub with the request log on (after_response) and off, and,
+   unless --no-compare, MLflow's scoring server and Seldon MLServer's sklearn
+   runtime, each installed on demand into its own environment under
+   bench/.envs/ (never a project dependency). Single-row requests for both
+   models at concurrency 1 and 8, one 1,000-row request at concurrency 1;
+   every server serves the same model files. Runs are interleaved
+   (A B C … A B C …) --runs times, wait_quiet() before each;
+3. memory: RSS of a ModelHub worker with 1, 10 and 50 distinct models
+   cached, with MODELHUB_MODEL_CACHE_SIZE=16 (the bound) and 64.
+
+--quick: 2-second runs, 1 run, no comparisons (a smoke check, ~2 minutes).
+The report goes to bench/results/suite-<stamp>.md and .json; bench/README.md
+explains the rows and ratios. Helpers live in bench/harness.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    Server,
+    Service,
+    free_port,
+    machine,
+    post_script,
+    require_wrk,
+    rss_kb,
+    site_env,
+    stamp,
+    wait_quiet,
+)
+
+BENCH = ROOT / "bench"
+ENVS = BENCH / ".envs"
+MODELS = ("iris", "rf20")
+BATCH_ROWS = 1000
+MEMORY_MODELS = 50
+MEMORY_STEPS = (1, 10, 50)
+MEMORY_CACHE_SIZES = (16, 64)
+# Targets from issue 6, checked in the report (never asserted).
+TARGET_CPU_OVER_FLOOR_MS = 0.9
+TARGET_RPS_VS_FLOOR = 0.5
+TARGET_VS_MLSERVER = 2.0
+TARGET_VS_MLFLOW = 7.0
+TARGET_BATCH_CPU = 1.2
+TARGET_RF_CPU = 1.15
+TARGET_IN_PROCESS = 1.2
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One kind of request: a model, a row count and a wrk concurrency."""
+
+    model: str
+    rows: int
+    connections: int
+
+    @property
+    def key(self) -> str:
+        rows = f"{self.rows} row{'s' if self.rows > 1 else ''}"
+        return f"{self.model} {rows} c{self.connections}"
+
+
+SCENARIOS = (
+    Scenario("iris", 1, 1),
+    Scenario("iris", 1, 8),
+    Scenario("rf20", 1, 1),
+    Scenario("rf20", 1, 8),
+    Scenario("iris", BATCH_ROWS, 1),
+)
+
+
+def records(sample: dict[str, list[dict[str, float]]], model: str, rows: int) -> list:
+    """``rows`` records for ``model``, cycling through its sample rows."""
+    pool = sample[model]
+    return [pool[i % len(pool)] for i in range(rows)]
+
+
+# --- child processes with Django set up ---------------------------------------
+
+
+def _django(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ.update(site_env(directory))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "modelhub.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _register(path: Path, slug: str, meta: dict[str, Any], *, activate: bool) -> None:
+    """Through `manage.py loadmodel` (in this process: no start-up per call)."""
+    from django.core.management import call_command
+
+    meta_file = path.with_suffix(".meta.json")
+    meta_file.write_text(json.dumps(meta))
+    call_command(
+        "loadmodel",
+        str(path),
+        slug=slug,
+        metadata=str(meta_file),
+        no_activate=not activate,
+        stdout=open(os.devnull, "w"),  # noqa: SIM115
+    )
+
+
+def build_site(directory: Path, models_dir: Path, runs: int) -> dict:
+    """Child: train the two models, register them in a fresh site in
+    ``directory``, then time the in-process rows. Returns sample rows and the
+    in-process figures."""
+    import joblib
+    import pandas as pd
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _django(directory)
+    from registry.demo import DEMOS
+
+    iris, iris_meta = DEMOS["iris"][2]()  # the demo model, trained as make run does
+    x, y = make_classification(
+        n_samples=2000, n_features=20, n_informative=10, random_state=0
+    )
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(20)])
+    forest = make_pipeline(
+        StandardScaler(), RandomForestClassifier(n_estimators=100, random_state=0)
+    ).fit(frame, y)
+    sample = {
+        "iris": [
+            dict(zip(iris.feature_names_in_, r, strict=True)) for r in _iris_rows()
+        ],
+        "rf20": frame.head(200).to_dict("records"),
+    }
+    forest_meta = {
+        "dataset": "make_classification(n_samples=2000, n_features=20, "
+        "n_informative=10, random_state=0)",
+        "input_example": sample["rf20"][0],
+    }
+    models_dir.mkdir(parents=True, exist_ok=True)
+    for slug, model, meta in (("iris", iris, iris_meta), ("rf20", forest, forest_meta)):
+        joblib.dump(model, models_dir / f"{slug}.joblib")
+        _register(models_dir / f"{slug}.joblib", slug, meta, activate=True)
+    return {"sample": sample, "in_process": in_process(sample, runs)}
+
+
+def _iris_rows() -> list[list[float]]:
+    from sklearn.datasets import load_iris
+
+    return load_iris().data.tolist()
+
+
+def in_process(sample: dict, runs: int) -> dict:
+    """Floor (predict alone) and ModelHub's decode+predict+encode vs a bare
+    handler, per model and row count; ``runs`` interleaved rounds, each the
+    best of 5 timeit repeats."""
+    import timeit
+
+    import numpy as np
+
+    from api import renderers, services
+
+    cases: dict[str, Callable[[], object]] = {}
+    for slug in MODELS:
+        loaded = services.load(services.resolve(slug, None))
+        model = loaded.estimator
+        names = [str(n) for n in model.feature_names_in_]
+        for rows in (1, BATCH_ROWS):
+            batch = records(sample, slug, rows)
+            array = np.array([[r[n] for n in names] for r in batch], dtype=float)
+            body = json.dumps({"dataframe_records": batch}).encode()
+            cases[f"{slug} {rows} floor: model.predict"] = lambda m=model, a=array: (
+                m.predict(a)
+            )
+            cases[f"{slug} {rows} bare handler (json)"] = _bare(model, names, body)
+            cases[f"{slug} {rows} ModelHub decode+predict+encode"] = _modelhub(
+                services, renderers, loaded, body
+            )
+    numbers = {name: timeit.Timer(call).autorange()[0] for name, call in cases.items()}
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for round_number in range(runs):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            timer = timeit.Timer(cases[name])
+            best = min(timer.repeat(repeat=5, number=numbers[name]))
+            samples[name].append(best * 1000 / numbers[name])
+    return {name: spread(values, 4) for name, values in samples.items()}
+
+
+def _bare(model: Any, names: list[str], body: bytes) -> Callable[[], bytes]:
+    import numpy as np
+
+    def handler() -> bytes:
+        rows = json.loads(body)["dataframe_records"]
+        array = np.array([[r[n] for n in names] for r in rows], dtype=float)
+        return json.dumps({"predictions": model.predict(array).tolist()}).encode()
+
+    return handler
+
+
+def _modelhub(services: Any, renderers: Any, loaded: Any, body: bytes) -> Callable:
+    def handler() -> bytes:
+        result = services.predict(
+            loaded=loaded, body=body, content_type="application/json", proba=None
+        )
+        # the response body the predict view renders
+        return renderers.dumps(
+            {
+                "model": loaded.ref.slug,
+                "version": loaded.ref.number,
+                "request_id": "0" * 32,
+                "predictions": result.predictions,
+            }
+        )
+
+    return handler
+
+
+def build_memory_site(directory: Path, models_dir: Path) -> dict:
+    """Child: one slug with MEMORY_MODELS versions (v1 active, the rest
+    pinned by URL), each a copy of one random forest with a distinct marker
+    attribute, so every file (and sha256) differs. The preflight runs for v1
+    and its report is reused for the others: they differ only in the marker,
+    and 50 preflights would take minutes."""
+    import joblib
+    import pandas as pd
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    _django(directory)
+    from registry import artifacts
+
+    x, y = make_classification(
+        n_samples=2000, n_features=4, n_informative=3, n_redundant=0, random_state=1
+    )
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(4)])
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(frame, y)
+    real_preflight = artifacts.preflight
+    first: list[Any] = []
+
+    def preflight_once(*args: Any) -> Any:
+        if not first:
+            first.append(real_preflight(*args))
+        return first[0]
+
+    artifacts.preflight = preflight_once
+    models_dir.mkdir(parents=True, exist_ok=True)
+    size = 0
+    for number in range(1, MEMORY_MODELS + 1):
+        forest.bench_copy_ = number
+        path = models_dir / f"mem{number}.joblib"
+        joblib.dump(forest, path)
+        size = path.stat().st_size
+        _register(
+            path,
+            "mem",
+            {"input_example": frame.iloc[0].to_dict()},
+            activate=number == 1,
+        )
+    return {
+        "record": frame.iloc[0].to_dict(),
+        "file_bytes": size,
+        "estimator": "RandomForestClassifier(n_estimators=20), 4 features",
+    }
+
+
+def run_child(kind: str, directory: Path, models_dir: Path, runs: int) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        str(directory),
+        str(models_dir),
+        str(runs),
+    ]
+    try:
+        out = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=1200, check=True
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"{kind} setup failed:\n{exc.stderr[-3000:]}") from None
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --- servers --------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """A server under test: how to start it and how to ask it for a scenario."""
+
+    name: str
+    # starts the server for a model ("" = one server for every model)
+    start: Callable[[str], Service]
+    path: Callable[[str], str]
+    body: Callable[[list[dict]], object]
+    # one server per model (MLflow serves one model per process)
+    per_model: bool = False
+    notes: str = ""
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def service(self, model: str) -> Service:
+        return self.services[model if self.per_model else ""]
+
+
+def mlflow_body(rows: list[dict]) -> object:
+    return {"dataframe_records": rows}
+
+
+def v2_body(rows: list[dict]) -> object:
+    columns = list(rows[0])
+    return {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), len(columns)],
+                "datatype": "FP64",
+                "data": [[r[c] for c in columns] for r in rows],
+            }
+        ]
+    }
+
+
+class Reference(Service):
+    name = "reference"
+
+    def __init__(self, models_dir: Path, workers: int) -> None:
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        super().__init__(
+            [str(gunicorn), "--config", "bench/reference_gunicorn.py"],
+            ready_path="/readyz",
+        )
+        self.env.update(
+            MODELHUB_BIND=f"127.0.0.1:{self.port}",
+            MODELHUB_WORKERS=str(workers),
+            PYTHONPATH=str(ROOT),
+            PROMETHEUS_MULTIPROC_DIR=str(self.work / "prometheus"),
+            BENCH_REFERENCE_MODELS=",".join(
+                f"{m}={models_dir / f'{m}.joblib'}" for m in MODELS
+            ),
+        )
+
+
+def modelhub_target(name: str, template: Path, workers: int, env: dict) -> Target:
+    return Target(
+        name=name,
+        start=lambda _: Server(workers=workers, prepared=template, env=env),
+        path=lambda model: f"/api/predict/{model}/",
+        body=mlflow_body,
+        notes=", ".join(f"{k}={v}" for k, v in env.items()),
+    )
+
+
+# --- comparison environments ----------------------------------------------------
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(
+        p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+
+
+def bench_env(name: str, requirements: list[str]) -> dict:
+    """bench/.envs/<name>: a venv with ``requirements``, created on demand and
+    reused while the requirements are the same. Never a project dependency."""
+    env = ENVS / name
+    marker = env / ".bench-env.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        if info.get("requirements") == requirements:
+            return {**info, "reused": True}
+    started = time.monotonic()
+    ENVS.mkdir(parents=True, exist_ok=True)
+    log = ENVS / f"{name}-install.log"
+    with log.open("w") as out:
+        for command in (
+            [sys.executable, "-m", "venv", str(env)],
+            [
+                str(env / "bin" / "pip"),
+                "install",
+                "--disable-pip-version-check",
+                *requirements,
+            ],
+        ):
+            done = subprocess.run(
+                command, stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False
+            )
+            if done.returncode:
+                return {
+                    "error": f"{' '.join(command[:3])}… failed, see {log}",
+                    "requirements": requirements,
+                }
+    freeze = subprocess.run(
+        [str(env / "bin" / "pip"), "freeze"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    pins = dict(line.split("==", 1) for line in freeze.splitlines() if "==" in line)
+    info = {
+        "requirements": requirements,
+        "install_seconds": round(time.monotonic() - started, 1),
+        "disk_mb": round(_dir_bytes(env) / 1e6),
+        "versions": {
+            k: pins[k]
+            for k in pins
+            if k.lower()
+            in {
+                "mlflow",
+                "mlserver",
+                "mlserver-sklearn",
+                "scikit-learn",
+                "numpy",
+                "pandas",
+                "uvicorn",
+                "fastapi",
+                "gunicorn",
+                "flask",
+            }
+        },
+    }
+    marker.write_text(json.dumps(info, indent=2))
+    return {**info, "reused": False}
+
+
+SAVE_MLFLOW = """
+import json, sys
+import joblib, pandas as pd, mlflow.sklearn, sklearn
+from mlflow.models import infer_signature
+source, target, example = sys.argv[1:4]
+model = joblib.load(source)
+frame = pd.DataFrame(json.loads(example))
+mlflow.sklearn.save_model(
+    model, target, signature=infer_signature(frame, model.predict(frame)),
+    # MLflow 3 defaults to skops, which refuses tree models without a trust list
+    serialization_format="cloudpickle",
+    pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+"""
+QUIET_MLFLOW = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+
+
+class MLflowServer(Service):
+    name = "mlflow"
+
+    def __init__(self, model_dir: Path, workers: int) -> None:
+        port = free_port()
+        super().__init__(
+            [
+                str(ENVS / "mlflow" / "bin" / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(model_dir),
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                str(workers),
+            ],
+            port=port,
+            # mlflow execs `uvicorn` through bash: the environment's bin first
+            env={
+                **QUIET_MLFLOW,
+                "PATH": f"{ENVS / 'mlflow' / 'bin'}:{os.environ['PATH']}",
+            },
+            ready_path="/ping",
+            ready_timeout=180,
+            log=model_dir.parent / f"{model_dir.name}-server.log",
+        )
+
+
+class MLServer(Service):
+    name = "mlserver"
+
+    def __init__(self, repository: Path, workers: int) -> None:
+        port = free_port()
+        (repository / "settings.json").write_text(
+            json.dumps(
+                {
+                    "host": "127.0.0.1",
+                    "http_port": port,
+                    "grpc_port": free_port(),
+                    "metrics_port": free_port(),
+                    "parallel_workers": workers,
+                }
+            )
+        )
+        super().__init__(
+            [str(ENVS / "mlserver" / "bin" / "mlserver"), "start", str(repository)],
+            port=port,
+            ready_path="/v2/health/ready",
+            ready_timeout=180,
+            log=repository / "server.log",
+        )
+
+
+def comparison_targets(
+    models_dir: Path, work: Path, sample: dict, workers: int, sklearn: str
+) -> tuple[list[Target], dict]:
+    """MLflow and MLServer targets whose environments install; the rest is
+    reported with the reason."""
+    targets, status = [], {}
+    mlflow = bench_env("mlflow", ["mlflow>=3,<4", f"scikit-learn=={sklearn}"])
+    status["mlflow"] = mlflow
+    if "error" not in mlflow:
+        try:
+            for model in MODELS:
+                example = json.dumps(records(sample, model, 2))
+                subprocess.run(
+                    [
+                        str(ENVS / "mlflow" / "bin" / "python"),
+                        "-c",
+                        SAVE_MLFLOW,
+                        str(models_dir / f"{model}.joblib"),
+                        str(work / "mlflow" / model),
+                        example,
+                    ],
+                    env={**os.environ, **QUIET_MLFLOW},
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                )
+        except subprocess.CalledProcessError as exc:
+            status["mlflow"] = {
+                **mlflow,
+                "error": f"save_model failed: {exc.stderr[-800:]}",
+            }
+        else:
+            targets.append(
+                Target(
+                    name="mlflow",
+                    start=lambda model: MLflowServer(work / "mlflow" / model, workers),
+                    path=lambda model: "/invocations",
+                    body=mlflow_body,
+                    per_model=True,
+                    notes=f"mlflow models serve --env-manager local -w {workers}, "
+                    "model re-saved with mlflow.sklearn.save_model "
+                    "(signature inferred)",
+                )
+            )
+    # uvloop 0.22+ raises in MLServer 1.7's asyncio.get_event_loop() at start-up
+    mlserver = bench_env(
+        "mlserver",
+        [
+            "mlserver>=1.7,<2",
+            "mlserver-sklearn>=1.7,<2",
+            f"scikit-learn=={sklearn}",
+            "uvloop<0.22",
+        ],
+    )
+    status["mlserver"] = mlserver
+    if "error" not in mlserver:
+        repository = work / "mlserver"
+        for model in MODELS:
+            (repository / model).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(
+                models_dir / f"{model}.joblib", repository / model / "model.joblib"
+            )
+            (repository / model / "model-settings.json").write_text(
+                json.dumps(
+                    {
+                        "name": model,
+                        "implementation": "mlserver_sklearn.SKLearnModel",
+                        "parameters": {"uri": "./model.joblib"},
+                    }
+                )
+            )
+        targets.append(
+            Target(
+                name="mlserver",
+                start=lambda _: MLServer(repository, workers),
+                path=lambda model: f"/v2/models/{model}/infer",
+                body=v2_body,
+                notes=f"mlserver start, sklearn runtime, parallel_workers={workers}, "
+                "V2 JSON tensor (FP64)",
+            )
+        )
+    return targets, status
+
+
+def start_targets(targets: list[Target]) -> Iterator[str]:
+    """Start every target's server(s); yields a problem line per failure and
+    drops that target."""
+    for target in list(targets):
+        models = MODELS if target.per_model else ("",)
+        try:
+            for model in models:
+                target.services[model] = target.start(model).__enter__()
+        except (SystemExit, OSError, subprocess.SubprocessError) as exc:
+            for service in target.services.values():
+                service.__exit__(None, None, None)
+            targets.remove(target)
+            yield f"{target.name} did not start: {exc}"
+
+
+# --- measuring ------------------------------------------------------------------
+
+
+def measure_all(
+    targets: list[Target], sample: dict, args: argparse.Namespace
+) -> list[dict]:
+    scripts: dict[tuple[str, Scenario], Path] = {}
+    for target in targets:
+        for scenario in SCENARIOS:
+            service = target.service(scenario.model)
+            name = f"{target.name}-{scenario.model}-{scenario.rows}"
+            scripts[target.name, scenario] = post_script(
+                service.work / f"{name}.lua",
+                target.body(records(sample, scenario.model, scenario.rows)),
+            )
+    for target in targets:  # warm every worker and cache
+        for scenario in SCENARIOS:
+            if scenario.connections == 1:
+                service = target.service(scenario.model)
+                service.warm(
+                    target.path(scenario.model),
+                    scripts[target.name, scenario],
+                    duration=1 if args.quick else 2,
+                )
+    runs = []
+    for round_number in range(1, args.runs + 1):
+        for scenario in SCENARIOS:
+            for target in targets:
+                busy = wait_quiet(args.quiet_wait)
+                service = target.service(scenario.model)
+                result = service.measure(
+                    target.path(scenario.model),
+                    scenario.connections,
+                    args.duration,
+                    scripts[target.name, scenario],
+                )
+                result.update(
+                    round=round_number,
+                    target=target.name,
+                    scenario=scenario.key,
+                    machine_busy_before=busy,
+                )
+                result["errors"] = result["non_2xx"] + result["socket_errors_total"]
+                runs.append(result)
+                print(
+                    f"  run {round_number} {scenario.key:22} {target.name:15} "
+                    f"{result['rps']:8.0f} req/s  cpu "
+                    f"{result['server_cpu_ms_per_request']:7.3f} ms/req  "
+                    f"p50 {result['p50_ms']:7.2f}  p99 {result['p99_ms']:7.2f}  "
+                    f"errors {result['errors']}",
+                    flush=True,
+                )
+    return runs
+
+
+def metric(base: str, name: str) -> float:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    values = re.findall(rf"^{name}(?:{{[^}}]*}})?\s+(\S+)$", text, re.M)
+    return sum(float(v) for v in values)
+
+
+def post(url: str, body: object) -> int:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),  # noqa: S310
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return response.status
+
+
+def memory(template: Path, record: dict) -> list[dict]:
+    """RSS of one worker after 1, 10 and 50 distinct models were requested,
+    per cache size. One worker, so every request lands in the one measured."""
+    rows = []
+    for cache in MEMORY_CACHE_SIZES:
+        env = {"MODELHUB_MODEL_CACHE_SIZE": str(cache), "MODELHUB_LOG_MODE": "off"}
+        with Server(workers=1, prepared=template, env=env) as server:
+            requested = 0
+            for step in MEMORY_STEPS:
+                while requested < step:
+                    requested += 1
+                    post(
+                        f"{server.base}/api/predict/mem/v{requested}/", {"data": record}
+                    )
+                (worker,) = server.worker_pids()
+                rss = rss_kb(worker)
+                rows.append(
+                    {
+                        "cache_size": cache,
+                        "distinct_models_requested": step,
+                        "models_loaded": metric(server.base, "modelhub_models_loaded"),
+                        "worker_rss_mb": round(rss["VmRSS"] / 1024, 1),
+                        "worker_anon_mb": round(rss["RssAnon"] / 1024, 1),
+                        "master_rss_mb": round(
+                            rss_kb(server.process.pid)["VmRSS"] / 1024, 1
+                        ),
+                    }
+                )
+                print(
+                    f"  cache {cache:2}: {step:2} models requested, "
+                    f"{rows[-1]['models_loaded']:.0f} loaded, worker RSS "
+                    f"{rows[-1]['worker_rss_mb']} MB",
+                    flush=True,
+                )
+    return rows
+
+
+# --- summary and report ---------------------------------------------------------
+
+
+def spread(values: list[float], digits: int = 3) -> dict:
+    values = [v for v in values if not math.isnan(v)] or [math.nan]
+    return {
+        "mean": round(statistics.fmean(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "stdev": round(statistics.stdev(values), digits) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def summarize(runs: list[dict]) -> dict:
+    out: dict[str, dict[str, dict]] = {}
+    for run in runs:
+        out.setdefault(run["scenario"], {}).setdefault(run["target"], []).append(run)
+    summary = {}
+    for scenario, per_target in out.items():
+        summary[scenario] = {
+            target: {
+                **{
+                    key: spread([r[key] for r in rows])
+                    for key in (
+                        "rps",
+                        "p50_ms",
+                        "p99_ms",
+                        "server_cpu_ms_per_request",
+                        "background_cpu_share",
+                    )
+                },
+                "errors": sum(r["errors"] for r in rows),
+            }
+            for target, rows in per_target.items()
+        }
+    return summary
+
+
+def paired(
+    runs: list[dict],
+    scenario: str,
+    a: str,
+    b: str,
+    key: str,
+    op: Callable[[float, float], float],
+) -> dict | None:
+    """op(a, b) per round (same scenario, same round), then mean and spread."""
+    by = {(r["target"], r["round"]): r[key] for r in runs if r["scenario"] == scenario}
+    values = [op(by[a, n], by[b, n]) for (t, n) in by if t == a and (b, n) in by]
+    return spread(values) if values else None
+
+
+def ratios(runs: list[dict]) -> list[dict]:
+    def div(x: float, y: float) -> float:
+        return x / y if y else math.nan
+
+    def sub(x: float, y: float) -> float:
+        return x - y
+
+    rows = []
+    targets = {r["target"] for r in runs}
+    for scenario in dict.fromkeys(r["scenario"] for r in runs):
+        single = " 1 row " in scenario
+        for mh in ("modelhub", "modelhub-log-off"):
+            if mh not in targets:
+                continue
+            row: dict[str, Any] = {"scenario": scenario, "modelhub": mh}
+            row["rps_vs_floor"] = paired(runs, scenario, mh, "reference", "rps", div)
+            row["cpu_minus_floor_ms"] = paired(
+                runs, scenario, mh, "reference", "server_cpu_ms_per_request", sub
+            )
+            row["cpu_vs_floor"] = paired(
+                runs, scenario, mh, "reference", "server_cpu_ms_per_request", div
+            )
+            for other in ("mlserver", "mlflow"):
+                if other in targets:
+                    row[f"rps_vs_{other}"] = paired(
+                        runs, scenario, mh, other, "rps", div
+                    )
+            row["checks"] = checks(scenario, single, row)
+            rows.append(row)
+    return rows
+
+
+def checks(scenario: str, single: bool, row: dict) -> dict[str, bool]:
+    """Issue 6's targets that apply to this scenario (means)."""
+    out = {}
+
+    def mean(key: str) -> float | None:
+        return row[key]["mean"] if row.get(key) else None
+
+    if single and scenario.startswith("iris"):
+        if mean("cpu_minus_floor_ms") is not None:
+            out[f"CPU ≤ floor + {TARGET_CPU_OVER_FLOOR_MS} ms"] = (
+                mean("cpu_minus_floor_ms") <= TARGET_CPU_OVER_FLOOR_MS
+            )
+        if mean("rps_vs_floor") is not None:
+            out[f"req/s ≥ {TARGET_RPS_VS_FLOOR}× floor"] = (
+                mean("rps_vs_floor") >= TARGET_RPS_VS_FLOOR
+            )
+        if mean("rps_vs_mlserver") is not None:
+            out[f"≥ {TARGET_VS_MLSERVER}× MLServer"] = (
+                mean("rps_vs_mlserver") >= TARGET_VS_MLSERVER
+            )
+        if mean("rps_vs_mlflow") is not None:
+            out[f"≥ {TARGET_VS_MLFLOW}× MLflow"] = (
+                mean("rps_vs_mlflow") >= TARGET_VS_MLFLOW
+            )
+    elif not single and mean("cpu_vs_floor") is not None:
+        out[f"CPU ≤ {TARGET_BATCH_CPU}× floor"] = (
+            mean("cpu_vs_floor") <= TARGET_BATCH_CPU
+        )
+    elif scenario.startswith("rf20") and mean("cpu_vs_floor") is not None:
+        out[f"CPU ≤ {TARGET_RF_CPU}× floor"] = mean("cpu_vs_floor") <= TARGET_RF_CPU
+    return out
+
+
+def fmt(s: dict | None, digits: int = 2) -> str:
+    if not s or math.isnan(s["mean"]):
+        return "—"
+    if s["n"] == 1:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def report(payload: dict, when: str) -> str:
+    args = payload["args"]
+    info = payload["machine"]
+    lines = [
+        f"# ModelHub benchmark suite ({when} UTC)",
+        "",
+        f"{'Quick smoke run. ' if args['quick'] else ''}{args['runs']} run(s) of "
+        f"{args['duration']} s per server and scenario, interleaved; gunicorn "
+        f"{args['workers']} sync workers (ModelHub and the reference); wrk on the "
+        "same machine, 127.0.0.1. Figures: mean (min–max) over the runs.",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+        "## In process (timeit, ms per call, best of 5 per round)",
+        "",
+        "| case | ms |",
+        "|---|---|",
+    ]
+    for name, s in payload["in_process"].items():
+        lines.append(f"| {name} | {fmt(s, 4)} |")
+    lines += ["", "| model, rows | ModelHub ÷ bare handler | target |", "|---|---|---|"]
+    for slug in MODELS:
+        for rows in (1, BATCH_ROWS):
+            mh = payload["in_process"][f"{slug} {rows} ModelHub decode+predict+encode"]
+            bare = payload["in_process"][f"{slug} {rows} bare handler (json)"]
+            ratio = mh["mean"] / bare["mean"]
+            target = ""
+            if slug == "iris" and rows == BATCH_ROWS:
+                target = f"≤ {TARGET_IN_PROCESS}× " + (
+                    "✅" if ratio <= TARGET_IN_PROCESS else "❌"
+                )
+            lines.append(f"| {slug}, {rows} | {ratio:.2f}× | {target} |")
+    lines += [
+        "",
+        "## Under load",
+        "",
+        "| scenario | server | req/s | p50 ms | p99 ms | server CPU ms/req | errors "
+        "| background CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario, per_target in payload["summary"].items():
+        for target, s in per_target.items():
+            flag = f"**{s['errors']} ⚠**" if s["errors"] else "0"
+            lines.append(
+                f"| {scenario} | {target} | {fmt(s['rps'], 0)} | {fmt(s['p50_ms'])} | "
+                f"{fmt(s['p99_ms'])} | {fmt(s['server_cpu_ms_per_request'], 3)} | "
+                f"{flag} | "
+                f"{s['background_cpu_share']['max']:.0%} max |"
+            )
+    lines += [
+        "",
+        "## Ratios (paired per run, then mean (min–max))",
+        "",
+        "| scenario | ModelHub | req/s ÷ floor | CPU − floor ms/req | CPU ÷ floor "
+        "| ÷ MLServer req/s | ÷ MLflow req/s | targets |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in payload["ratios"]:
+        verdicts = "; ".join(
+            f"{k} {'✅' if ok else '❌'}" for k, ok in row["checks"].items()
+        )
+        lines.append(
+            f"| {row['scenario']} | {row['modelhub']} | {fmt(row['rps_vs_floor'])} | "
+            f"{fmt(row['cpu_minus_floor_ms'], 3)} | {fmt(row['cpu_vs_floor'])} | "
+            f"{fmt(row.get('rps_vs_mlserver'))} | {fmt(row.get('rps_vs_mlflow'))} | "
+            f"{verdicts} |"
+        )
+    mem = payload["memory"]
+    lines += [
+        "",
+        f"## Memory: one ModelHub worker, {mem['models']['estimator']} "
+        f"({mem['models']['file_bytes'] / 1e6:.2f} MB file each), request log off",
+        "",
+        "| MODELHUB_MODEL_CACHE_SIZE | distinct models requested | models loaded "
+        "(/metrics) | worker VmRSS MB | worker RssAnon MB | master VmRSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in mem["rows"]:
+        bound = " ❌ over the bound" if r["models_loaded"] > r["cache_size"] else ""
+        lines.append(
+            f"| {r['cache_size']} | {r['distinct_models_requested']} | "
+            f"{r['models_loaded']:.0f}{bound} | {r['worker_rss_mb']} | "
+            f"{r['worker_anon_mb']} | {r['master_rss_mb']} |"
+        )
+    lines += ["", "## Servers and comparisons", ""]
+    for name, notes in payload["targets"].items():
+        lines.append(f"- **{name}**: {notes}")
+    for name, status in payload["comparisons"].items():
+        if "error" in status:
+            lines.append(f"- **{name}**: not measured: {status['error']}")
+        else:
+            lines.append(
+                f"- **{name}** environment (bench/.envs/{name}, "
+                f"{'reused' if status.get('reused') else 'installed'}: "
+                f"{status.get('install_seconds', '?')} s, "
+                f"{status.get('disk_mb', '?')} MB): "
+                + ", ".join(f"{k} {v}" for k, v in status.get("versions", {}).items())
+            )
+    for problem in payload["problems"]:
+        lines.append(f"- ⚠ {problem}")
+    if any(s["errors"] for p in payload["summary"].values() for s in p.values()):
+        lines.append(
+            "- ⚠ some runs had errors (non-2xx or socket errors): see the table."
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --- main -----------------------------------------------------------------------
+
+
+def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        kind, directory, models_dir, runs = sys.argv[2:]
+        build = build_site if kind == "site" else build_memory_site
+        extra = (int(runs),) if kind == "site" else ()
+        print(json.dumps(build(Path(directory), Path(models_dir), *extra)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--quick", action="store_true", help="2-second runs, 1 run, no comparisons"
+    )
+    parser.add_argument(
+        "--no-compare", action="store_true", help="skip MLflow and MLServer"
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=5,
+        help="seconds to wait at most for the machine to calm down before each block",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.runs, args.no_compare, args.quiet_wait = 2, 1, True, 1
+    require_wrk()
+    started = time.monotonic()
+    sklearn = metadata.version("scikit-learn")
+    work = Path(tempfile.mkdtemp(prefix="modelhub-suite-"))
+    problems: list[str] = []
+    try:
+        print("setting up: models, sites, in-process timings", flush=True)
+        site = run_child("site", work / "site", work / "models", max(args.runs, 1))
+        sample = site["sample"]
+        mem_models = run_child("memory", work / "memory", work / "memory-models", 1)
+        targets = [
+            Target(
+                name="reference",
+                start=lambda _: Reference(work / "models", args.workers),
+                path=lambda model: f"/predict/{model}/",
+                body=mlflow_body,
+                notes="bench/reference_wsgi.py under ModelHub's gunicorn settings "
+                "(orjson → float array → predict → orjson)",
+            ),
+            modelhub_target(
+                "modelhub",
+                work / "site",
+                args.workers,
+                {"MODELHUB_LOG_MODE": "after_response"},
+            ),
+            modelhub_target(
+                "modelhub-log-off",
+                work / "site",
+                args.workers,
+                {"MODELHUB_LOG_MODE": "off"},
+            ),
+        ]
+        comparisons: dict = {}
+        if not args.no_compare:
+            print("comparisons: preparing bench environments", flush=True)
+            more, comparisons = comparison_targets(
+                work / "models", work, sample, args.workers, sklearn
+            )
+            targets += more
+        print("starting servers", flush=True)
+        problems += list(start_targets(targets))
+        try:
+            print("under load", flush=True)
+            runs = measure_all(targets, sample, args)
+        finally:
+            for target in targets:
+                for service in target.services.values():
+                    service.__exit__(None, None, None)
+        print("memory", flush=True)
+        memory_rows = memory(work / "memory", mem_models["record"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    when = stamp()
+    payload = {
+        "scenario": "suite",
+        "args": vars(args),
+        "machine": machine(),
+        "in_process": site["in_process"],
+        "targets": {t.name: t.notes for t in targets},
+        "comparisons": comparisons,
+        "problems": problems,
+        "summary": summarize(runs),
+        "ratios": ratios(runs),
+        "memory": {
+            "models": {k: v for k, v in mem_models.items() if k != "record"},
+            "rows": memory_rows,
+        },
+        "runs": runs,
+        "elapsed_s": round(time.monotonic() - started),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"suite-{when}.json").write_text(json.dumps(payload, indent=2))
+    text = report(payload, when)
+    (RESULTS / f"suite-{when}.md").write_text(text)
+    print(text)
+    print(f"report: bench/results/suite-{when}.md ({payload['elapsed_s']} s)")
+
+
+if __name__ == "__main__":
+    main()
