@@ -17,6 +17,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -239,9 +240,12 @@ def _from_records(
     if not isinstance(records[0], dict):
         raise InvalidShape("Row 0 is not an object.")
     names = spec.names
+    plain = _plain_records(records, names)  # no ids: exactly the features
+    if plain is not None:
+        return plain, None
     width = len(names) + (1 if spec.takes_ids and ID_KEY in records[0] else 0)
     ids: list[Any] | None = [] if spec.takes_ids else None
-    rows: list[list[Any]] = []
+    rows: list[Any] = []
     for position, record in enumerate(records):
         if not isinstance(record, dict):
             raise InvalidShape(f"Row {position} is not an object.")
@@ -253,6 +257,23 @@ def _from_records(
     if ids is not None and all(i is None for i in ids):
         ids = None
     return rows, ids
+
+
+def _plain_records(records: list[Any], names: tuple[str, ...]) -> list[Any] | None:
+    """Rows of records that hold exactly the schema's keys, in schema order.
+
+    The common case, done with C-level loops; None sends anything else
+    (missing, extra or non-object rows) to the checks that name the problem.
+    """
+    width = len(names)
+    if not all(type(r) is dict and len(r) == width for r in records):
+        return None
+    getter = itemgetter(*names)
+    try:
+        rows = list(map(getter, records))
+    except KeyError:
+        return None
+    return rows if width > 1 else [(value,) for value in rows]
 
 
 def _check_keys(record: dict[str, Any], spec: InputSpec, position: int, total: int):

@@ -134,9 +134,12 @@ def _probabilities(loaded: LoadedModel, raw: Any) -> list[dict[str, Any]] | None
 def to_json_list(values: Any) -> list[Any]:
     """numpy results to JSON-ready lists (the orjson renderer writes NaN as null)."""
     array = np.asarray(values)
-    if array.dtype.kind in "fiub":
+    if array.dtype.kind in "fiubU":
         return array.tolist()
-    return [_plain(v) for v in array.tolist()]
+    items = array.tolist()
+    if array.ndim == 1 and all(isinstance(v, str) for v in items):
+        return items  # class labels; numpy's str_ is a str, orjson writes it
+    return [_plain(v) for v in items]
 
 
 def _plain(value: Any) -> Any:
