@@ -222,30 +222,46 @@ def start_gunicorn(
             stderr=subprocess.STDOUT,
         )
     server = Server(proc, port, env, log, workers)
+    _RUNNING.append(server)
     if wait:
-        server.wait_for(
-            lambda: (
-                server.get("/healthz").status == 200
-                and len(server.booted_workers()) >= workers
-            ),
-            "/healthz and every worker",
-        )
+        try:
+            server.wait_for(
+                lambda: (
+                    server.get("/healthz").status == 200
+                    and len(server.booted_workers()) >= workers
+                ),
+                "/healthz and every worker",
+            )
+        except BaseException:
+            _terminate(server)
+            raise
     return server
+
+
+def _terminate(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait(timeout=5)
+
+
+# Every master started, so none outlives the test that started it.
+_RUNNING: list[Server] = []
 
 
 @pytest.fixture
 def gunicorn_servers() -> Iterator[list[Server]]:
-    """Collects the servers a test starts; each is stopped after the test."""
+    """The servers a test starts: each one started during the test (listed
+    here or not) is stopped after it."""
+    before = len(_RUNNING)
     started: list[Server] = []
     yield started
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.terminate()
-            try:
-                server.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait(timeout=5)
+    for server in [*started, *_RUNNING[before:]]:
+        _terminate(server)
+    del _RUNNING[before:]
 
 
 def postgres_available() -> bool:

@@ -457,6 +457,7 @@ def test_postgres_cut_between_a_commit_and_its_acknowledgement_logs_the_row_once
 ) -> None:
     install = proxied_install
     server = start_gunicorn(install.env, tmp_path, workers=1)
+    gunicorn_servers.append(server)
     warm = predict(server, "warm-0")
     wait_until(lambda: "warm-0" in postgres_log(install), "warm row", ROWS_TIMEOUT)
     booted = server.booted_workers()
