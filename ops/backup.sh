@@ -74,11 +74,8 @@ import datetime, hashlib, json, os, pathlib, subprocess, sys, tarfile, tomllib
 work, kind, db_file = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 def sha256(path):
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 # Last applied migration per app: the schema the database copy needs.
 sql = "SELECT app, MAX(name) FROM django_migrations GROUP BY app ORDER BY app"

@@ -112,11 +112,8 @@ from django.core.files.storage import default_storage
 from registry.models import ModelVersion
 
 def sha256(path):
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 versions = ModelVersion.objects.order_by("model__slug", "number").values_list(
     "model__slug", "number", "file", "sha256"

@@ -104,7 +104,8 @@ def _fetch_one(
         return cursor.fetchone()
 
 
-_JSON_COLUMNS = (7, 8)  # input_schema, classes in the row
+# Row positions of the JSON fields: the row starts with `private`.
+_JSON_COLUMNS = tuple(1 + _VERSION_FIELDS.index(f) for f in ("input_schema", "classes"))
 
 
 def _decoded(row: tuple[Any, ...]) -> tuple[Any, ...]:

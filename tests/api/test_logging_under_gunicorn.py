@@ -141,14 +141,6 @@ def stat_totals(server: Server) -> dict[bool, int]:
     return by_resolution["m"]
 
 
-def stop(server: Server) -> int:
-    return server.stop()
-
-
-def samples(server: Server, name: str) -> list[tuple[dict[str, str], float]]:
-    return metric_samples(server, name)
-
-
 def assert_metrics_count(server: Server, outcomes: list[Outcome]) -> None:
     """/metrics counts every request once, whichever worker (alive or not) took it.
 
@@ -161,27 +153,24 @@ def assert_metrics_count(server: Server, outcomes: list[Outcome]) -> None:
     )
     deadline = time.monotonic() + ROWS_TIMEOUT
     while True:
-        loaded = [v for _, v in samples(server, "modelhub_models_loaded")]
+        loaded = [v for _, v in metric_samples(server, "modelhub_models_loaded")]
         if loaded == [WORKERS] or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert loaded == [WORKERS], "one iris per live worker"
-    assert [v for _, v in samples(server, "modelhub_log_rows_buffered")] == [0]
+    assert [v for _, v in metric_samples(server, "modelhub_log_rows_buffered")] == [0]
 
     counted: Counter[tuple[str, str]] = Counter()
-    for labels, value in samples(server, "modelhub_predictions_total"):
+    for labels, value in metric_samples(server, "modelhub_predictions_total"):
         counted[labels["model"], labels["status"]] += int(value)
     assert counted == sent
-    latency = samples(server, "modelhub_request_latency_seconds_count")
+    latency = metric_samples(server, "modelhub_request_latency_seconds_count")
     assert sum(v for _, v in latency) == len(outcomes)
-    rows = sum(v for _, v in samples(server, "modelhub_prediction_rows_total"))
+    rows = sum(v for _, v in metric_samples(server, "modelhub_prediction_rows_total"))
     assert rows == sent["iris", "200"]
     # The generic django_http_* metrics leave predictions to modelhub_*.
-    posts = [
-        v
-        for labels, v in samples(server, "django_http_requests_total_by_method_total")
-        if labels["method"] == "POST"
-    ]
+    by_method = metric_samples(server, "django_http_requests_total_by_method_total")
+    posts = [v for labels, v in by_method if labels["method"] == "POST"]
     assert sum(posts) == 0
 
 
@@ -238,7 +227,7 @@ def test_sigterm_keeps_the_row_of_every_answered_request(start):
     server = start(MODELHUB_THREADS="2")
     traffic = mixed_traffic(server, "term", 400)
     traffic.wait_until(100)
-    assert stop(server) == 0, server.log_text()
+    assert server.stop() == 0, server.log_text()
     outcomes = traffic.finish()
 
     answered = [o for o in outcomes if o.status is not None]
@@ -278,5 +267,5 @@ def test_metrics_directory_made_by_gunicorn_conf_is_removed_after_a_reload(start
     server.proc.send_signal(signal.SIGHUP)  # gunicorn runs its config file again
     server.wait_until_booted(2)
 
-    assert stop(server) == 0
+    assert server.stop() == 0
     assert not made.exists()
