@@ -39,6 +39,10 @@ _VERSION_FIELDS = (
     "status",
 )
 _last_resolved: dict[tuple[str, int | None], VersionRef] = {}
+# Rows as the database sent them -> their VersionRef: an unchanged row (the
+# usual case) skips JSON decoding; any change to the row is a new key.
+_refs: dict[tuple[Any, ...], VersionRef] = {}
+_MAX_REFS = 1024
 _lock = threading.Lock()
 
 
@@ -72,6 +76,7 @@ def last_resolved() -> list[VersionRef]:
 def forget() -> None:
     with _lock:
         _last_resolved.clear()
+        _refs.clear()
 
 
 # The per-request query, compiled by the ORM once per process and database
@@ -153,10 +158,24 @@ def _query(slug: str, number: int | None) -> VersionRef:
             if not MLModel.objects.filter(slug=slug).exists():
                 raise UnknownModel(f"No model with slug '{slug}'.")
             raise UnknownVersion(f"Model '{slug}' has no version {number}.")
-    row = _decoded(row)
-    private, vid, num, sha, file_name, fmt, kind, schema, classes, status = row
+    status = row[-1]
     if status != ModelVersion.Status.READY:
-        raise ModelUnavailable(f"'{slug}' v{num} is marked {status}.")
+        raise ModelUnavailable(f"'{slug}' v{row[2]} is marked {status}.")
+    try:
+        return _refs[(slug, row)]
+    except KeyError:
+        ref = _ref(slug, row)
+        with _lock:
+            if len(_refs) >= _MAX_REFS:
+                _refs.pop(next(iter(_refs)))
+            _refs[(slug, row)] = ref
+        return ref
+    except TypeError:  # a driver that decodes JSON columns itself: unhashable
+        return _ref(slug, row)
+
+
+def _ref(slug: str, row: tuple[Any, ...]) -> VersionRef:
+    private, vid, num, sha, file_name, fmt, kind, schema, classes, _ = _decoded(row)
     return VersionRef(
         id=vid,
         slug=slug,
