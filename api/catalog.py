@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from registry.exceptions import UnknownModel
+from registry.exceptions import UnknownModel, UnknownVersion
 from registry.models import MLModel, ModelVersion
 
 
@@ -21,6 +21,27 @@ def get_visible_model(slug: str, *, authenticated: bool) -> MLModel:
     if model is None:
         raise UnknownModel(f"No model with slug '{slug}'.")
     return model
+
+
+def get_visible_version(slug: str, number: int, *, authenticated: bool) -> ModelVersion:
+    model = get_visible_model(slug, authenticated=authenticated)
+    version = model.versions.filter(number=number).first()
+    if version is None:
+        raise UnknownVersion(f"Model '{slug}' has no version {number}.")
+    return version
+
+
+def version_detail(version: ModelVersion) -> dict[str, Any]:
+    """One version with what the preflight learned: the answer to an upload."""
+    model = version.model
+    return {
+        "model": model.slug,
+        **describe_version(version, active_id=model.active_version_id),
+        "input_schema": version.input_schema,
+        "classes": version.classes,
+        "metadata": version.metadata,
+        "warnings": version.warnings,
+    }
 
 
 def describe_version(version: ModelVersion, *, active_id: int | None) -> dict[str, Any]:

@@ -139,6 +139,18 @@ class ModelRejectedInput(PayloadError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
 
 
+class MissingFile(ApiError):
+    """An upload without its multipart 'file' field."""
+
+    code = "missing_file"
+
+
+class InvalidField(ApiError):
+    """A field of a management request has the wrong type or value."""
+
+    code = "invalid_field"
+
+
 class PredictionTimeout(ApiError):
     """The model ran past MODELHUB_PREDICT_TIMEOUT."""
 
@@ -153,6 +165,8 @@ REGISTRY_STATUS: dict[type[registry.RegistryError], int] = {
     registry.ModelUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     registry.RegistryUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     registry.VersionActive: status.HTTP_409_CONFLICT,
+    registry.VersionNotReady: status.HTTP_409_CONFLICT,
+    registry.ModelExists: status.HTTP_409_CONFLICT,
     registry.PicklePermissionRequired: status.HTTP_403_FORBIDDEN,
     registry.ModelTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
 }

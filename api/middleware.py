@@ -36,14 +36,38 @@ class RequestIDMiddleware:
         request.request_id = request_id_for(request)
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        if not response.streaming and "Content-Length" not in response:
+            # CommonMiddleware, bypassed on predictions, would set it; without
+            # it gunicorn sends the body chunked: more writes per response.
+            response["Content-Length"] = str(len(response.content))
         return response
 
 
 PREDICT_PREFIX = "/api/predict/"
+V2_PREFIX = "/v2/"
+# Open Inference Protocol infer paths (a slug has no '/'; the version is
+# captured whatever it is, so an unroutable one is logged too).
+_V2_INFER = re.compile(r"^/v2/models/([^/]+)/(?:versions/[^/]+/)?infer$")
+
+
+def prediction_slug(path: str) -> str | None:
+    """The slug of a prediction request (/api/predict/… or a V2 infer), else None."""
+    if path.startswith(PREDICT_PREFIX):
+        return path[len(PREDICT_PREFIX) :].split("/", 1)[0]
+    if path.startswith(V2_PREFIX):
+        match = _V2_INFER.match(path)
+        return match.group(1) if match else None
+    return None
+
+
+def is_data_plane(path: str) -> bool:
+    """Prediction and V2 protocol paths, which skip the web-only middleware."""
+    return path.startswith((PREDICT_PREFIX, V2_PREFIX)) or path == "/v2"
 
 
 class RequestLogMiddleware:
-    """Logs and counts every request to a prediction endpoint, whatever its fate.
+    """Logs and counts every request to a prediction endpoint (/api/predict/…
+    and V2 infer), whatever its fate.
 
     Views note what they learned on the request (log_version, log_rows,
     log_model_ms, log_body); errors carry their code on the response.
@@ -53,12 +77,13 @@ class RequestLogMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith(PREDICT_PREFIX):
+        slug = prediction_slug(request.path)
+        if slug is None:
             return self.get_response(request)
         started = time.perf_counter()
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
-        entry = _entry(request, response, elapsed)
+        entry = _entry(request, response, elapsed, slug)
         metrics.observe_request(
             slug=entry.slug,
             version=entry.version,
@@ -76,7 +101,9 @@ class RequestLogMiddleware:
         return response
 
 
-def _entry(request: HttpRequest, response: HttpResponse, elapsed: float) -> LogEntry:
+def _entry(
+    request: HttpRequest, response: HttpResponse, elapsed: float, slug: str
+) -> LogEntry:
     status = response.status_code
     code = getattr(response, "error_code", "") or (
         f"http_{status}" if status >= 400 else ""
@@ -84,7 +111,7 @@ def _entry(request: HttpRequest, response: HttpResponse, elapsed: float) -> LogE
     body = getattr(request, "log_body", None)
     return LogEntry(
         created_at=timezone.now(),
-        slug=request.path[len(PREDICT_PREFIX) :].split("/", 1)[0][:100],
+        slug=slug[:100],
         version=getattr(request, "log_version", None),
         status=status,
         error_code=code[:50],
@@ -105,7 +132,7 @@ _HOOKS = ("process_view", "process_exception", "process_template_response")
 
 
 def web_only(path: str) -> type:
-    """``path``'s middleware, bypassed on prediction requests.
+    """``path``'s middleware, bypassed on prediction and V2 protocol requests.
 
     Sessions, Django's auth, messages, the slash-appending redirect and the
     generic HTTP metrics serve the admin and the dashboard. A prediction
@@ -120,13 +147,13 @@ def web_only(path: str) -> type:
         self.inner = inner_class(get_response)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(PREDICT_PREFIX):
+        if is_data_plane(request.path):
             return self.get_response(request)
         return self.inner(request)
 
     def forward(hook: str) -> Callable[..., HttpResponse | None]:
         def call(self, request: HttpRequest, *args: object) -> HttpResponse | None:
-            if request.path.startswith(PREDICT_PREFIX):
+            if is_data_plane(request.path):
                 return None if hook != "process_template_response" else args[0]
             return getattr(self.inner, hook)(request, *args)
 
@@ -137,7 +164,7 @@ def web_only(path: str) -> type:
         "__call__": __call__,
         "sync_capable": True,
         "async_capable": False,
-        "__doc__": f"{path}, bypassed on prediction requests.",
+        "__doc__": f"{path}, bypassed on prediction and V2 requests.",
         **{hook: forward(hook) for hook in _HOOKS if hasattr(inner_class, hook)},
     }
     # A subclass, so checks such as the admin's "SessionMiddleware must be in

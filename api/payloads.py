@@ -6,6 +6,11 @@ strings in numeric columns are refused, as are NaN, infinities, U+0000 and
 lone surrogates; `null` in a numeric column becomes NaN only where the
 estimator accepts NaN.
 
+MLflow's scoring server is laxer in three ways we keep refusing: it casts
+numeric strings, drops unknown columns, and ignores unknown top-level keys.
+It is stricter in two we keep allowing: bare lists of records, and
+positional rows for a model with named features.
+
 All-numeric inputs become a float64 array in schema order (fast); a
 DataFrame is built only when the estimator needs one (string columns or
 column selection by name).
@@ -46,6 +51,8 @@ ID_KEY = "id"
 _NUMBER_TYPES = (int, float)
 _MAX_NAMED = 10
 _MAX_NAME_CHARS = 100
+# pandas' to_dict(orient="split") adds "index"; MLflow ignores it, and so do we.
+_SPLIT_KEYS = frozenset({"columns", "data", "index"})
 
 
 @dataclass(frozen=True)
@@ -318,6 +325,13 @@ def _from_split(
         )
     data = payload["data"]
     columns = payload.get("columns")
+    extra = [k for k in payload if k not in _SPLIT_KEYS]
+    if extra:
+        raise InvalidShape(
+            "'dataframe_split' takes 'columns', 'data' and 'index'; got "
+            + ", ".join(repr(_short(k)) for k in extra[:_MAX_NAMED])
+            + "."
+        )
     _check_count(len(data), max_rows)
     if columns is None:
         return _from_positional(data, spec), None
@@ -337,6 +351,9 @@ def _from_columns(
 ) -> tuple[list[list[Any]], list[Any] | None]:
     columns = list(payload)
     values = list(payload.values())
+    if values and spec.known and _is_one_record(payload, spec):
+        # MLflow reads {"inputs": {"a": 1, "b": 2}} as one row.
+        return _from_records([payload], spec, max_rows)
     if not values or not all(isinstance(v, list) for v in values):
         raise InvalidShape("'inputs' as an object must map each feature to a list.")
     lengths = {len(v) for v in values}
@@ -344,6 +361,15 @@ def _from_columns(
         raise InvalidShape("Every column in 'inputs' must have the same length.")
     _check_count(lengths.pop(), max_rows)
     return _reorder(columns, [list(row) for row in zip(*values, strict=True)], spec)
+
+
+def _is_one_record(payload: dict[str, Any], spec: InputSpec) -> bool:
+    """Every key a feature (or the id) and no value a list: a single row."""
+    return all(
+        (k in spec.index or (k == ID_KEY and spec.takes_ids))
+        and not isinstance(v, list)
+        for k, v in payload.items()
+    )
 
 
 def _reorder(
@@ -382,6 +408,10 @@ def decode_csv(body: bytes, spec: InputSpec, *, max_rows: int) -> DecodedInput:
     if not table:
         raise MalformedCSV("The CSV body is empty: send a header row and data rows.")
     header, data = table[0], table[1:]
+    if header and header[0] == "" and "" not in spec.index:
+        # pandas' to_csv() writes the index first, under an empty name;
+        # MLflow's scoring server drops it, and so do we.
+        header, data = header[1:], [row[1:] for row in data]
     _check_count(len(data), max_rows)
     for position, row in enumerate(data):
         if len(row) != len(header):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import PolymorphicProxySerializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 
@@ -11,6 +12,9 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine code, e.g. missing_features")
     column = serializers.CharField(required=False)
     features = serializers.ListField(child=serializers.CharField(), required=False)
+    field = serializers.CharField(
+        required=False, help_text="The request field at fault (management API)"
+    )
 
 
 class PredictionSerializer(serializers.Serializer):
@@ -125,3 +129,48 @@ class StatsSerializer(serializers.Serializer):
     until = serializers.DateTimeField()
     totals = TotalsSerializer()
     models = ModelStatsSerializer(many=True)
+
+
+# The management API (api.publishing): request bodies and the version resource.
+
+
+class ModelCreateSerializer(serializers.Serializer):
+    slug = serializers.RegexField(
+        r"^[-a-zA-Z0-9_]+$", max_length=100, help_text="The URL name"
+    )
+    name = serializers.CharField(required=False, max_length=200)
+    description = serializers.CharField(required=False)
+    private = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Predictions need a token; anonymous listings hide the model.",
+    )
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class UploadField(serializers.FileField):
+    """A file sent in the request (the schema shows FileFields as URLs)."""
+
+
+class VersionUploadSerializer(serializers.Serializer):
+    file = UploadField(help_text=".skops (safe), .joblib, .pkl/.pickle")
+    metadata = serializers.CharField(
+        required=False,
+        help_text='A JSON object as a string: metrics, "input_schema", '
+        '"input_example"...',
+    )
+    activate = serializers.BooleanField(
+        required=False, default=True, help_text="Serve the new version at once."
+    )
+
+
+class ActivateSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, max_value=999_999_999)
+
+
+class VersionDetailSerializer(VersionSerializer):
+    model = serializers.CharField(help_text="The slug")
+    input_schema = serializers.JSONField()
+    classes = serializers.JSONField(allow_null=True)
+    metadata = serializers.JSONField()
+    warnings = serializers.ListField(child=serializers.CharField())

@@ -80,7 +80,7 @@ def predict(
     if proba is None:
         proba = bool(decoded.params.get("proba", False))
     decoded_at = time.perf_counter()
-    raw, raw_proba = _run_model(loaded, decoded.data, proba and loaded.has_proba)
+    raw, raw_proba = run_model(loaded, decoded.data, proba=proba and loaded.has_proba)
     predicted_at = time.perf_counter()
     result = Prediction(
         ref=ref,
@@ -100,7 +100,9 @@ def predict(
     return result
 
 
-def _run_model(loaded: LoadedModel, data: Any, proba: bool) -> tuple[Any, Any]:
+def run_model(loaded: LoadedModel, data: Any, *, proba: bool) -> tuple[Any, Any]:
+    """``predict`` (and ``predict_proba``) under the time limit; any payload
+    format ends here, so a model's own error is a 422 whatever the protocol."""
     ref = loaded.ref
     try:
         with time_limit(

@@ -1,6 +1,6 @@
 """API, health and dashboard routes."""
 
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import dashboard, errors, views
@@ -19,6 +19,21 @@ urlpatterns = [
         "api/models/<slug:slug>/", views.ModelDetailView.as_view(), name="model-detail"
     ),
     path(
+        "api/models/<slug:slug>/versions/",
+        views.VersionListView.as_view(),
+        name="model-versions",
+    ),
+    path(
+        "api/models/<slug:slug>/versions/<int:version>/",
+        views.VersionDetailView.as_view(),
+        name="model-version",
+    ),
+    path(
+        "api/models/<slug:slug>/activate/",
+        views.ActivateView.as_view(),
+        name="model-activate",
+    ),
+    path(
         "api/models/<slug:slug>/health/",
         views.ModelHealthView.as_view(),
         name="model-health",
@@ -31,5 +46,6 @@ urlpatterns = [
         name="api-docs",
     ),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("", include("api.v2_urls")),  # Open Inference Protocol (V2)
     re_path(r"^api/", errors.api_not_found),
 ]

@@ -23,10 +23,12 @@ from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from . import mlflow_models
 from .exceptions import (
     InvalidMetadata,
     InvalidModel,
     InvalidSlug,
+    ModelExists,
     ModelTooLarge,
     NothingToRollBack,
     PicklePermissionRequired,
@@ -60,6 +62,10 @@ def register_version(
 ) -> ModelVersion:
     """Store ``source`` as the next version of ``slug`` after a preflight.
 
+    ``source`` may be a zipped MLflow model (sklearn flavor): its model file
+    is stored, its signature and input example become metadata that the
+    caller's ``metadata`` overrides key by key.
+
     ``user=None`` means a trusted local caller (the CLI); any other user needs
     the pickle permission for joblib/pickle files. Nothing is stored unless
     the whole registration succeeds.
@@ -71,7 +77,16 @@ def register_version(
     with tempfile.TemporaryDirectory(prefix="modelhub-upload-") as workdir:
         staged = Path(workdir) / "model"
         digest, size, head = _stage(source, staged)
-        fmt = detect_format(filename, head)
+        model_name = filename
+        if mlflow_models.is_mlflow_archive(staged, head):
+            # The sklearn file inside is what is preflighted, stored and served.
+            unpacked = mlflow_models.unpack(
+                staged, Path(workdir), max_bytes=settings.MODELHUB_MAX_MODEL_BYTES
+            )
+            metadata = _check_metadata({**unpacked.metadata, **metadata})
+            staged, model_name = unpacked.path, unpacked.filename
+            digest, size, head = _fingerprint(staged)
+        fmt = detect_format(model_name, head)
         if (
             fmt in PICKLE_FORMATS
             and user is not None
@@ -98,6 +113,20 @@ def register_version(
             name=name,
             description=description,
         )
+
+
+def create_model(
+    *, slug: str, name: str = "", description: str = "", private: bool = False
+) -> MLModel:
+    """A route with no version yet (the REST API's create; uploads add versions)."""
+    _check_slug(slug)
+    try:
+        with transaction.atomic():
+            return MLModel.objects.create(
+                slug=slug, name=name, description=description, private=private
+            )
+    except IntegrityError:
+        raise ModelExists(f"A model with slug '{slug}' already exists.") from None
 
 
 def display_name(filename: str) -> str:
@@ -154,6 +183,15 @@ def _stage(source: IO[bytes], staged: Path) -> tuple[str, int, bytes]:
     if size == 0:
         raise InvalidModel("The file is empty.")
     return digest.hexdigest(), size, head
+
+
+def _fingerprint(path: Path) -> tuple[str, int, bytes]:
+    """sha256, size and first bytes of a file already staged."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        handle.seek(0)
+        digest = hashlib.file_digest(handle, "sha256")
+    return digest.hexdigest(), path.stat().st_size, head
 
 
 def _store(

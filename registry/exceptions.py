@@ -31,6 +31,12 @@ class NoActiveVersion(RegistryError):
     code = "no_active_version"
 
 
+class ModelExists(RegistryError):
+    """A model is already registered under that slug."""
+
+    code = "model_exists"
+
+
 class InvalidSlug(RegistryError):
     """The slug cannot be used in a URL."""
 

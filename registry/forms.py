@@ -14,7 +14,9 @@ from .models import MLModel, ModelVersion
 class VersionUploadForm(forms.Form):
     model = forms.ModelChoiceField(queryset=MLModel.objects.all(), to_field_name="pk")
     file = forms.FileField(
-        help_text=".skops (safe), .joblib or .pkl/.pickle (runs code when loaded)."
+        help_text=".skops (safe), .joblib or .pkl/.pickle (runs code when loaded), "
+        "or a .zip of an MLflow model directory with the sklearn flavor: its "
+        "signature becomes the input schema, its input example the smoke row."
     )
     metadata = forms.CharField(
         required=False,

@@ -352,3 +352,12 @@ def test_schema_in_another_order_still_feeds_columns_in_fitted_order(
     publish(iris_classifier, "iris", metadata={"input_example": shuffled})
     keyed = post(client, "iris", {"data": records(iris_sample)})
     assert_predictions(keyed, iris_classifier.predict(iris_sample))
+
+
+def test_predict_response_has_content_length(client, publish, iris_classifier):
+    """Without it gunicorn would send every prediction chunked."""
+    publish(iris_classifier, "iris")
+    response = post(client, "iris", {"inputs": [[5.1, 3.5, 1.4, 0.2]]})
+    assert response.status_code == 200
+    assert response["Content-Length"] == str(len(response.content))
+    assert "Transfer-Encoding" not in response

@@ -66,3 +66,98 @@ def test_predictions_are_counted_by_modelhub_metrics_not_generic_ones(api, iris)
     )
     api.get("/api/models/")
     assert sample("django_http_requests_total_by_method_total", method="GET") >= 1
+
+
+V2_INFER = {
+    "inputs": [
+        {"name": name, "shape": [1], "datatype": "FP64", "data": [value]}
+        for name, value in IRIS_ROW.items()
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/v2/models/iris/infer"),
+        ("post", "/v2/models/iris/versions/1/infer"),
+        ("get", "/v2/models/iris"),
+        ("get", "/v2"),
+        ("get", "/v2/health/ready"),
+    ],
+)
+def test_v2_requests_skip_session_and_auth_middleware(iris, staff_client, method, path):
+    staff_client.raise_request_exception = False
+    if method == "post":
+        response = post(staff_client, path, V2_INFER)
+    else:
+        response = staff_client.get(path)
+
+    assert response.status_code == 200, response.content
+    assert not response.cookies
+    assert not hasattr(response.wsgi_request, "session")
+    assert not hasattr(response.wsgi_request, "_messages")
+    assert response["X-Request-ID"]
+
+
+def test_v2_path_with_a_trailing_slash_is_a_protocol_404(api, iris):
+    response = post(api, "/v2/models/iris/infer/", V2_INFER)
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "No such endpoint: /v2/models/iris/infer/"}
+
+
+def test_v2_infer_is_counted_by_modelhub_metrics_not_generic_ones(api, iris):
+    generic = sample("django_http_requests_total_by_method_total", method="POST")
+    ours = sample("modelhub_predictions_total", model="iris", version="1", status="200")
+    response = post(api, "/v2/models/iris/infer", V2_INFER)
+
+    assert response.status_code == 200, response.content
+    assert sample("django_http_requests_total_by_method_total", method="POST") == (
+        generic
+    )
+    assert (
+        sample("modelhub_predictions_total", model="iris", version="1", status="200")
+        == ours + 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "slug"),
+    [
+        ("/api/predict/iris/", "iris"),
+        ("/api/predict/iris/v2/", "iris"),
+        ("/api/predict/iris", "iris"),
+        ("/v2/models/iris/infer", "iris"),
+        ("/v2/models/iris/versions/3/infer", "iris"),
+        ("/v2/models/iris/versions/x/infer", "iris"),
+        ("/v2/models/iris", None),
+        ("/v2/models/iris/ready", None),
+        ("/v2/models/iris/infer/", None),
+        ("/v2/models/a/b/infer", None),
+        ("/v2", None),
+        ("/api/models/iris/", None),
+    ],
+)
+def test_prediction_slug_names_the_logged_model(path, slug):
+    from api.middleware import prediction_slug
+
+    assert prediction_slug(path) == slug
+
+
+@pytest.mark.parametrize(
+    ("path", "bypassed"),
+    [
+        ("/api/predict/iris/", True),
+        ("/v2", True),
+        ("/v2/health/live", True),
+        ("/v2/models/iris/infer", True),
+        ("/v2x", False),
+        ("/api/models/", False),
+        ("/admin/", False),
+    ],
+)
+def test_web_only_middleware_is_bypassed_on_the_data_plane_only(path, bypassed):
+    from api.middleware import is_data_plane
+
+    assert is_data_plane(path) is bypassed

@@ -1,23 +1,34 @@
-"""manage.py loadmodel PATH --slug SLUG: register a file as the next version."""
+"""manage.py loadmodel PATH --slug SLUG: register a file as the next version.
+
+PATH may also be an MLflow model directory (or a zip of one) with the
+sklearn flavor.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from registry import artifacts
+from registry import artifacts, mlflow_models
 from registry.exceptions import RegistryError
 from registry.models import Activation
 
 
 class Command(BaseCommand):
-    help = "Register a model file as the next version of SLUG (created if new)."
+    help = (
+        "Register a model file, or an MLflow model directory or zip (sklearn "
+        "flavor), as the next version of SLUG (created if new)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("path", help="model file (.skops, .joblib, .pkl)")
+        parser.add_argument(
+            "path",
+            help="model file (.skops, .joblib, .pkl), or an MLflow model "
+            "directory or .zip (its MLmodel must have the sklearn flavor)",
+        )
         parser.add_argument("--slug", required=True)
         parser.add_argument("--name", default="")
         parser.add_argument("--description", default="")
@@ -28,14 +39,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"])
         metadata = _read_metadata(options["metadata"])
-        if not path.is_file():
-            raise CommandError(f"{path}: no such file")
+        if not path.is_file() and not path.is_dir():
+            raise CommandError(f"{path}: no such file or directory")
         try:
-            with path.open("rb") as source:
+            with _open_source(path) as source:
                 version = artifacts.register_version(
                     slug=options["slug"],
                     source=source,
-                    filename=path.name,
+                    filename=f"{path.name}.zip" if path.is_dir() else path.name,
                     metadata=metadata,
                     channel=Activation.Channel.CLI,
                     activate=not options["no_activate"],
@@ -57,6 +68,13 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"{version.model.slug} v{version.number}")
+
+
+def _open_source(path: Path) -> IO[bytes]:
+    """A file as it is; an MLflow model directory zipped in memory."""
+    if path.is_dir():
+        return mlflow_models.pack_directory(path)
+    return path.open("rb")
 
 
 def _read_metadata(name: str | None) -> dict[str, Any] | None:

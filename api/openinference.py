@@ -1,0 +1,365 @@
+"""The Open Inference Protocol (KServe V2) for registered models.
+
+An infer request (JSON, or a JSON header followed by binary tensor data)
+becomes the model's input (inference_inputs.py), the predictions become the
+response (``predict`` and, when asked, ``predict_proba``), and the server
+and each model describe themselves in the protocol's metadata documents.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from registry.loading import LoadedModel, VersionRef
+from registry.models import ModelVersion
+
+from . import payloads, services
+from .exceptions import InvalidParams, InvalidShape, PayloadError
+from .http import ascii_digits
+from .inference_inputs import TENSOR_INPUT, model_input
+from .renderers import dumps
+from .tensors import (
+    BYTES,
+    InvalidBinaryData,
+    Tensor,
+    binary_size,
+    encode_binary,
+    encode_json,
+    output_array,
+    read_tensor,
+)
+
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+EXTENSIONS = ["binary_tensor_data"]
+_FEATURE_DATATYPE = {"string": BYTES}
+
+
+class InvalidInferenceHeader(PayloadError):
+    """Inference-Header-Content-Length is not a length inside the body."""
+
+    code = "invalid_inference_header"
+
+
+class UnknownOutput(PayloadError):
+    """An output the model does not produce was requested."""
+
+    code = "unknown_output"
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool | None  # None: the request's binary_data_output decides
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    inputs: list[Tensor]
+    outputs: list[RequestedOutput] | None
+    binary_output: bool
+    pandas: bool
+
+
+@dataclass
+class InferResponse:
+    body: bytes
+    header_length: int | None
+    rows: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --- requests -------------------------------------------------------------------------
+
+
+def parse_request(body: bytes, header_length: str | None) -> InferRequest:
+    """The JSON header and, after it, each input's binary data in order."""
+    if header_length is None:
+        document, raw = payloads.parse_json(body), memoryview(b"")
+    else:
+        size = header_length.strip()
+        if not ascii_digits(size) or int(size) > len(body):
+            raise InvalidInferenceHeader(
+                f"Inference-Header-Content-Length must be a byte count no larger "
+                f"than the body ({len(body)} bytes); got {header_length[:40]!r}."
+            )
+        view = memoryview(body)
+        document = payloads.parse_json(bytes(view[: int(size)]))
+        raw = view[int(size) :]
+    if not isinstance(document, dict):
+        raise InvalidShape("The inference request must be a JSON object.")
+    specs = document.get("inputs")
+    if not isinstance(specs, list) or not specs:
+        raise InvalidShape("'inputs' must be a non-empty list of tensors.")
+    parameters = _parameters(document.get("parameters"), "parameters")
+    inputs = []
+    offset = 0
+    for position, spec in enumerate(specs):
+        size = binary_size(spec, position)
+        chunk = None
+        if size is not None:
+            if header_length is None:
+                raise InvalidInferenceHeader(
+                    "Binary tensor data needs the Inference-Header-Content-Length "
+                    "header."
+                )
+            if offset + size > len(raw):
+                raise InvalidBinaryData(
+                    "The binary data is shorter than the inputs' binary_data_size."
+                )
+            chunk = raw[offset : offset + size]
+            offset += size
+        inputs.append(read_tensor(spec, chunk, position))
+    if offset != len(raw):
+        raise InvalidBinaryData(
+            f"{len(raw) - offset} byte(s) after the last input's binary data."
+        )
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidParams("'id' must be a string.")
+    return InferRequest(
+        id=request_id,
+        inputs=inputs,
+        outputs=_requested_outputs(document.get("outputs")),
+        binary_output=_flag(parameters, "binary_data_output"),
+        pandas=parameters.get("content_type") == "pd",
+    )
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidParams(f"'{where}' must be an object.")
+    return value
+
+
+def _flag(parameters: dict[str, Any], name: str) -> bool:
+    value = parameters.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidParams(f"'{name}' must be true or false.")
+    return value
+
+
+def _requested_outputs(specs: Any) -> list[RequestedOutput] | None:
+    if specs is None:
+        return None
+    if not isinstance(specs, list):
+        raise InvalidShape("'outputs' must be a list.")
+    outputs = []
+    for position, spec in enumerate(specs):
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if not isinstance(name, str):
+            raise InvalidShape(f"Output {position} needs a 'name' (a string).")
+        parameters = _parameters(spec.get("parameters"), f"outputs[{position}]")
+        if parameters.get("class_count"):
+            raise InvalidParams("The classification extension is not supported.")
+        binary = parameters.get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise InvalidParams(f"Output '{name[:100]}': 'binary_data' must be a bool.")
+        outputs.append(RequestedOutput(name, binary))
+    return outputs
+
+
+def _resolved_outputs(
+    request: InferRequest, loaded: LoadedModel
+) -> list[RequestedOutput]:
+    """The outputs to send, each binary or not (the output's own flag wins)."""
+    available = output_names(loaded)
+    if request.outputs is None:
+        return [RequestedOutput(PREDICT, request.binary_output)]
+    names = [o.name for o in request.outputs]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise UnknownOutput(
+            f"Unknown output '{unknown[0][:100]}': this model produces "
+            + ", ".join(f"'{n}'" for n in available)
+            + "."
+        )
+    if len(set(names)) != len(names):
+        raise UnknownOutput("Each output may be requested once.")
+    return [
+        RequestedOutput(o.name, request.binary_output if o.binary is None else o.binary)
+        for o in request.outputs
+    ]
+
+
+def output_names(loaded: LoadedModel) -> list[str]:
+    return [PREDICT, PREDICT_PROBA] if loaded.has_proba else [PREDICT]
+
+
+# --- infer ----------------------------------------------------------------------------
+
+
+def infer(
+    *,
+    loaded: LoadedModel,
+    body: bytes,
+    header_length: str | None,
+    request_id: str,
+    load_ms: float = 0.0,
+) -> InferResponse:
+    """One infer request served by ``loaded``, through services.run_model."""
+    started = time.perf_counter()
+    request = parse_request(body, header_length)
+    outputs = _resolved_outputs(request, loaded)
+    decoded = model_input(
+        request.inputs,
+        services.spec_for(loaded),
+        pandas=request.pandas,
+        max_rows=settings.MODELHUB_MAX_ROWS,
+    )
+    decoded_at = time.perf_counter()
+    proba = any(o.name == PREDICT_PROBA for o in outputs)
+    raw, raw_proba = services.run_model(loaded, decoded.data, proba=proba)
+    predicted_at = time.perf_counter()
+    values = {PREDICT: raw, PREDICT_PROBA: raw_proba}
+    body_out, header = _encode(loaded.ref, request.id or request_id, outputs, values)
+    finished = time.perf_counter()
+    return InferResponse(
+        body=body_out,
+        header_length=header,
+        rows=decoded.rows,
+        timings={
+            "load": load_ms,
+            "decode": (decoded_at - started) * 1000,
+            "predict": (predicted_at - decoded_at) * 1000,
+            "encode": (finished - predicted_at) * 1000,
+            "total": load_ms + (finished - started) * 1000,
+        },
+    )
+
+
+def _encode(
+    ref: VersionRef,
+    request_id: str,
+    outputs: list[RequestedOutput],
+    values: dict[str, Any],
+) -> tuple[bytes, int | None]:
+    entries, chunks = [], []
+    for output in outputs:
+        datatype, array = output_array(values[output.name])
+        entry: dict[str, Any] = {
+            "name": output.name,
+            "datatype": datatype,
+            "shape": list(array.shape),
+        }
+        if output.binary:
+            chunk = encode_binary(datatype, array)
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = encode_json(datatype, array)
+        entries.append(entry)
+    header = dumps(
+        {
+            "model_name": ref.slug,
+            "model_version": str(ref.number),
+            "id": request_id,
+            "outputs": entries,
+        }
+    )
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)
+
+
+# --- metadata -------------------------------------------------------------------------
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "modelhub", "version": _version(), "extensions": EXTENSIONS}
+
+
+@functools.cache
+def _version() -> str:
+    with (settings.BASE_DIR / "pyproject.toml").open("rb") as handle:
+        return str(tomllib.load(handle)["project"]["version"])
+
+
+def ready_versions(slug: str) -> list[int]:
+    return list(
+        ModelVersion.objects.filter(model__slug=slug, status=ModelVersion.Status.READY)
+        .order_by("number")
+        .values_list("number", flat=True)
+    )
+
+
+def model_metadata(loaded: LoadedModel, *, versions: list[int]) -> dict[str, Any]:
+    """Named features are one input each (shape [-1, 1], ``content_type: pd``);
+    a model without feature names takes one tensor ``input-0`` [-1, features].
+    A numeric model also takes one [rows, features] tensor in the order of
+    its inputs, which the protocol's metadata cannot express."""
+    ref = loaded.ref
+    spec = services.spec_for(loaded)
+    document: dict[str, Any] = {
+        "name": ref.slug,
+        "versions": [str(v) for v in versions],
+        "platform": "sklearn",
+    }
+    features = {str(f["name"]): f for f in ref.input_schema.get("features") or []}
+    if ref.input_schema.get("named") and spec.known:
+        document["inputs"] = [
+            {
+                "name": name,
+                "datatype": _FEATURE_DATATYPE.get(features[name].get("type"), "FP64"),
+                "shape": [-1, 1],
+            }
+            for name in spec.names
+        ]
+        document["parameters"] = {"content_type": "pd"}
+    else:
+        document["inputs"] = [
+            {
+                "name": TENSOR_INPUT,
+                "datatype": "FP64",
+                "shape": [-1, len(spec.names) if spec.known else -1],
+            }
+        ]
+    document["outputs"] = _output_metadata(loaded)
+    return document
+
+
+def _output_metadata(loaded: LoadedModel) -> list[dict[str, Any]]:
+    """``predict``'s datatype from the labels (a best guess for models without
+    any); ``predict_proba`` names its columns' classes."""
+    labels = _labels(loaded)
+    if labels is not None:
+        datatype, labels = output_array(labels)
+    else:
+        kind = loaded.ref.kind
+        datatype = "INT64" if kind in ("clusterer", "outlier_detector") else "FP64"
+    outputs = [{"name": PREDICT, "datatype": datatype, "shape": [-1]}]
+    if loaded.has_proba:
+        proba: dict[str, Any] = {
+            "name": PREDICT_PROBA,
+            "datatype": "FP64",
+            "shape": [-1, len(labels) if labels is not None else -1],
+        }
+        if labels is not None:
+            proba["parameters"] = {"classes": encode_json(datatype, labels)}
+        outputs.append(proba)
+    return outputs
+
+
+def _labels(loaded: LoadedModel) -> np.ndarray | None:
+    """One-dimensional class labels; None for a multi-output classifier's
+    per-output lists, which one datatype cannot describe."""
+    classes = getattr(loaded.estimator, "classes_", None)
+    if classes is None:
+        classes = loaded.ref.classes or None
+    if classes is None:
+        return None
+    try:
+        labels = np.asarray(classes)
+    except ValueError:
+        return None
+    return labels if labels.ndim == 1 else None

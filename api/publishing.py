@@ -1,0 +1,214 @@
+"""The management API's writes: create a model, publish, activate, delete versions.
+
+Each goes through registry.artifacts, the write path of the admin and the CLI,
+with the API channel and the token's user: the preflight, the size limit and
+the pickle permission are the same whichever way a file arrives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from rest_framework.request import Request
+
+from registry import artifacts
+from registry.exceptions import (
+    InvalidMetadata,
+    ModelTooLarge,
+)
+from registry.models import Activation, MLModel, ModelVersion
+
+from .exceptions import InvalidField, MissingFile
+from .http import ascii_digits, form_flag
+
+# As the path's and api.http.query_version's documented range.
+MAX_VERSION = 999_999_999
+MAX_METADATA_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class NewModel:
+    slug: str
+    name: str
+    description: str
+    private: bool
+
+
+@dataclass(frozen=True)
+class Upload:
+    file: UploadedFile
+    metadata: dict[str, Any] | None
+    activate: bool
+
+
+def read_new_model(data: Any) -> NewModel:
+    """The JSON body of a create request, strictly typed: no "1" for true."""
+    if not isinstance(data, dict):
+        raise InvalidField("The body must be a JSON object.")
+    private = data.get("private", False)
+    if type(private) is not bool:
+        raise InvalidField("'private' must be true or false.", field="private")
+    return NewModel(
+        slug=_text(data, "slug", required=True),
+        name=_text(data, "name", max_length=_max_length("name")),
+        description=_text(data, "description"),
+        private=private,
+    )
+
+
+def create_model(new: NewModel) -> MLModel:
+    """A route with no version yet: uploads add its versions."""
+    return artifacts.create_model(
+        slug=new.slug,
+        name=new.name,
+        description=new.description,
+        private=new.private,
+    )
+
+
+def read_upload(request: Request) -> Upload:
+    """The multipart fields of an upload; an oversized body is refused unread."""
+    limit = settings.MODELHUB_MAX_MODEL_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    # The form fields may add up to MODELHUB_MAX_BODY_BYTES (Django's own cap).
+    if (
+        ascii_digits(declared)
+        and int(declared) > limit + settings.MODELHUB_MAX_BODY_BYTES
+    ):
+        raise ModelTooLarge(
+            f"The request is {int(declared):,} bytes; model files are limited to "
+            f"{limit:,} bytes (MODELHUB_MAX_MODEL_BYTES)."
+        )
+    file = request.FILES.get("file")
+    if file is None:
+        raise MissingFile("Send the model file as the multipart field 'file'.")
+    if "metadata" in request.FILES:
+        raise InvalidMetadata(
+            "Send metadata as a form field, not a file: curl -F 'metadata=<meta.json'."
+        )
+    return Upload(
+        file=file,
+        metadata=_metadata(request.POST.get("metadata")),
+        activate=form_flag(request, "activate", default=True),
+    )
+
+
+def publish(*, model: MLModel, upload: Upload, user: AbstractBaseUser) -> ModelVersion:
+    return artifacts.register_version(
+        slug=model.slug,
+        source=upload.file,
+        filename=upload.file.name or "",
+        metadata=upload.metadata,
+        user=user,
+        channel=Activation.Channel.API,
+        activate=upload.activate,
+        create=False,
+    )
+
+
+def read_version_number(data: Any) -> int:
+    """The body of an activate request: {"version": n}."""
+    number = data.get("version") if isinstance(data, dict) else None
+    if type(number) is not int or not 1 <= number <= MAX_VERSION:
+        raise InvalidField(
+            'The body must be {"version": n} with n a version number.',
+            field="version",
+        )
+    return number
+
+
+def activate(*, slug: str, number: int, user: AbstractBaseUser) -> ModelVersion:
+    """Serve version ``number`` at ``slug`` from the next request on (idempotent)."""
+    version = get_version(slug, number)
+    artifacts.activate(version, user=user, channel=Activation.Channel.API)
+    version.model.refresh_from_db(fields=["active_version"])
+    return version
+
+
+def delete(*, slug: str, number: int) -> None:
+    artifacts.delete_version(get_version(slug, number))
+
+
+def get_model(slug: str) -> MLModel:
+    return artifacts.get_model(slug)
+
+
+def get_version(slug: str, number: int) -> ModelVersion:
+    return artifacts.get_version(get_model(slug), number)
+
+
+def _text(
+    data: dict[str, Any], field: str, *, required: bool = False, max_length: int = 0
+) -> str:
+    value = data.get(field)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidField(f"'{field}' must be a string.", field=field)
+    if max_length and len(value) > max_length:
+        raise InvalidField(
+            f"'{field}' is at most {max_length} characters long.", field=field
+        )
+    if not _storable(value):
+        raise InvalidField(
+            f"'{field}' may not contain U+0000 or lone surrogates.", field=field
+        )
+    return value
+
+
+def _max_length(field: str) -> int:
+    return MLModel._meta.get_field(field).max_length or 0
+
+
+def _metadata(raw: str | None) -> dict[str, Any] | None:
+    """A JSON object that every database can store (no NaN, no U+0000)."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidMetadata(f"'metadata' is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise InvalidMetadata("'metadata' must be a JSON object.")
+    if not _storable(value):
+        raise InvalidMetadata(
+            "'metadata' may not nest deeper than "
+            f"{MAX_METADATA_DEPTH} levels nor hold U+0000 or lone surrogates."
+        )
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _storable(value: Any) -> bool:
+    """PostgreSQL text and jsonb hold neither U+0000 nor lone surrogates, and
+    orjson renders at most 255 levels: the answer echoes the metadata."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not _utf8(item):
+                return False
+        elif depth >= MAX_METADATA_DEPTH:
+            return False
+        elif isinstance(item, dict):
+            pending.extend((k, depth + 1) for k in item)
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
