@@ -226,6 +226,17 @@ def test_unknown_v2_paths_answer_protocol_json_404(api, iris):
         assert_v2_error(response, 404, "No such endpoint")
 
 
+def test_a_crash_on_a_v2_path_answers_protocol_json_500(api, iris, monkeypatch):
+    from api import openinference
+
+    def crash() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(openinference, "server_metadata", crash)
+    message = assert_v2_error(api.get("/v2"), 500, "Internal server error")
+    assert "a bug" not in message
+
+
 def test_wrong_methods_answer_405_in_protocol_shape(api, iris):
     assert_v2_error(api.post("/v2/health/live"), 405, "POST")
     response = api.get("/v2/models/iris/infer")
