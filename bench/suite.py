@@ -346,6 +346,9 @@ class Target:
         return self.services[model if self.per_model else ""]
 
 
+MODELHUB_TARGETS = ("modelhub", "modelhub-log-off", "modelhub-v2")
+
+
 def mlflow_body(rows: list[dict]) -> object:
     return {"dataframe_records": rows}
 
@@ -384,13 +387,22 @@ class Reference(Service):
         )
 
 
-def modelhub_target(name: str, template: Path, workers: int, env: dict) -> Target:
+def modelhub_target(
+    name: str, template: Path, workers: int, env: dict, *, v2: bool = False
+) -> Target:
+    """ModelHub's own endpoint with MLflow's body, or (``v2``) its Open
+    Inference Protocol endpoint with the very body MLServer gets."""
     return Target(
         name=name,
         start=lambda _: Server(workers=workers, prepared=template, env=env),
-        path=lambda model: f"/api/predict/{model}/",
-        body=mlflow_body,
-        notes=", ".join(f"{k}={v}" for k, v in env.items()),
+        path=(lambda model: f"/v2/models/{model}/infer")
+        if v2
+        else (lambda model: f"/api/predict/{model}/"),
+        body=v2_body if v2 else mlflow_body,
+        notes=", ".join(
+            [f"{k}={v}" for k, v in env.items()]
+            + (["V2 JSON tensor (FP64), as sent to MLServer"] if v2 else [])
+        ),
     )
 
 
@@ -814,7 +826,7 @@ def ratios(runs: list[dict]) -> list[dict]:
     targets = {r["target"] for r in runs}
     for scenario in dict.fromkeys(r["scenario"] for r in runs):
         single = " 1 row " in scenario
-        for mh in ("modelhub", "modelhub-log-off"):
+        for mh in MODELHUB_TARGETS:
             if mh not in targets:
                 continue
             row: dict[str, Any] = {"scenario": scenario, "modelhub": mh}
@@ -1042,6 +1054,13 @@ def main() -> None:
                 work / "site",
                 args.workers,
                 {"MODELHUB_LOG_MODE": "off"},
+            ),
+            modelhub_target(
+                "modelhub-v2",
+                work / "site",
+                args.workers,
+                {"MODELHUB_LOG_MODE": "after_response"},
+                v2=True,
             ),
         ]
         comparisons: dict = {}
