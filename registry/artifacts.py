@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,6 +46,7 @@ from .validation import preflight
 logger = logging.getLogger(__name__)
 _CHUNK = 1024 * 1024
 UPLOAD_PERMISSION = "registry.upload_pickle"
+MAX_METADATA_DEPTH = 64
 
 
 def register_version(
@@ -142,11 +144,47 @@ def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, dict):
         raise InvalidMetadata("Metadata must be a JSON object.")
+    if not storable(metadata):
+        raise InvalidMetadata(
+            f"Metadata may not nest deeper than {MAX_METADATA_DEPTH} levels nor "
+            "hold NaN, infinities, U+0000 or lone surrogates."
+        )
     try:
         check_metadata(metadata)
     except SchemaError as exc:
         raise InvalidMetadata(f"Metadata: {exc}.") from None
     return metadata
+
+
+def storable(value: Any) -> bool:
+    """What every channel (admin, CLI, REST) may store: PostgreSQL's jsonb
+    holds neither U+0000, lone surrogates nor NaN, and the API's JSON renderer
+    stops at 255 levels when it echoes metadata back."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not _utf8(item):
+                return False
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif depth >= MAX_METADATA_DEPTH:
+            return False
+        elif isinstance(item, dict):
+            pending.extend((k, depth + 1) for k in item)
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_slug(slug: str) -> None:

@@ -85,12 +85,17 @@ def test_admin_upload_shows_preflight_error_and_stores_nothing(
     assert stored_files() == []
 
 
-def test_admin_upload_rejects_invalid_metadata_json(
-    staff_client, iris_model, iris_path
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [("{not json", "Not valid JSON"), ('{"auc": NaN}', "NaN")],
+    ids=["not-json", "nan"],
+)
+def test_admin_upload_rejects_unusable_metadata_as_a_form_error(
+    staff_client, iris_model, iris_path, metadata, message
 ):
-    response = upload(staff_client, iris_model, iris_path, metadata="{not json")
+    response = upload(staff_client, iris_model, iris_path, metadata=metadata)
     assert response.status_code == 200
-    assert "Not valid JSON" in response.content.decode()
+    assert message in response.content.decode()
     assert not ModelVersion.objects.exists()
 
 

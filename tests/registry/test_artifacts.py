@@ -9,6 +9,7 @@ import pytest
 
 from registry import artifacts
 from registry.exceptions import (
+    InvalidMetadata,
     InvalidModel,
     NothingToRollBack,
     UnknownModel,
@@ -131,3 +132,37 @@ def test_failed_database_write_leaves_no_orphan_file(
         register(iris_path)
     assert stored_files() == []
     assert not MLModel.objects.exists()
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"note": "nul\x00byte"},
+        {"note": "lone \ud800 surrogate"},
+        {"accuracy": float("nan")},
+        {"scores": [1.0, float("inf")]},
+        {"key\x00": 1},
+        _nested(70),
+    ],
+    ids=["nul", "surrogate", "nan", "infinity", "nul-key", "too-deep"],
+)
+def test_metadata_no_database_can_store_is_refused_whatever_the_channel(
+    iris_path, metadata
+):
+    """The admin, loadmodel and the REST API all end in register_version."""
+    with pytest.raises(InvalidMetadata, match="may not nest deeper"):
+        register(iris_path, metadata=metadata)
+    assert not ModelVersion.objects.exists()
+    assert not MLModel.objects.exists()
+
+
+def test_metadata_at_the_nesting_limit_is_stored(iris_path):
+    version = register(iris_path, metadata={"deep": _nested(60)})
+    assert version.metadata["deep"]["a"]["a"] == _nested(58)
