@@ -15,7 +15,7 @@ from registry import routing, serving
 from registry.inspection import selects_columns_by_name
 from registry.loading import LoadedModel, VersionRef
 
-from . import payloads
+from . import model_warnings, payloads
 from .exceptions import ModelRejectedInput, PredictionTimeout
 from .timeouts import time_limit
 
@@ -104,9 +104,11 @@ def run_model(loaded: LoadedModel, data: Any, *, proba: bool) -> tuple[Any, Any]
     """``predict`` (and ``predict_proba``) under the time limit; any payload
     format ends here, so a model's own error is a 422 whatever the protocol."""
     ref = loaded.ref
+    limit = settings.MODELHUB_PREDICT_TIMEOUT
     try:
-        with time_limit(
-            settings.MODELHUB_PREDICT_TIMEOUT, f"'{ref.slug}' v{ref.number}"
+        with (
+            time_limit(limit, f"'{ref.slug}' v{ref.number}"),
+            model_warnings.captured(ref),
         ):
             raw = loaded.estimator.predict(data)
             raw_proba = loaded.estimator.predict_proba(data) if proba else None
