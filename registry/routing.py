@@ -102,11 +102,34 @@ def _pinned_statement() -> tuple[str, tuple[Any, ...]]:
 def _fetch_one(
     statement: tuple[str, tuple[Any, ...]], slug: str, number: int | None = None
 ) -> tuple[Any, ...] | None:
+    """Run the statement on the DB-API connection itself.
+
+    Django's cursor wrapper and SQLite placeholder rewriting cost more than
+    this indexed lookup (about 30 of 55 µs on SQLite); errors still surface
+    as Django's DatabaseError. With DEBUG or a test capturing queries, the
+    query goes through Django's cursor so that it is recorded.
+    """
     sql, template = statement
     params = [slug if p == _SLUG else number if p == _NUMBER else p for p in template]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+    if connection.queries_logged:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(_native(sql, connection.vendor), params)
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+
+@functools.cache
+def _native(sql: str, vendor: str) -> str:
+    """The driver's placeholder style: sqlite3 takes '?' (the ORM's statements
+    here hold no literal '%')."""
+    return sql.replace("%s", "?") if vendor == "sqlite" else sql
 
 
 # Row positions of the JSON fields: the row starts with `private`.
