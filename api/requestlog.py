@@ -20,7 +20,14 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    connection,
+    connections,
+    transaction,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from registry.routing import reconnect_later
@@ -102,10 +109,22 @@ def _qmark(sql: str) -> str:
     return sql.replace("%s", "?")
 
 
-def _periods(moment: datetime) -> tuple[tuple[str, datetime], ...]:
-    minute = moment.replace(second=0, microsecond=0)
+def _periods(moment: datetime, db: BaseDatabaseWrapper) -> tuple[tuple[str, Any], ...]:
+    """The rollup periods of ``moment``, their starts adapted for ``db``."""
+    return _minute_periods(moment.replace(second=0, microsecond=0), db.vendor)
+
+
+@functools.lru_cache(maxsize=16)
+def _minute_periods(minute: datetime, vendor: str) -> tuple[tuple[str, Any], ...]:
+    # Every request of a minute shares these: adapting a datetime costs more
+    # than the rest of a row's bookkeeping.
+    adapt = connections[DEFAULT_DB_ALIAS].ops.adapt_datetimefield_value
     hour = minute.replace(minute=0)
-    return (("m", minute), ("h", hour), ("d", hour.replace(hour=0)))
+    return (
+        ("m", adapt(minute)),
+        ("h", adapt(hour)),
+        ("d", adapt(hour.replace(hour=0))),
+    )
 
 
 class RequestLogWriter:
@@ -203,12 +222,13 @@ class RequestLogWriter:
             self._drops_since = None
 
     def _write(self, batch: list[LogEntry], drops: int) -> None:
-        adapt = connection.ops.adapt_datetimefield_value
+        db = connections[DEFAULT_DB_ALIAS]
+        adapt = db.ops.adapt_datetimefield_value
         stats: dict[tuple[Any, ...], list[float]] = {}
         for e in batch:
             error = e.status >= 400
             bucket = bucket_of(e.latency_ms)
-            for resolution, start in _periods(e.created_at):
+            for resolution, start in _periods(e.created_at, db):
                 key = (resolution, start, e.slug, e.version or 0, error, bucket)
                 sums = stats.setdefault(key, [0, 0, 0.0])
                 sums[0] += 1
@@ -230,20 +250,12 @@ class RequestLogWriter:
             )
             for e in batch
         ]
-        rollup = [
-            (k[0], adapt(k[1]), k[2], k[3], k[4], k[5], int(v[0]), int(v[1]), v[2])
-            for k, v in stats.items()
-        ]
-        if (
-            batch
-            and not drops
-            and len(batch) <= _CHUNK
-            and not connection.in_atomic_block
-        ):
-            self._write_direct(logs, rollup)
+        rollup = [(*k, int(v[0]), int(v[1]), v[2]) for k, v in stats.items()]
+        if batch and not drops and len(batch) <= _CHUNK and not db.in_atomic_block:
+            self._write_direct(db, logs, rollup)
             return
-        with transaction.atomic():
-            with connection.cursor() as cursor:
+        with transaction.atomic(using=db.alias):
+            with db.cursor() as cursor:
                 for rows, sql in ((logs, _insert_log_sql), (rollup, _upsert_stat_sql)):
                     for i in range(0, len(rows), _CHUNK):
                         chunk = rows[i : i + _CHUNK]
@@ -252,7 +264,10 @@ class RequestLogWriter:
                 LogGap.objects.create(dropped=drops, since=self._drops_since)
 
     def _write_direct(
-        self, logs: list[tuple[Any, ...]], rollup: list[tuple[Any, ...]]
+        self,
+        db: BaseDatabaseWrapper,
+        logs: list[tuple[Any, ...]],
+        rollup: list[tuple[Any, ...]],
     ) -> None:
         """The per-request path, on the DB-API connection itself.
 
@@ -262,10 +277,10 @@ class RequestLogWriter:
         SQLite one IMMEDIATE transaction.
         """
         params = [v for row in logs for v in row] + [v for row in rollup for v in row]
-        connection.ensure_connection()
-        raw = connection.connection
-        with connection.wrap_database_errors:
-            if connection.vendor == "postgresql":
+        db.ensure_connection()
+        raw = db.connection
+        with db.wrap_database_errors:
+            if db.vendor == "postgresql":
                 raw.execute(
                     f"WITH logged AS ({_insert_log_sql(len(logs))}) "
                     + _upsert_stat_sql(len(rollup)),
