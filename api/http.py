@@ -34,8 +34,15 @@ def read_body(request: HttpRequest | Request) -> bytes:
 
 
 def query_flag(request: HttpRequest | Request, name: str) -> bool | None:
-    raw = request.GET.get(name)
+    raw = _query_value(request, name)
     return None if raw is None else _flag(raw, f"Query parameter '{name}'")
+
+
+def _query_value(request: HttpRequest | Request, name: str) -> str | None:
+    """Predictions rarely carry a query string: don't build a QueryDict for none."""
+    if not request.META.get("QUERY_STRING"):
+        return None
+    return request.GET.get(name)
 
 
 def form_flag(request: Request, name: str, *, default: bool) -> bool:
@@ -54,7 +61,7 @@ def _flag(raw: str, what: str) -> bool:
 
 
 def query_version(request: HttpRequest | Request) -> int | None:
-    raw = request.GET.get("version")
+    raw = _query_value(request, "version")
     if raw is None:
         return None
     if not ascii_digits(raw) or int(raw) < 1 or len(raw) > 9:

@@ -142,6 +142,7 @@ class RequestLogWriter:
         # committed them. Checked before they are written again.
         self._unconfirmed = 0
         self._unconfirmed_drops = 0
+        self._shown = -1  # what LOG_ROWS_BUFFERED was last set to
 
     def submit(self, entry: LogEntry) -> None:
         if len(self._pending) >= settings.MODELHUB_LOG_BUFFER_SIZE:
@@ -166,7 +167,7 @@ class RequestLogWriter:
                 self._settle_unconfirmed()
             except DatabaseError as exc:
                 reconnect_later()
-                metrics.LOG_ROWS_BUFFERED.set(len(self._pending))
+                self._show_buffered()
                 self._warn(exc)
                 return 0
             batch = list(self._pending)
@@ -178,14 +179,14 @@ class RequestLogWriter:
             except DatabaseError as exc:
                 self._unconfirmed, self._unconfirmed_drops = len(batch), drops
                 reconnect_later()
-                metrics.LOG_ROWS_BUFFERED.set(len(self._pending))
+                self._show_buffered()
                 self._warn(exc)
                 return 0
             for _ in batch:
                 self._pending.popleft()
             self._unrecorded_drops = 0
             self._drops_since = None
-        metrics.LOG_ROWS_BUFFERED.set(len(self._pending))
+            self._show_buffered()
         return len(batch)
 
     def _settle_unconfirmed(self) -> None:
@@ -207,8 +208,16 @@ class RequestLogWriter:
             self._unrecorded_drops -= self._unconfirmed_drops
             if not self._unrecorded_drops:
                 self._drops_since = None
-            metrics.LOG_ROWS_BUFFERED.set(len(self._pending))
+            self._show_buffered()
         self._unconfirmed = self._unconfirmed_drops = 0
+
+    def _show_buffered(self) -> None:
+        """The gauge, written only when it changes (each write is a locked
+        write to a shared file in multiprocess mode)."""
+        count = len(self._pending)
+        if count != self._shown:
+            metrics.LOG_ROWS_BUFFERED.set(count)
+            self._shown = count
 
     def pending(self) -> int:
         return len(self._pending)
@@ -220,6 +229,7 @@ class RequestLogWriter:
             self._unrecorded_drops = 0
             self._unconfirmed = self._unconfirmed_drops = 0
             self._drops_since = None
+            self._shown = -1
 
     def _write(self, batch: list[LogEntry], drops: int) -> None:
         db = connections[DEFAULT_DB_ALIAS]
