@@ -14,24 +14,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.exceptions import APIException, NotAuthenticated, Throttled
+from rest_framework.exceptions import APIException, Throttled
 
 from registry.exceptions import RegistryError
 from registry.loading import LoadedModel
 
-from . import openinference, services
+from . import access, openinference, services
 from .exceptions import ApiError, UnsupportedMediaType, status_for
 from .health import readiness
 from .http import read_body
-from .throttling import PredictRateThrottle
 
 View = Callable[..., HttpResponse]
-_TOKENS = TokenAuthentication()
 
 
 def error_response(message: str, status: int, code: str) -> JsonResponse:
@@ -65,7 +60,7 @@ def v2_endpoint(*methods: str) -> Callable[[View], View]:
                 if isinstance(exc, Throttled) and exc.wait is not None:
                     response["Retry-After"] = str(math.ceil(exc.wait))
                 if exc.status_code == 401:
-                    response["WWW-Authenticate"] = _TOKENS.authenticate_header(request)
+                    response["WWW-Authenticate"] = access.authenticate_header(request)
                 return response
 
         return wrapped
@@ -73,30 +68,10 @@ def v2_endpoint(*methods: str) -> Callable[[View], View]:
     return decorate
 
 
-def _token_user(request: HttpRequest) -> AbstractBaseUser | None:
-    """The token's user; a wrong token is a 401 even for a public model."""
-    found = _TOKENS.authenticate(request)
-    return found[0] if found is not None else None
-
-
-def _require_token(user: AbstractBaseUser | None, *, private: bool) -> None:
-    if (private or settings.MODELHUB_REQUIRE_TOKEN) and user is None:
-        raise NotAuthenticated("An API token is required (Authorization: Token …).")
-
-
-def _throttle(request: HttpRequest, user: AbstractBaseUser | None) -> None:
-    if not settings.MODELHUB_THROTTLE_RATE:
-        return
-    request.user = user  # the throttle counts per user when there is one
-    throttle = PredictRateThrottle()
-    if not throttle.allow_request(request, None):
-        raise Throttled(throttle.wait())
-
-
 def _served_model(request: HttpRequest, slug: str, version: int | None) -> LoadedModel:
-    user = _token_user(request)
+    access.authenticate(request)
     ref = services.resolve(slug, version)
-    _require_token(user, private=ref.private)
+    access.require_token(request, private=ref.private)
     return services.load(ref, pinned=version is not None)
 
 
@@ -148,11 +123,11 @@ def model_ready(
 
 @v2_endpoint("POST")
 def infer(request: HttpRequest, slug: str, version: int | None = None) -> HttpResponse:
-    user = _token_user(request)
-    _throttle(request, user)
+    access.authenticate(request)
+    access.throttle(request)
     ref = services.resolve(slug, version)
     request.log_version = ref.number
-    _require_token(user, private=ref.private)
+    access.require_token(request, private=ref.private)
     started = time.perf_counter()
     loaded = services.load(ref, pinned=version is not None)
     request.log_version = loaded.ref.number  # the last good one on a fallback

@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import NotAuthenticated
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import (
     SAFE_METHODS,
@@ -25,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import catalog, publishing, services, stats
+from .access import authenticate, is_authenticated, require_token, throttle
 from .health import readiness
 from .http import query_flag, query_version, read_body
 from .permissions import StaffWithPermission
@@ -43,8 +42,6 @@ from .serializers import (
     VersionUploadSerializer,
 )
 from .throttling import PredictRateThrottle
-
-_TOKENS = TokenAuthentication()
 
 if TYPE_CHECKING:
     from registry.models import ModelVersion
@@ -88,16 +85,6 @@ _VERSION = OpenApiParameter(
     {"type": "integer", "minimum": 1, "maximum": 999_999_999},
     description="pin a version",
 )
-
-
-def is_authenticated(request: Request) -> bool:
-    return request.user is not None and request.user.is_authenticated
-
-
-def require_token(request: Request, *, private: bool = False) -> None:
-    """Private models, or every request under MODELHUB_REQUIRE_TOKEN, need a token."""
-    if (private or settings.MODELHUB_REQUIRE_TOKEN) and not is_authenticated(request):
-        raise NotAuthenticated("An API token is required (Authorization: Token …).")
 
 
 class ApiView(APIView):
@@ -150,9 +137,8 @@ class PredictView(ApiView):
     def post(
         self, request: HttpRequest, slug: str, version: int | None = None
     ) -> HttpResponse:
-        found = _TOKENS.authenticate(request)  # a wrong token: 401, even if public
-        request.user = found[0] if found is not None else None
-        self.check_throttles(request)
+        authenticate(request)  # a wrong token: 401, even if public
+        throttle(request)
         number = version if version is not None else query_version(request)
         ref = services.resolve(slug, number)
         request.log_version = ref.number
