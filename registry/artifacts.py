@@ -7,7 +7,6 @@ record who did it; delete_version() removes a row and its file together.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import tempfile
@@ -24,13 +23,12 @@ from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from . import mlflow_models
+from . import mlflow_models, staging
 from .exceptions import (
     InvalidMetadata,
     InvalidModel,
     InvalidSlug,
     ModelExists,
-    ModelTooLarge,
     NothingToRollBack,
     PicklePermissionRequired,
     UnknownModel,
@@ -44,7 +42,6 @@ from .serialization import PICKLE_FORMATS, detect_format, extension_for
 from .validation import preflight
 
 logger = logging.getLogger(__name__)
-_CHUNK = 1024 * 1024
 UPLOAD_PERMISSION = "registry.upload_pickle"
 MAX_METADATA_DEPTH = 64
 
@@ -87,7 +84,7 @@ def register_version(
             )
             metadata = _check_metadata({**unpacked.metadata, **metadata})
             staged, model_name = unpacked.path, unpacked.filename
-            digest, size, head = _fingerprint(staged)
+            digest, size, head = unpacked.fingerprint
         fmt = detect_format(model_name, head)
         if (
             fmt in PICKLE_FORMATS
@@ -198,38 +195,19 @@ def _check_slug(slug: str) -> None:
         raise InvalidSlug("Slugs are at most 100 characters long.")
 
 
-def _stage(source: IO[bytes], staged: Path) -> tuple[str, int, bytes]:
+def _stage(source: IO[bytes], staged: Path) -> staging.Fingerprint:
     """Copy to a private file, hashing and enforcing the size limit on the way."""
     limit = settings.MODELHUB_MAX_MODEL_BYTES
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
     if hasattr(source, "seek"):
         source.seek(0)
-    with open(staged, "wb") as out:
-        while chunk := source.read(_CHUNK):
-            if not head:
-                head = chunk[:8]
-            size += len(chunk)
-            if size > limit:
-                raise ModelTooLarge(
-                    f"The file is larger than the {limit:,} byte limit "
-                    "(MODELHUB_MAX_MODEL_BYTES)."
-                )
-            digest.update(chunk)
-            out.write(chunk)
-    if size == 0:
-        raise InvalidModel("The file is empty.")
-    return digest.hexdigest(), size, head
-
-
-def _fingerprint(path: Path) -> tuple[str, int, bytes]:
-    """sha256, size and first bytes of a file already staged."""
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        handle.seek(0)
-        digest = hashlib.file_digest(handle, "sha256")
-    return digest.hexdigest(), path.stat().st_size, head
+    return staging.stage(
+        source,
+        staged,
+        max_bytes=limit,
+        too_large=f"The file is larger than the {limit:,} byte limit "
+        "(MODELHUB_MAX_MODEL_BYTES).",
+        empty="The file is empty.",
+    )
 
 
 def _store(

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from .exceptions import InvalidModel, ModelTooLarge
+from .staging import Fingerprint, stage
 
 MLMODEL = "MLmodel"
 SKLEARN_FORMATS = {"cloudpickle": ".pkl", "pickle": ".pkl", "skops": ".skops"}
@@ -41,6 +42,7 @@ class UnpackedModel:
     path: Path
     filename: str
     metadata: dict[str, Any]
+    fingerprint: Fingerprint  # of the file at ``path``, taken as it was written
 
 
 def is_mlflow_archive(path: Path, head: bytes) -> bool:
@@ -76,7 +78,7 @@ def unpack(archive_path: Path, workdir: Path, *, max_bytes: int) -> UnpackedMode
                     "which is not in the archive."
                 )
             target = workdir / "mlflow-model"
-            _extract(archive, members[str(inner)], target, max_bytes)
+            fingerprint = _extract(archive, members[str(inner)], target, max_bytes)
             example = _input_example(archive, members, root, mlmodel)
     except zipfile.BadZipFile as exc:
         raise InvalidModel(f"The MLflow archive is not a readable zip: {exc}") from None
@@ -87,6 +89,7 @@ def unpack(archive_path: Path, workdir: Path, *, max_bytes: int) -> UnpackedMode
         path=target,
         filename=f"model{suffix}",
         metadata=_metadata(mlmodel, flavor, example),
+        fingerprint=fingerprint,
     )
 
 
@@ -205,20 +208,17 @@ def _read_text(
 
 def _extract(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, max_bytes: int
-) -> None:
+) -> Fingerprint:
     """Copy one member to ``target``, counting real bytes: sizes can lie."""
-    written = 0
-    with archive.open(info) as member, target.open("wb") as out:
-        while chunk := member.read(1024 * 1024):
-            written += len(chunk)
-            if written > max_bytes:
-                raise ModelTooLarge(
-                    f"The model file is larger than the {max_bytes:,} byte limit "
-                    "(MODELHUB_MAX_MODEL_BYTES) once unpacked."
-                )
-            out.write(chunk)
-    if written == 0:
-        raise InvalidModel("The model file in the archive is empty.")
+    with archive.open(info) as member:
+        return stage(
+            member,
+            target,
+            max_bytes=max_bytes,
+            too_large=f"The model file is larger than the {max_bytes:,} byte limit "
+            "(MODELHUB_MAX_MODEL_BYTES) once unpacked.",
+            empty="The model file in the archive is empty.",
+        )
 
 
 # --- the MLmodel file -------------------------------------------------------------

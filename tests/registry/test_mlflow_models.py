@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from io import StringIO
@@ -119,6 +120,7 @@ def test_loadmodel_registers_mlflow_model_directory(iris_mlflow_dir, stored_file
     }
     model_file = iris_mlflow_dir / "model.pkl"
     assert version.size == model_file.stat().st_size
+    assert version.sha256 == hashlib.sha256(model_file.read_bytes()).hexdigest()
     assert [p.suffix for p in stored_files()] == [".pkl"]
     assert stored_files()[0].read_bytes() == model_file.read_bytes()
 
