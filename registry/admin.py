@@ -114,7 +114,10 @@ class MLModelAdmin(admin.ModelAdmin):
     def version_count(self, obj: MLModel) -> int:
         return obj.version_count
 
-    @admin.action(description="Roll back to the previously served version")
+    @admin.action(
+        description="Roll back to the previously served version",
+        permissions=["change"],
+    )
     def roll_back(self, request: HttpRequest, queryset: QuerySet[MLModel]) -> None:
         for model in queryset:
             try:
@@ -261,7 +264,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def library_versions_json(self, obj: ModelVersion) -> str:
         return _pretty_json(obj.library_versions)
 
-    @admin.action(description="Activate the selected version")
+    @admin.action(description="Activate the selected version", permissions=["activate"])
     def activate_version(
         self, request: HttpRequest, queryset: QuerySet[ModelVersion]
     ) -> None:
@@ -284,6 +287,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 continue
             text = f"Activated {version}." if switch else f"Already active: {version}."
             self.message_user(request, text, messages.SUCCESS)
+
+    def has_activate_permission(self, request: HttpRequest) -> bool:
+        """Activating changes what a model serves: the permission the REST
+        API's ActivateView asks for, not one on versions."""
+        return request.user.has_perm("registry.change_mlmodel")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and obj.model.active_version_id == obj.pk:

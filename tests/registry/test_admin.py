@@ -149,6 +149,61 @@ def test_admin_rollback_without_earlier_version_reports_error(
     assert iris_model.active_version.number == 1
 
 
+SWITCH_ACTIONS = {"activate_version": VERSIONS_URL, "roll_back": MODELS_URL}
+
+
+@pytest.fixture
+def iris_at_v2(publish, iris_classifier) -> MLModel:
+    publish(iris_classifier, "iris")
+    return publish(iris_classifier, "iris").model
+
+
+def login_staff(client, *codenames: str) -> None:
+    user = get_user_model().objects.create_user(
+        "operator", password="x-pass-123", is_staff=True
+    )
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+
+
+def switch_to_v1(client, model: MLModel, action: str):
+    """Run ``action`` from its changelist on what would make v1 the served one."""
+    selected = model.versions.get(number=1) if action == "activate_version" else model
+    return client.post(
+        SWITCH_ACTIONS[action], {"action": action, "_selected_action": [selected.pk]}
+    )
+
+
+@pytest.mark.parametrize("action", sorted(SWITCH_ACTIONS))
+def test_admin_switch_actions_are_refused_to_staff_with_view_permission_only(
+    client, iris_at_v2, action
+):
+    login_staff(client, "view_mlmodel", "view_modelversion")
+    page = client.get(SWITCH_ACTIONS[action])
+    assert page.status_code == 200
+    assert f'value="{action}"' not in page.content.decode()
+    switches = Activation.objects.count()
+    switch_to_v1(client, iris_at_v2, action)
+    iris_at_v2.refresh_from_db()
+    assert iris_at_v2.active_version.number == 2
+    assert Activation.objects.count() == switches
+
+
+@pytest.mark.parametrize("action", sorted(SWITCH_ACTIONS))
+def test_admin_switch_actions_need_the_change_permission_on_the_model(
+    client, iris_at_v2, action
+):
+    """The permission the REST API's activate endpoint asks for, too."""
+    login_staff(client, "view_mlmodel", "view_modelversion", "change_mlmodel")
+    page = client.get(SWITCH_ACTIONS[action])
+    assert f'value="{action}"' in page.content.decode()
+    switches = Activation.objects.count()
+    assert switch_to_v1(client, iris_at_v2, action).status_code == 302
+    iris_at_v2.refresh_from_db()
+    assert iris_at_v2.active_version.number == 1
+    assert Activation.objects.count() == switches + 1
+
+
 def test_admin_deletes_inactive_version_and_its_file(
     staff_client,
     iris_model,
