@@ -229,20 +229,26 @@ def fast_preflight(monkeypatch, settings):
     """The preflight's own checks, run in-process.
 
     API tests publish many models; the subprocess isolation itself is covered
-    by the registry tests.
+    by the registry tests. Whatever the file raises is refused as the child
+    reports it (preflight_child.main), not let through as a crash.
     """
     from registry import artifacts, preflight_child
     from registry.exceptions import InvalidModel
 
     def run(path: Path, fmt: str, metadata: dict) -> dict:
-        result = preflight_child._run(
-            {
-                "path": str(path),
-                "format": fmt,
-                "metadata": metadata,
-                "trusted_types": list(settings.MODELHUB_SKOPS_TRUSTED_TYPES),
-            }
-        )
+        try:
+            result = preflight_child._run(
+                {
+                    "path": str(path),
+                    "format": fmt,
+                    "metadata": metadata,
+                    "trusted_types": list(settings.MODELHUB_SKOPS_TRUSTED_TYPES),
+                }
+            )
+        except Exception as exc:
+            detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+            error = f"{type(exc).__name__}: {detail}".rstrip(": ")
+            result = {"ok": False, "error": error}
         if not result.pop("ok"):
             raise InvalidModel(f"The file is not a usable model: {result['error']}")
         return result
@@ -280,6 +286,44 @@ def publish(db, fast_preflight, tmp_path):
         return version
 
     return publish_model
+
+
+@pytest.fixture
+def iris(publish, iris_classifier):
+    """The iris classifier served as 'iris' (v1, active)."""
+    return publish(iris_classifier, "iris")
+
+
+@pytest.fixture
+def diabetes(publish, numpy_regressor):
+    """The regressor on ten unnamed features served as 'diabetes' (v1, active)."""
+    return publish(numpy_regressor, "diabetes")
+
+
+@pytest.fixture
+def churn(publish, pipeline_classifier):
+    """The pipeline on named string and number columns served as 'churn'."""
+    return publish(pipeline_classifier, "churn")
+
+
+@pytest.fixture
+def iris_sample(iris_frame) -> pd.DataFrame:
+    """Four iris rows, all three classes among them."""
+    x, _ = iris_frame
+    return x.iloc[[0, 60, 120, 149]].reset_index(drop=True)
+
+
+@pytest.fixture
+def diabetes_rows() -> np.ndarray:
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes().data[:5]
+
+
+@pytest.fixture
+def mixed_sample(mixed_frame) -> pd.DataFrame:
+    frame, _ = mixed_frame
+    return frame.iloc[:6].reset_index(drop=True)
 
 
 @pytest.fixture(scope="session")

@@ -163,12 +163,18 @@ def test_mlflow_documented_body_gives_mlflow_predictions(
     )
 
 
-def test_mlflow_quickstart_inputs_body_gives_mlflow_predictions(
-    client, register_mlflow, pair_dir
+@pytest.mark.parametrize(
+    ("model_dir", "body"),
+    [("pair_dir", QUICKSTART_BODY), ("qa_dir", QA_BODY)],
+    ids=["quickstart-inputs", "params-example-with-text-columns"],
+)
+def test_mlflow_documented_example_gives_mlflow_predictions(
+    client, register_mlflow, request, model_dir, body
 ):
-    register_mlflow(pair_dir, "pair")
-    expected = mlflow_predictions(pair_dir, QUICKSTART_BODY, JSON)
-    assert_same_predictions(post(client, "pair", QUICKSTART_BODY), expected)
+    directory = request.getfixturevalue(model_dir)
+    register_mlflow(directory, directory.name)
+    expected = mlflow_predictions(directory, body, JSON)
+    assert_same_predictions(post(client, directory.name, body), expected)
 
 
 def test_mlflow_flat_instances_body_is_one_row_per_value_for_one_feature(
@@ -178,14 +184,6 @@ def test_mlflow_flat_instances_body_is_one_row_per_value_for_one_feature(
     expected = mlflow_predictions(single_dir, INSTANCES_BODY, JSON)
     assert len(expected) == 3
     assert_same_predictions(post(client, "single", INSTANCES_BODY), expected)
-
-
-def test_mlflow_params_example_with_text_columns_gives_mlflow_predictions(
-    client, register_mlflow, qa_dir
-):
-    register_mlflow(qa_dir, "qa")
-    expected = mlflow_predictions(qa_dir, QA_BODY, JSON)
-    assert_same_predictions(post(client, "qa", QA_BODY), expected)
 
 
 def test_pandas_to_dict_bodies_give_mlflow_predictions(

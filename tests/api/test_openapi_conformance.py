@@ -54,29 +54,6 @@ def served_models(publish, iris_classifier) -> tuple[str, ...]:
 
 
 @pytest.fixture
-def preflight_reports_any_failure(monkeypatch, fast_preflight) -> None:
-    """Generated uploads are refused as the preflight child refuses them.
-
-    The in-process preflight lets a file's own exception escape; the child
-    reports whatever the file raised as InvalidModel (preflight_child.main).
-    """
-    from registry import artifacts
-    from registry.exceptions import InvalidModel
-
-    in_process = artifacts.preflight
-
-    def run(path: Any, fmt: str, metadata: dict) -> dict:
-        try:
-            return in_process(path, fmt, metadata)
-        except InvalidModel:
-            raise
-        except Exception as exc:  # noqa: BLE001 - as the child does
-            raise InvalidModel(f"{type(exc).__name__}: {exc}"[:300]) from None
-
-    monkeypatch.setattr(artifacts, "preflight", run)
-
-
-@pytest.fixture
 def staff_token(staff_user) -> str:
     from rest_framework.authtoken.models import Token
 
@@ -141,7 +118,7 @@ def api_schema(
     keep_test_transaction: None,
     served_models: tuple[str, ...],
     staff_token: str,
-    preflight_reports_any_failure: None,
+    fast_preflight: None,
 ) -> Any:
     settings.ALLOWED_HOSTS = ["localhost"]
     schema = schemathesis.openapi.from_wsgi(

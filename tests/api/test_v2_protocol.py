@@ -129,40 +129,6 @@ def api(client):
     return client
 
 
-@pytest.fixture
-def iris(publish, iris_classifier):
-    return publish(iris_classifier, "iris")
-
-
-@pytest.fixture
-def diabetes(publish, numpy_regressor):
-    return publish(numpy_regressor, "diabetes")
-
-
-@pytest.fixture
-def churn(publish, pipeline_classifier):
-    return publish(pipeline_classifier, "churn")
-
-
-@pytest.fixture
-def iris_sample(iris_frame) -> pd.DataFrame:
-    x, _ = iris_frame
-    return x.iloc[[0, 60, 120, 149]].reset_index(drop=True)
-
-
-@pytest.fixture
-def diabetes_rows() -> np.ndarray:
-    from sklearn.datasets import load_diabetes
-
-    return load_diabetes().data[:5]
-
-
-@pytest.fixture
-def mixed_sample(mixed_frame) -> pd.DataFrame:
-    frame, _ = mixed_frame
-    return frame.iloc[:6].reset_index(drop=True)
-
-
 def feature_inputs(frame: pd.DataFrame, *, one_column: bool = False) -> list[dict]:
     """One input per column, in reverse order: order must not matter."""
     inputs = []

@@ -28,29 +28,6 @@ def triton(live_server, settings):
     client.close()
 
 
-@pytest.fixture
-def iris(publish, iris_classifier):
-    return publish(iris_classifier, "iris")
-
-
-@pytest.fixture
-def diabetes(publish, numpy_regressor):
-    return publish(numpy_regressor, "diabetes")
-
-
-@pytest.fixture
-def iris_sample(iris_frame) -> pd.DataFrame:
-    x, _ = iris_frame
-    return x.iloc[[0, 51, 102, 149, 75]].reset_index(drop=True)
-
-
-@pytest.fixture
-def diabetes_rows() -> np.ndarray:
-    from sklearn.datasets import load_diabetes
-
-    return load_diabetes().data[10:17]
-
-
 def feature_inputs(client, slug: str, frame: pd.DataFrame) -> list:
     """One input per feature, as the model's metadata describes them."""
     inputs = []
@@ -119,7 +96,12 @@ def test_tritonclient_infer_matches_in_process_for_named_feature_model(
         both.as_numpy("predict_proba"), iris_classifier.predict_proba(iris_sample)
     )
     row = RequestLog.objects.order_by("id").last()
-    assert (row.slug, row.version, row.status, row.rows) == ("iris", 1, 200, 5)
+    assert (row.slug, row.version, row.status, row.rows) == (
+        "iris",
+        1,
+        200,
+        len(iris_sample),
+    )
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
@@ -147,14 +129,11 @@ def test_tritonclient_fp32_tensor_matches_in_process_on_the_same_values(
 
 
 def test_tritonclient_sends_string_features_as_bytes(
-    triton, publish, pipeline_classifier, mixed_frame
+    triton, churn, pipeline_classifier, mixed_sample
 ):
-    frame, _ = mixed_frame
-    sample = frame.iloc[:8].reset_index(drop=True)
-    publish(pipeline_classifier, "churn")
-    result = triton.infer("churn", feature_inputs(triton, "churn", sample))
+    result = triton.infer("churn", feature_inputs(triton, "churn", mixed_sample))
     np.testing.assert_array_equal(
-        result.as_numpy("predict"), pipeline_classifier.predict(sample)
+        result.as_numpy("predict"), pipeline_classifier.predict(mixed_sample)
     )
 
 
