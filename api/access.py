@@ -24,6 +24,11 @@ def authenticate(request: HttpRequest) -> None:
 
     A wrong token raises AuthenticationFailed (401), even for a public model.
     """
+    if "HTTP_AUTHORIZATION" not in request.META:
+        # DRF would find no token either, after building request.headers
+        # from the whole environ: most predictions carry no token.
+        request.user = None
+        return
     found = _TOKENS.authenticate(request)
     request.user = found[0] if found is not None else None
 
