@@ -5,15 +5,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import dashboard, errors, views
 
+# Django tries patterns in order: the prediction routes come first.
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
     path("api/predict/<slug:slug>/", views.PredictView.as_view(), name="predict"),
     path(
         "api/predict/<slug:slug>/v<int:version>/",
         views.PredictView.as_view(),
         name="predict-version",
     ),
+    path("", include("api.v2_urls")),  # Open Inference Protocol (V2)
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("api/models/", views.ModelListView.as_view(), name="model-list"),
     path(
         "api/models/<slug:slug>/", views.ModelDetailView.as_view(), name="model-detail"
@@ -46,6 +48,5 @@ urlpatterns = [
         name="api-docs",
     ),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
-    path("", include("api.v2_urls")),  # Open Inference Protocol (V2)
     re_path(r"^api/", errors.api_not_found),
 ]

@@ -8,6 +8,8 @@ _MODEL = "v2/models/<slug:slug>"
 _VERSION = f"{_MODEL}/versions/<int:version>"
 
 urlpatterns = [
+    path(f"{_MODEL}/infer", v2_views.infer, name="v2-infer"),  # tried first
+    path(f"{_VERSION}/infer", v2_views.infer, name="v2-version-infer"),
     path("v2", v2_views.server_metadata, name="v2-server-metadata"),
     path("v2/health/live", v2_views.server_live, name="v2-live"),
     path("v2/health/ready", v2_views.server_ready, name="v2-ready"),
@@ -15,7 +17,5 @@ urlpatterns = [
     path(_VERSION, v2_views.model_metadata, name="v2-version-metadata"),
     path(f"{_MODEL}/ready", v2_views.model_ready, name="v2-model-ready"),
     path(f"{_VERSION}/ready", v2_views.model_ready, name="v2-version-ready"),
-    path(f"{_MODEL}/infer", v2_views.infer, name="v2-infer"),
-    path(f"{_VERSION}/infer", v2_views.infer, name="v2-version-infer"),
     re_path(r"^v2(?:/|$)", v2_views.not_found),
 ]
