@@ -76,7 +76,8 @@ def _served_model(request: HttpRequest, slug: str, version: int | None) -> Loade
 
 
 def _body(request: HttpRequest) -> bytes:
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    # META, not request.headers: that would be built from the whole environ.
+    encoding = request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
     if encoding != "identity":
         raise UnsupportedMediaType(
             f"Content-Encoding '{encoding[:40]}' is not supported: send the body "
@@ -134,7 +135,7 @@ def infer(request: HttpRequest, slug: str, version: int | None = None) -> HttpRe
     result = openinference.infer(
         loaded=loaded,
         body=_body(request),
-        header_length=request.headers.get("Inference-Header-Content-Length"),
+        header_length=request.META.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH"),
         request_id=getattr(request, "request_id", ""),
         load_ms=(time.perf_counter() - started) * 1000,
     )
