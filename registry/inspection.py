@@ -101,7 +101,32 @@ def _classes(estimator: Any) -> list[Any] | None:
         return None
     if classes is None:
         return None
+    if _per_output(classes):  # a multi-output classifier: one label list each
+        return [to_json_value(np.asarray(c)) for c in classes]
     return to_json_value(np.asarray(classes))
+
+
+def _per_output(classes: Any) -> bool:
+    return isinstance(classes, (list, tuple)) and any(
+        isinstance(c, np.ndarray) for c in classes
+    )
+
+
+def has_class_probabilities(estimator: Any) -> bool:
+    """``predict_proba`` gives one rectangular array of probabilities.
+
+    A multi-output classifier whose outputs have different numbers of classes
+    gives one array per output, each as wide as its classes: no single tensor
+    (V2's ``predict_proba``) or row of ``probabilities`` holds them, so such
+    models answer predictions only.
+    """
+    if not callable(getattr(estimator, "predict_proba", None)):
+        return False
+    try:
+        classes = getattr(estimator, "classes_", None)
+    except Exception:  # noqa: BLE001 - a property may raise for unfitted parts
+        return True
+    return not _per_output(classes) or len({len(c) for c in classes}) == 1
 
 
 def _allow_nan(estimator: Any) -> bool:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from .exceptions import ModelUnavailable
+from .inspection import has_class_probabilities
 from .serialization import read_estimator
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def load(ref: VersionRef) -> LoadedModel:
     return LoadedModel(
         ref=ref,
         estimator=estimator,
-        has_proba=callable(getattr(estimator, "predict_proba", None)),
+        has_proba=has_class_probabilities(estimator),
         load_seconds=elapsed,
         size=len(data),
     )

@@ -191,6 +191,27 @@ def test_probabilities_of_integer_labels_are_keyed_by_string(
     assert set(result["probabilities"][0]) == {"0", "1"}
 
 
+def test_multi_output_classifier_with_uneven_classes_serves_predictions_only(
+    client, publish
+):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multioutput import MultiOutputClassifier
+
+    x, y = load_iris(return_X_y=True)
+    targets = np.c_[y, (y > 0).astype(int)]  # 3 classes, then 2
+    model = MultiOutputClassifier(LogisticRegression(max_iter=500)).fit(x, targets)
+    version = publish(model, "two-labels")
+    assert version.classes == [[0, 1, 2], [0, 1]]
+    response = post(client, "two-labels", {"inputs": x[:3].tolist()}, query="?proba=1")
+    assert response.status_code == 200, response.content
+    result = response.json()
+    assert result["predictions"] == model.predict(x[:3]).tolist()
+    assert "probabilities" not in result
+    outputs = client.get("/v2/models/two-labels").json()["outputs"]
+    assert [o["name"] for o in outputs] == ["predict"]
+
+
 def test_regressor_ignores_proba_request(client, publish, numpy_regressor):
     publish(numpy_regressor, "diabetes")
     result = post(client, "diabetes", {"inputs": [[0.0] * 10]}, query="?proba=1")
