@@ -34,10 +34,13 @@ _QUIET_CATEGORIES = (
     ImportWarning,
     ResourceWarning,
 )
-# Expected on every request: arrays go to DataFrame-fitted models in the
-# fitted order on purpose (api.services). Its filter is the only one during
-# predict; an empty list would make scikit-learn warn on every task.
+# Expected on every request: all-numeric input goes to DataFrame-fitted
+# models as a float array in the fitted order (a DataFrame costs ~1 ms per
+# request; api.services), so scikit-learn's warning about missing names is
+# noise. Ignored process-wide (for threads, below) and as the only filter
+# during predict: an empty list would make scikit-learn warn on every task.
 _EXPECTED = "X does not have valid feature names"
+warnings.filterwarnings("ignore", message=_EXPECTED, category=UserWarning)
 # Bounded: a model that puts a counter in its warning text cannot grow it.
 _MAX_REMEMBERED = 1024
 _reported: set[tuple[int, str, str]] = set()

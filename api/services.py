@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +19,6 @@ from .exceptions import ModelRejectedInput, PredictionTimeout
 from .timeouts import time_limit
 
 logger = logging.getLogger(__name__)
-# All-numeric input is sent as a float array in schema order even to models
-# fitted on a DataFrame (a DataFrame costs ~1 ms per request); the order is
-# the fitted order, so sklearn's warning about missing names is noise here.
-warnings.filterwarnings(
-    "ignore", message="X does not have valid feature names", category=UserWarning
-)
 
 
 @dataclass

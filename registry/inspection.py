@@ -101,9 +101,8 @@ def _classes(estimator: Any) -> list[Any] | None:
         return None
     if classes is None:
         return None
-    if _per_output(classes):  # a multi-output classifier: one label list each
-        return [to_json_value(np.asarray(c)) for c in classes]
-    return to_json_value(np.asarray(classes))
+    # A multi-output classifier's per-output arrays may differ in length.
+    return to_json_value(list(classes) if _per_output(classes) else np.asarray(classes))
 
 
 def _per_output(classes: Any) -> bool:
