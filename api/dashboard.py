@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import stats
+from . import rollup, stats
 
 TEMPLATE = "api/dashboard.html"
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")
@@ -34,6 +34,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         since = stats.parse_since(window, until)
     except stats.InvalidSince as exc:
         return render(request, TEMPLATE, {**context, "error": exc.message}, status=400)
+    rollup.refresh()
     summary = stats.summary(since, until)
     series = stats.series(since, until)
     context |= {

@@ -45,9 +45,9 @@ class RequestLog(models.Model):
 class RequestStat(models.Model):
     """Requests per period, model, version, error flag and latency bucket.
 
-    Kept at three resolutions (minute, hour, day), each maintained with an
-    UPSERT next to every log row, so a window of any length is read from a
-    few thousand rows: whole days, then whole hours, then minutes at the
+    Kept at three resolutions (minute, hour, day), folded from the log rows
+    past ``RollupMark`` (api.rollup), so a window of any length is read from
+    a few thousand rows: whole days, then whole hours, then minutes at the
     edge. ``version`` 0 = none resolved.
     """
 
@@ -73,6 +73,12 @@ class RequestStat(models.Model):
                 name="requeststat_key",
             )
         ]
+
+
+class RollupMark(models.Model):
+    """The last request-log id folded into RequestStat (one row, pk 1)."""
+
+    last_id = models.BigIntegerField(default=0)
 
 
 class LogGap(models.Model):

@@ -1,11 +1,12 @@
 """Writing the request log: one row per prediction request, never failing one.
 
-Contract: a request's row (and its rollup) is committed before the worker
-takes its next request — written right after the response is sent (or before
-it, in "sync" mode). If the database is down, rows wait in a bounded
-per-worker buffer and are written with the next successful flush; what
-overflows is counted (metric, and a LogGap row once the database is back).
-Raw SQL, because the ORM's per-row overhead is most of the cost.
+Contract: a request's row is committed before the worker takes its next
+request — written right after the response is sent (or before it, in "sync"
+mode). If the database is down, rows wait in a bounded per-worker buffer and
+are written with the next successful flush; what overflows is counted
+(metric, and a LogGap row once the database is back). The dashboard's rollup
+is folded from the rows separately (api.rollup). Raw SQL, because the ORM's
+per-row overhead is most of the cost.
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from django.utils import timezone
 
 from registry.routing import reconnect_later
 
-from . import metrics
-from .latency import bucket_of
-from .models import LogGap, RequestLog, RequestStat
+from . import metrics, rollup
+from .models import LogGap, RequestLog
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,6 @@ LOG_COLUMNS = (
     "client",
     "payload",
 )
-STAT_KEY = ("resolution", "start", "slug", "version", "error", "bucket")
-STAT_SUMS = ("count", "rows", "latency_sum_ms")
 # Rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
 
@@ -89,42 +87,10 @@ def _insert_log_sql(count: int) -> str:
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _upsert_stat_sql(count: int) -> str:
-    quote = connection.ops.quote_name
-    table = quote(RequestStat._meta.db_table)
-    key = ", ".join(quote(c) for c in STAT_KEY)
-    sums = [quote(c) for c in STAT_SUMS]
-    return (
-        f"INSERT INTO {table} ({key}, {', '.join(sums)}) "  # noqa: S608
-        f"VALUES {_values(count, len(STAT_KEY) + len(STAT_SUMS))} "
-        f"ON CONFLICT ({key}) DO UPDATE SET "
-        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
-    )
-
-
 @functools.lru_cache(maxsize=128)
 def _qmark(sql: str) -> str:
     """sqlite3's placeholder style (the statements hold no literal '%')."""
     return sql.replace("%s", "?")
-
-
-def _periods(moment: datetime, db: BaseDatabaseWrapper) -> tuple[tuple[str, Any], ...]:
-    """The rollup periods of ``moment``, their starts adapted for ``db``."""
-    return _minute_periods(moment.replace(second=0, microsecond=0), db.vendor)
-
-
-@functools.lru_cache(maxsize=16)
-def _minute_periods(minute: datetime, vendor: str) -> tuple[tuple[str, Any], ...]:
-    # Every request of a minute shares these: adapting a datetime costs more
-    # than the rest of a row's bookkeeping.
-    adapt = connections[DEFAULT_DB_ALIAS].ops.adapt_datetimefield_value
-    hour = minute.replace(minute=0)
-    return (
-        ("m", adapt(minute)),
-        ("h", adapt(hour)),
-        ("d", adapt(hour.replace(hour=0))),
-    )
 
 
 class RequestLogWriter:
@@ -143,6 +109,7 @@ class RequestLogWriter:
         self._unconfirmed = 0
         self._unconfirmed_drops = 0
         self._shown = -1  # what LOG_ROWS_BUFFERED was last set to
+        self._folded_at = float("-inf")  # when this process last ran rollup
 
     def submit(self, entry: LogEntry) -> None:
         if len(self._pending) >= settings.MODELHUB_LOG_BUFFER_SIZE:
@@ -187,7 +154,22 @@ class RequestLogWriter:
             self._unrecorded_drops = 0
             self._drops_since = None
             self._show_buffered()
+        self._fold_now_and_then()
         return len(batch)
+
+    def _fold_now_and_then(self) -> None:
+        """Bring the rollup up to date at most every MODELHUB_LOG_ROLLUP_MS."""
+        now = time.monotonic()
+        if (now - self._folded_at) * 1000 < settings.MODELHUB_LOG_ROLLUP_MS:
+            return
+        self._folded_at = now
+        try:
+            rollup.catch_up()
+        except DatabaseError as exc:
+            reconnect_later()
+            self._warn(exc)
+        except Exception:  # a logging problem never fails a prediction
+            logger.exception("request-log rollup failed")
 
     def _settle_unconfirmed(self) -> None:
         """Drop the rows of a failed write that the database committed anyway.
@@ -230,20 +212,11 @@ class RequestLogWriter:
             self._unconfirmed = self._unconfirmed_drops = 0
             self._drops_since = None
             self._shown = -1
+            self._folded_at = float("-inf")
 
     def _write(self, batch: list[LogEntry], drops: int) -> None:
         db = connections[DEFAULT_DB_ALIAS]
         adapt = db.ops.adapt_datetimefield_value
-        stats: dict[tuple[Any, ...], list[float]] = {}
-        for e in batch:
-            error = e.status >= 400
-            bucket = bucket_of(e.latency_ms)
-            for resolution, start in _periods(e.created_at, db):
-                key = (resolution, start, e.slug, e.version or 0, error, bucket)
-                sums = stats.setdefault(key, [0, 0, 0.0])
-                sums[0] += 1
-                sums[1] += e.rows
-                sums[2] += e.latency_ms
         logs = [
             (
                 adapt(e.created_at),
@@ -260,52 +233,30 @@ class RequestLogWriter:
             )
             for e in batch
         ]
-        rollup = [(*k, int(v[0]), int(v[1]), v[2]) for k, v in stats.items()]
         if batch and not drops and len(batch) <= _CHUNK and not db.in_atomic_block:
-            self._write_direct(db, logs, rollup)
+            self._write_direct(db, logs)
             return
         with transaction.atomic(using=db.alias):
             with db.cursor() as cursor:
-                for rows, sql in ((logs, _insert_log_sql), (rollup, _upsert_stat_sql)):
-                    for i in range(0, len(rows), _CHUNK):
-                        chunk = rows[i : i + _CHUNK]
-                        cursor.execute(sql(len(chunk)), [v for r in chunk for v in r])
+                for i in range(0, len(logs), _CHUNK):
+                    chunk = logs[i : i + _CHUNK]
+                    sql = _insert_log_sql(len(chunk))
+                    cursor.execute(sql, [v for r in chunk for v in r])
             if drops:
                 LogGap.objects.create(dropped=drops, since=self._drops_since)
 
     def _write_direct(
-        self,
-        db: BaseDatabaseWrapper,
-        logs: list[tuple[Any, ...]],
-        rollup: list[tuple[Any, ...]],
+        self, db: BaseDatabaseWrapper, logs: list[tuple[Any, ...]]
     ) -> None:
-        """The per-request path, on the DB-API connection itself.
-
-        Django's cursor wrapper, placeholder rewriting and atomic() bookkeeping
-        cost more than the insert; errors still surface as Django's
-        DatabaseError. PostgreSQL gets one statement (atomic on its own);
-        SQLite one IMMEDIATE transaction.
-        """
-        params = [v for row in logs for v in row] + [v for row in rollup for v in row]
+        """The per-request path: one INSERT, atomic on its own, on the DB-API
+        connection itself. Django's cursor wrapper, placeholder rewriting and
+        atomic() bookkeeping cost more than the insert; errors still surface
+        as Django's DatabaseError."""
+        sql = _insert_log_sql(len(logs))
+        params = [v for row in logs for v in row]
         db.ensure_connection()
-        raw = db.connection
         with db.wrap_database_errors:
-            if db.vendor == "postgresql":
-                raw.execute(
-                    f"WITH logged AS ({_insert_log_sql(len(logs))}) "
-                    + _upsert_stat_sql(len(rollup)),
-                    params,
-                )
-                return
-            split = len(logs) * len(LOG_COLUMNS)
-            raw.execute("BEGIN IMMEDIATE")
-            try:
-                raw.execute(_qmark(_insert_log_sql(len(logs))), params[:split])
-                raw.execute(_qmark(_upsert_stat_sql(len(rollup))), params[split:])
-            except BaseException:
-                raw.execute("ROLLBACK")
-                raise
-            raw.execute("COMMIT")
+            db.connection.execute(_qmark(sql) if db.vendor == "sqlite" else sql, params)
 
     def _warn(self, exc: Exception) -> None:
         now = time.monotonic()

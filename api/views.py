@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import catalog, publishing, services, stats
+from . import catalog, publishing, rollup, services, stats
 from .access import authenticate, is_authenticated, require_token, throttle
 from .health import readiness
 from .http import query_flag, query_version, read_body
@@ -340,6 +340,7 @@ class StatsView(ApiView):
     def get(self, request: Request) -> Response:
         until = timezone.now()
         since = stats.parse_since(request.query_params.get("since"), until)
+        rollup.refresh()
         return Response(stats.summary(since, until))
 
 

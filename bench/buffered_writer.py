@@ -1,7 +1,7 @@
 """Bench-only prototype of the third request-log design: a buffered bulk writer.
 
 Not used by ModelHub itself. Each worker keeps rows in memory and writes them
-with the app's own multi-row write (log INSERT + rollup UPSERT) once BATCH
+with the app's own multi-row write (one INSERT; rollup as the app folds it) once BATCH
 rows are waiting or the oldest has waited MAX_AGE seconds — checked when a
 row arrives, there is no timer thread. It breaks the design's contract ("a
 request's row is committed before the worker takes its next request"): a

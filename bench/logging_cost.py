@@ -14,8 +14,8 @@ again, in a rotated order) so drift and neighbours on a shared machine spread
 over all modes. Modes:
 
 - off             MODELHUB_LOG_MODE=off: no row written (the baseline)
-- sync            the app's writer (log INSERT + rollup UPSERT, one statement
-                  on PostgreSQL) before the response is sent
+- sync            the app's writer (one INSERT; the rollup is folded from the
+                  rows once a second, api.rollup) before the response is sent
 - after_response  the same write once the response has been sent (default)
 - buffered        bench-only prototype (bench/buffered_wsgi.py): rows kept in
                   memory and written 64 at a time by the app's own
@@ -349,7 +349,7 @@ def write_designs(postgres: bool) -> dict:
     def lean_sync(batch: list) -> None:
         writer = RequestLogWriter()
         for e in batch:
-            writer.submit(e)  # what the middleware calls: INSERT + UPSERT, 1 txn
+            writer.submit(e)  # what the middleware calls (one INSERT; folds each s)
 
     def bulk(batch: list) -> None:
         writer = RequestLogWriter()
@@ -359,7 +359,7 @@ def write_designs(postgres: bool) -> dict:
     designs = {
         "ORM create() per row (no rollup)": orm_create,
         "raw INSERT per row (no rollup)": raw_insert,
-        "lean INSERT + rollup UPSERT per row (the app's writer)": lean_sync,
+        "the app's writer, one row per write (+ rollup each second)": lean_sync,
         f"bulk: the app's writer, {MICRO_BATCH} rows per write (+ rollup)": bulk,
     }
     results = {}

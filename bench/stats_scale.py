@@ -17,7 +17,7 @@ dropped at the end — and seeds it:
   realistic status mix (~96% 200, 400s with their codes, 404, 422, 503, 504);
   latencies lognormal per model, errors faster than successes;
 - the matching RequestStat rollup at every resolution the writer keeps
-  (minute, hour, day: api.requestlog._periods), aggregated in Python while
+  (minute, hour, day: api.rollup._periods), aggregated in Python while
   generating with the writer's own key (resolution, start, slug, version or
   0, error, api.latency.bucket_of), so it is exactly what the writer would
   have produced; the script checks every resolution counts every request.
@@ -93,7 +93,7 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
     import numpy as np
 
     from api.latency import bucket_of
-    from api.requestlog import _periods  # the writer's own rollup periods
+    from api.rollup import _periods  # the rollup's own periods
 
     rng = np.random.default_rng(20261122)
     span = DAYS * 86400.0
@@ -165,7 +165,7 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
             )
         )
         error, bucket = status >= 400, bucket_of(ms)
-        for resolution, period in _periods(created):
+        for resolution, period in _periods(created.replace(second=0, microsecond=0)):
             key = (resolution, period, slug, ver or 0, error, bucket)
             sums = rollup.get(key)
             if sums is None:
@@ -217,7 +217,8 @@ def seed(n: int) -> dict:
     from django.utils import timezone
 
     from api.models import RequestLog, RequestStat
-    from api.requestlog import LOG_COLUMNS, STAT_KEY, STAT_SUMS
+    from api.requestlog import LOG_COLUMNS
+    from api.rollup import STAT_KEY, STAT_SUMS
 
     timings = {}
     t = time.perf_counter()

@@ -91,10 +91,13 @@ def post_worker_init(worker) -> None:  # noqa: ANN001
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001
-    """Graceful exit (TERM, HUP, max_requests): write rows still buffered."""
+    """Graceful exit (TERM, HUP, max_requests): write rows still buffered and
+    fold them into the dashboard's rollup."""
+    from api import rollup
     from api.requestlog import writer
 
     writer.flush()
+    rollup.refresh()
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001

@@ -313,3 +313,6 @@ MODELHUB_LOG_CLIENT = env_bool("MODELHUB_LOG_CLIENT", False)
 MODELHUB_LOG_PAYLOADS = env_bool("MODELHUB_LOG_PAYLOADS", False)
 MODELHUB_LOG_PAYLOAD_BYTES = env_int("MODELHUB_LOG_PAYLOAD_BYTES", 4096, minimum=1)
 MODELHUB_LOG_RETENTION_DAYS = env_int("MODELHUB_LOG_RETENTION_DAYS", 30, minimum=1)
+# How often a worker folds new log rows into the dashboard's rollup (api.rollup);
+# the dashboard, the stats API and prunelogs catch up themselves before reading.
+MODELHUB_LOG_ROLLUP_MS = env_int("MODELHUB_LOG_ROLLUP_MS", 1000)

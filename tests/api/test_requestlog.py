@@ -9,7 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from api.models import LogGap, RequestLog, RequestStat
+from api import rollup
+from api.models import LogGap, RequestLog, RequestStat, RollupMark
 from api.requestlog import writer
 
 pytestmark = pytest.mark.django_db
@@ -65,10 +66,22 @@ def test_get_on_predict_endpoint_is_logged_as_405(client, iris):
     assert (row.status, row.error_code) == (405, "method_not_allowed")
 
 
+def rollup_counts() -> dict[str, int]:
+    return {
+        resolution: sum(
+            RequestStat.objects.filter(resolution=resolution).values_list(
+                "count", flat=True
+            )
+        )
+        for resolution in ("m", "h", "d")
+    }
+
+
 def test_rollup_counts_match_log_rows_at_every_resolution(client, iris):
     for _ in range(3):
         post(client, "/api/predict/iris/", {"inputs": [ROW]})
     post(client, "/api/predict/iris/", {"inputs": [[1]]})
+    rollup.catch_up()
     for resolution in ("m", "h", "d"):
         stats = RequestStat.objects.filter(slug="iris", resolution=resolution)
         assert sum(s.count for s in stats) == 4
@@ -153,9 +166,74 @@ def test_both_log_modes_commit_the_row_before_the_next_request(
         200,
         400,
     ]
-    for resolution in ("m", "h", "d"):
-        counts = RequestStat.objects.filter(resolution=resolution)
-        assert sum(s.count for s in counts) == 2
+
+
+def test_a_request_commits_only_its_row_until_the_rollup_interval_has_passed(
+    client, iris, settings
+):
+    settings.MODELHUB_LOG_ROLLUP_MS = 60_000
+    for _ in range(3):
+        post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    # The worker's first write folds; the next two wait for the interval.
+    assert RequestLog.objects.count() == 3
+    assert rollup_counts() == {"m": 1, "h": 1, "d": 1}
+    assert rollup.catch_up() == 2
+    assert rollup_counts() == {"m": 3, "h": 3, "d": 3}
+
+
+def test_the_worker_folds_new_rows_once_the_interval_has_passed(client, iris, settings):
+    settings.MODELHUB_LOG_ROLLUP_MS = 0
+    for _ in range(3):
+        post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    assert rollup_counts() == {"m": 3, "h": 3, "d": 3}
+    assert RollupMark.objects.get().last_id == RequestLog.objects.latest("id").id
+
+
+def test_catch_up_counts_each_row_once(client, iris, settings):
+    settings.MODELHUB_LOG_ROLLUP_MS = 60_000
+    for _ in range(4):
+        post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    assert rollup.catch_up(limit=2) == 2
+    assert rollup_counts()["m"] == 3
+    assert rollup.catch_up_all() == 1
+    assert rollup.catch_up() == 0
+    assert rollup_counts() == {"m": 4, "h": 4, "d": 4}
+
+
+def test_rollup_keeps_latency_buckets_errors_and_rows_per_version(
+    client, iris, settings
+):
+    from api.latency import bucket_of
+
+    settings.MODELHUB_LOG_ROLLUP_MS = 60_000
+    post(client, "/api/predict/iris/", {"inputs": [ROW, ROW]})
+    post(client, "/api/predict/iris/", {"inputs": [[1]]})
+    post(client, "/api/predict/ghost/", {"inputs": [ROW]})
+    RequestStat.objects.all().delete()
+    RollupMark.objects.update(last_id=0)
+    rollup.catch_up()
+    expected = sorted(
+        (r.slug, r.version or 0, r.status >= 400, bucket_of(r.latency_ms), r.rows)
+        for r in RequestLog.objects.all()
+    )
+    minutes = RequestStat.objects.filter(resolution="m")
+    assert sorted((s.slug, s.version, s.error, s.bucket, s.rows) for s in minutes) == (
+        expected
+    )
+    assert all(s.count == 1 for s in minutes)
+
+
+def test_stats_api_and_dashboard_count_rows_not_yet_folded(
+    client, admin_client, iris, settings
+):
+    settings.MODELHUB_LOG_ROLLUP_MS = 60_000
+    for _ in range(3):
+        post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    assert rollup_counts()["m"] == 1
+    assert admin_client.get("/api/stats/").json()["totals"]["requests"] == 3
+    post(client, "/api/predict/iris/", {"inputs": [ROW]})
+    assert admin_client.get("/dashboard/").status_code == 200
+    assert rollup_counts() == {"m": 4, "h": 4, "d": 4}
 
 
 def test_prunelogs_deletes_rows_older_than_the_window(client, iris):
@@ -180,3 +258,26 @@ def test_prunelogs_rejects_a_bad_window(db):
 
     with pytest.raises(CommandError, match="'since' must be ISO-8601"):
         call_command("prunelogs", "--older-than", "soon")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upgrading_marks_rows_logged_before_as_already_folded():
+    """Rows written before the rollup mark existed were rolled up as they were
+    written; the upgrade must not count them again."""
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils import timezone
+
+    before, after = [("api", "0001_request_log")], [("api", "0002_rollupmark")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old_log = executor.loader.project_state(before).apps.get_model("api", "RequestLog")
+    rows = [
+        old_log.objects.create(
+            created_at=timezone.now(), slug="iris", status=200, latency_ms=1.0
+        )
+        for _ in range(2)
+    ]
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    assert RollupMark.objects.get().last_id == rows[-1].id
+    assert rollup.catch_up() == 0

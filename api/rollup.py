@@ -1,0 +1,130 @@
+"""Folding request-log rows into the dashboard's rollup (RequestStat).
+
+A request commits only its own log row. Every MODELHUB_LOG_ROLLUP_MS a
+worker, right after writing a row, folds the rows past ``RollupMark`` into
+the minute, hour and day rollups and moves the mark in the same transaction:
+no row is counted twice, and none is lost if a worker dies, since the rows
+themselves are the record. The dashboard, the stats API and prunelogs catch
+up before they read or delete, so what they show is exact.
+
+Why not an UPSERT next to every row: under load it cost about as much as the
+row's INSERT, a quarter of a millisecond per request (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+
+from .latency import bucket_of
+from .models import RequestLog, RequestStat, RollupMark
+
+logger = logging.getLogger(__name__)
+
+STAT_KEY = ("resolution", "start", "slug", "version", "error", "bucket")
+STAT_SUMS = ("count", "rows", "latency_sum_ms")
+# Log rows folded per transaction: a backlog (after an outage) is folded a
+# batch at a time rather than in one long write.
+BATCH = 5000
+# Rollup rows per statement: well under SQLite's bound-parameter limit.
+_CHUNK = 500
+_FOLDED = ("pk", "created_at", "slug", "version", "status", "rows", "latency_ms")
+
+
+def _values(count: int, width: int) -> str:
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * count)
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(count: int) -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    table = quote(RequestStat._meta.db_table)
+    key = ", ".join(quote(c) for c in STAT_KEY)
+    sums = [quote(c) for c in STAT_SUMS]
+    return (
+        f"INSERT INTO {table} ({key}, {', '.join(sums)}) "  # noqa: S608
+        f"VALUES {_values(count, len(STAT_KEY) + len(STAT_SUMS))} "
+        f"ON CONFLICT ({key}) DO UPDATE SET "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _periods(minute: datetime) -> tuple[tuple[str, Any], ...]:
+    # Every row of a minute shares these: adapting a datetime costs more than
+    # the rest of a row's bookkeeping.
+    adapt = connections[DEFAULT_DB_ALIAS].ops.adapt_datetimefield_value
+    hour = minute.replace(minute=0)
+    return (
+        ("m", adapt(minute)),
+        ("h", adapt(hour)),
+        ("d", adapt(hour.replace(hour=0))),
+    )
+
+
+def sums(rows: Iterable[tuple[datetime, str, int | None, int, int, float]]) -> list:
+    """Rollup rows for log rows given as (created_at, slug, version, status,
+    rows, latency_ms): key columns, then count, rows and latency sum."""
+    totals: dict[tuple[Any, ...], list[float]] = {}
+    for created_at, slug, version, status, count, latency_ms in rows:
+        error = status >= 400
+        bucket = bucket_of(latency_ms)
+        for resolution, start in _periods(created_at.replace(second=0, microsecond=0)):
+            key = (resolution, start, slug, version or 0, error, bucket)
+            total = totals.setdefault(key, [0, 0, 0.0])
+            total[0] += 1
+            total[1] += count
+            total[2] += latency_ms
+    return [(*k, int(v[0]), int(v[1]), v[2]) for k, v in totals.items()]
+
+
+def catch_up(limit: int = BATCH) -> int:
+    """Fold up to ``limit`` log rows past the mark; how many were folded."""
+    db = connections[DEFAULT_DB_ALIAS]
+    with transaction.atomic(using=db.alias):
+        mark, _ = RollupMark.objects.select_for_update().get_or_create(pk=1)
+        if db.vendor == "postgresql":
+            # Wait for inserts in flight and hold new ones until commit: ids
+            # are handed out before commit, so without this a row could commit
+            # behind a mark that has already passed it. (SQLite's write lock,
+            # taken by the IMMEDIATE transaction, already does this.)
+            table = db.ops.quote_name(RequestLog._meta.db_table)
+            with db.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        rows = list(
+            RequestLog.objects.filter(pk__gt=mark.last_id)
+            .order_by("pk")
+            .values_list(*_FOLDED)[:limit]
+        )
+        if not rows:
+            return 0
+        totals = sums(row[1:] for row in rows)
+        with db.cursor() as cursor:
+            for i in range(0, len(totals), _CHUNK):
+                chunk = totals[i : i + _CHUNK]
+                cursor.execute(_upsert_sql(len(chunk)), [v for r in chunk for v in r])
+        RollupMark.objects.filter(pk=1).update(last_id=rows[-1][0])
+    return len(rows)
+
+
+def catch_up_all() -> int:
+    """Fold every row logged so far (prunelogs, before it deletes rows)."""
+    folded = 0
+    while count := catch_up():
+        folded += count
+    return folded
+
+
+def refresh() -> None:
+    """Make the rollup current for a reader; on a database error (read-only,
+    down) the reader shows what is there."""
+    try:
+        catch_up_all()
+    except DatabaseError as exc:
+        logger.warning("request-log rollup not brought up to date: %s", exc)
