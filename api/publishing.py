@@ -144,9 +144,9 @@ def get_version(slug: str, number: int) -> ModelVersion:
 def _text(
     data: dict[str, Any], field: str, *, required: bool = False, max_length: int = 0
 ) -> str:
+    if field not in data and not required:
+        return ""  # absent; an explicit null is refused, as the schema says
     value = data.get(field)
-    if value is None and not required:
-        return ""
     if not isinstance(value, str):
         raise InvalidField(f"'{field}' must be a string.", field=field)
     if max_length and len(value) > max_length:

@@ -260,6 +260,8 @@ def test_create_model_with_a_bad_slug_is_400_invalid_slug(api, staff, slug):
         {"slug": "iris", "private": "true"},
         {"slug": "iris", "private": 1},
         {"slug": "iris", "name": ["x"]},
+        {"slug": "iris", "name": None},
+        {"slug": "iris", "description": None},
         {"slug": "iris", "name": "x" * 201},
         {"slug": "iris", "description": "nul \x00 inside"},
         ["iris"],
