@@ -71,11 +71,6 @@ LOG_COLUMNS = (
 _CHUNK = 500
 
 
-def _values(count: int, width: int) -> str:
-    row = "(" + ", ".join(["%s"] * width) + ")"
-    return ", ".join([row] * count)
-
-
 @functools.lru_cache(maxsize=64)
 def _insert_log_sql(count: int) -> str:
     quote = connection.ops.quote_name
@@ -83,7 +78,7 @@ def _insert_log_sql(count: int) -> str:
     return "INSERT INTO {} ({}) VALUES {}".format(  # noqa: S608
         quote(RequestLog._meta.db_table),
         ", ".join(quote(c) for c in LOG_COLUMNS),
-        _values(count, len(LOG_COLUMNS)),
+        rollup.placeholders(count, len(LOG_COLUMNS)),
     )
 
 
