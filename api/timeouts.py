@@ -21,16 +21,30 @@ class _Expired(BaseException):
     """Raised inside model code: no `except Exception` there can swallow it."""
 
 
+# SIGALRM means "the current limit has passed" only while a limit is set: a
+# signal that lands after the block (it was about to be disarmed) is ignored.
+_armed = False
+_installed = False
+
+
+def _expire(signum: int, frame: Any) -> None:
+    if _armed:
+        raise _Expired
+
+
 @contextmanager
 def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """The handler is installed once per process: swapping it around every
+    prediction cost about as much as the timer itself (signal.signal converts
+    both handlers through enum lookups)."""
+    global _armed, _installed
     if seconds <= 0 or threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise _Expired
-
-    previous = signal.signal(signal.SIGALRM, expire)
+    if not _installed:
+        signal.signal(signal.SIGALRM, _expire)
+        _installed = True
+    _armed = True
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
@@ -39,5 +53,5 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
             f"{what} took longer than the {seconds:g} s limit."
         ) from None
     finally:
+        _armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
