@@ -5,14 +5,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import dashboard, errors, views
 
-# Django tries patterns in order: the prediction routes come first.
-urlpatterns = [
+# Django tries patterns in order: the root URLconf puts these first, outside
+# any include (each level of include is another resolver and match object).
+prediction_urlpatterns = [
     path("api/predict/<slug:slug>/", views.PredictView.as_view(), name="predict"),
     path(
         "api/predict/<slug:slug>/v<int:version>/",
         views.PredictView.as_view(),
         name="predict-version",
     ),
+]
+
+urlpatterns = [
     path("", include("api.v2_urls")),  # Open Inference Protocol (V2)
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from api.urls import prediction_urlpatterns
+
 admin.site.site_header = "ModelHub"
 admin.site.site_title = "ModelHub admin"
 admin.site.index_title = "Model registry"
@@ -11,6 +13,7 @@ admin.site.site_url = "/api/docs/"
 admin.site.index_template = "admin/modelhub_index.html"
 
 urlpatterns = [
+    *prediction_urlpatterns,  # the hot path: matched first, at the top level
     path("admin/", admin.site.urls),
     path("", include("api.urls")),
     path("", include("django_prometheus.urls")),

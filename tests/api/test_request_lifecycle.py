@@ -1,0 +1,67 @@
+"""What Django runs around every prediction besides the view: URL
+resolution and the request_finished receivers."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
+from django.urls import get_resolver, resolve
+
+from api.apps import caches_need_closing
+from tests.api.test_errors import IRIS_ROW, post
+
+
+def backend(path: str) -> dict[str, str]:
+    return {"BACKEND": path, "LOCATION": "unused"}
+
+
+LOCMEM = backend("django.core.cache.backends.locmem.LocMemCache")
+DUMMY = backend("django.core.cache.backends.dummy.DummyCache")
+DATABASE = backend("django.core.cache.backends.db.DatabaseCache")
+REDIS = backend("django.core.cache.backends.redis.RedisCache")
+MEMCACHED = backend("django.core.cache.backends.memcached.PyMemcacheCache")
+
+
+class ClosingCache(LocMemCache):
+    """A backend with a connection of its own to close (django-redis style)."""
+
+    def close(self, **kwargs: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [
+        ({"default": LOCMEM}, False),
+        ({"default": DUMMY, "other": DATABASE}, False),
+        ({"default": REDIS}, False),  # Django's keeps its pool across requests
+        ({"default": LOCMEM, "x": backend(f"{__name__}.ClosingCache")}, True),
+        ({"default": LOCMEM, "sessions": MEMCACHED}, True),
+    ],
+)
+def test_caches_need_closing_only_when_a_backend_holds_a_connection(
+    configured, expected
+):
+    assert caches_need_closing(configured) is expected
+
+
+def test_finishing_a_prediction_does_not_close_the_local_memory_cache(
+    client, iris, monkeypatch
+):
+    closed = []
+    monkeypatch.setattr(LocMemCache, "close", lambda self, **kw: closed.append(1))
+    caches["default"].get("warm")  # initialized: Django would close it
+    response = post(client, "/api/predict/iris/", {"data": IRIS_ROW})
+    assert response.status_code == 200, response.content
+    assert closed == []
+
+
+def test_prediction_routes_are_the_first_top_level_patterns():
+    first, second = get_resolver().url_patterns[:2]
+    assert (first.name, second.name) == ("predict", "predict-version")
+    match = resolve("/api/predict/iris/v3/")
+    assert (match.url_name, match.kwargs) == (
+        "predict-version",
+        {"slug": "iris", "version": 3},
+    )
