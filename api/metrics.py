@@ -8,6 +8,7 @@ worker imports this module, and /metrics sums every worker's files.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -88,14 +89,47 @@ LOG_ROWS_DROPPED = Counter(
 )
 
 
+# Requests that resolved no version (unknown or inactive model, refused
+# token, throttled) are counted under this model label: their slug is whatever
+# the URL said, and a label per made-up slug would grow every worker's metric
+# files without bound. The request log keeps the slug.
+UNRESOLVED = "(unresolved)"
+
+
+class _Series:
+    """One label set's children: labels() validates and looks up its
+    arguments on every call, which a prediction need not pay."""
+
+    __slots__ = ("labels", "latency", "requests", "rows")
+
+    def __init__(self, model: str, version: str, status: int) -> None:
+        self.labels = (model, version)
+        self.requests = PREDICTIONS.labels(model, version, str(status))
+        self.latency = LATENCY.labels(model, version)
+        self.rows: Any = None  # created on first use: no always-zero series
+
+
+_series: dict[tuple[str, int | None, int], _Series] = {}
+_MAX_SERIES = 4096  # cleared when full
+
+
 def observe_request(
     *, slug: str, version: int | None, status: int, seconds: float, rows: int
 ) -> None:
-    label = str(version) if version is not None else ""
-    PREDICTIONS.labels(slug, label, str(status)).inc()
-    LATENCY.labels(slug, label).observe(seconds)
+    model = slug if version is not None else UNRESOLVED
+    key = (model, version, status)
+    series = _series.get(key)
+    if series is None:
+        if len(_series) >= _MAX_SERIES:
+            _series.clear()
+        label = str(version) if version is not None else ""
+        series = _series[key] = _Series(model, label, status)
+    series.requests.inc()
+    series.latency.observe(seconds)
     if rows and status < 400:
-        ROWS.labels(slug, label).inc(rows)
+        if series.rows is None:
+            series.rows = ROWS.labels(*series.labels)
+        series.rows.inc(rows)
 
 
 def on_cache_event(event: str, ref: VersionRef, seconds: float, size: int) -> None:

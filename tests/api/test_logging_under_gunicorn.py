@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
+from api.metrics import UNRESOLVED
 from tests.servers import (
     IRIS_ROW,
     Install,
@@ -153,7 +154,7 @@ def assert_metrics_count(server: Server, outcomes: list[Outcome]) -> None:
     them once the master has reaped them, which may lag the last response.
     """
     sent = Counter(
-        ("ghost" if kind_of(o.index) == UNKNOWN else "iris", str(o.status))
+        (UNRESOLVED if kind_of(o.index) == UNKNOWN else "iris", str(o.status))
         for o in outcomes
     )
     deadline = time.monotonic() + ROWS_TIMEOUT

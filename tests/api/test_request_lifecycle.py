@@ -1,5 +1,5 @@
-"""What Django runs around every prediction besides the view: URL
-resolution and the request_finished receivers."""
+"""What runs around every prediction besides the view: URL resolution,
+Django's request_finished receivers, the modelhub_* metrics."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import pytest
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.urls import get_resolver, resolve
+from prometheus_client import REGISTRY
 
 from api.apps import caches_need_closing
+from api.metrics import UNRESOLVED
 from tests.api.test_errors import IRIS_ROW, post
 
 
@@ -65,3 +67,30 @@ def test_prediction_routes_are_the_first_top_level_patterns():
         "predict-version",
         {"slug": "iris", "version": 3},
     )
+
+
+def requests_counted(model: str, version: str, status: str) -> float | None:
+    labels = {"model": model, "version": version, "status": status}
+    return REGISTRY.get_sample_value("modelhub_predictions_total", labels)
+
+
+def test_requests_for_made_up_slugs_share_one_metric_series(client, db):
+    before = requests_counted(UNRESOLVED, "", "404") or 0.0
+    for i in range(3):
+        response = post(client, f"/api/predict/made-up-{i}/", {"data": IRIS_ROW})
+        assert response.status_code == 404
+    assert requests_counted(UNRESOLVED, "", "404") == before + 3
+    assert requests_counted("made-up-0", "", "404") is None
+
+
+def test_served_requests_are_counted_under_their_model_and_version(client, iris):
+    def rows() -> float:
+        labels = {"model": "iris", "version": "1"}
+        return REGISTRY.get_sample_value("modelhub_prediction_rows_total", labels) or 0
+
+    before, before_rows = requests_counted("iris", "1", "200") or 0.0, rows()
+    for _ in range(2):
+        response = post(client, "/api/predict/iris/", {"data": [IRIS_ROW, IRIS_ROW]})
+        assert response.status_code == 200, response.content
+    assert requests_counted("iris", "1", "200") == before + 2
+    assert rows() == before_rows + 4
