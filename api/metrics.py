@@ -102,10 +102,10 @@ class _Series:
 
     __slots__ = ("labels", "latency", "requests", "rows")
 
-    def __init__(self, model: str, version: str, status: int) -> None:
-        self.labels = (model, version)
-        self.requests = PREDICTIONS.labels(model, version, str(status))
-        self.latency = LATENCY.labels(model, version)
+    def __init__(self, model: str, version: int | None, status: int) -> None:
+        self.labels = (model, str(version) if version is not None else "")
+        self.requests = PREDICTIONS.labels(*self.labels, str(status))
+        self.latency = LATENCY.labels(*self.labels)
         self.rows: Any = None  # created on first use: no always-zero series
 
 
@@ -122,8 +122,7 @@ def observe_request(
     if series is None:
         if len(_series) >= _MAX_SERIES:
             _series.clear()
-        label = str(version) if version is not None else ""
-        series = _series[key] = _Series(model, label, status)
+        series = _series[key] = _Series(*key)
     series.requests.inc()
     series.latency.observe(seconds)
     if rows and status < 400:

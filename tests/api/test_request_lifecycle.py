@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from api.apps import caches_need_closing
 from api.metrics import UNRESOLVED
 from tests.api.test_errors import IRIS_ROW, post
+from tests.api.test_web_only_middleware import sample
 
 
 def backend(path: str) -> dict[str, str]:
@@ -69,26 +70,27 @@ def test_prediction_routes_are_the_first_top_level_patterns():
     )
 
 
-def requests_counted(model: str, version: str, status: str) -> float | None:
-    labels = {"model": model, "version": version, "status": status}
-    return REGISTRY.get_sample_value("modelhub_predictions_total", labels)
+def requests_counted(model: str, version: str, status: str) -> float:
+    return sample(
+        "modelhub_predictions_total", model=model, version=version, status=status
+    )
 
 
 def test_requests_for_made_up_slugs_share_one_metric_series(client, db):
-    before = requests_counted(UNRESOLVED, "", "404") or 0.0
+    before = requests_counted(UNRESOLVED, "", "404")
     for i in range(3):
         response = post(client, f"/api/predict/made-up-{i}/", {"data": IRIS_ROW})
         assert response.status_code == 404
     assert requests_counted(UNRESOLVED, "", "404") == before + 3
-    assert requests_counted("made-up-0", "", "404") is None
+    made_up = {"model": "made-up-0", "version": "", "status": "404"}
+    assert REGISTRY.get_sample_value("modelhub_predictions_total", made_up) is None
 
 
 def test_served_requests_are_counted_under_their_model_and_version(client, iris):
     def rows() -> float:
-        labels = {"model": "iris", "version": "1"}
-        return REGISTRY.get_sample_value("modelhub_prediction_rows_total", labels) or 0
+        return sample("modelhub_prediction_rows_total", model="iris", version="1")
 
-    before, before_rows = requests_counted("iris", "1", "200") or 0.0, rows()
+    before, before_rows = requests_counted("iris", "1", "200"), rows()
     for _ in range(2):
         response = post(client, "/api/predict/iris/", {"data": [IRIS_ROW, IRIS_ROW]})
         assert response.status_code == 200, response.content
