@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from registry.routing import reconnect_later
 
-from . import metrics, rollup
+from . import metrics, rollup, writer_lock
 from .models import LogGap, RequestLog
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class RequestLogWriter:
         if batch and not drops and len(batch) <= _CHUNK and not db.in_atomic_block:
             self._write_direct(db, logs)
             return
-        with transaction.atomic(using=db.alias):
+        with writer_lock.held(db), transaction.atomic(using=db.alias):
             with db.cursor() as cursor:
                 for i in range(0, len(logs), _CHUNK):
                     chunk = logs[i : i + _CHUNK]
@@ -250,8 +250,14 @@ class RequestLogWriter:
         sql = _insert_log_sql(len(logs))
         params = [v for row in logs for v in row]
         db.ensure_connection()
-        with db.wrap_database_errors:
-            db.connection.execute(_qmark(sql) if db.vendor == "sqlite" else sql, params)
+        queued = writer_lock.acquire(db)
+        try:
+            with db.wrap_database_errors:
+                db.connection.execute(
+                    _qmark(sql) if db.vendor == "sqlite" else sql, params
+                )
+        finally:
+            writer_lock.release(queued)
 
     def _warn(self, exc: Exception) -> None:
         now = time.monotonic()

@@ -21,6 +21,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
+from . import writer_lock
 from .latency import bucket_of
 from .models import RequestLog, RequestStat, RollupMark
 
@@ -88,7 +89,7 @@ def sums(rows: Iterable[tuple[datetime, str, int | None, int, int, float]]) -> l
 def catch_up(limit: int = BATCH) -> int:
     """Fold up to ``limit`` log rows past the mark; how many were folded."""
     db = connections[DEFAULT_DB_ALIAS]
-    with transaction.atomic(using=db.alias):
+    with writer_lock.held(db), transaction.atomic(using=db.alias):
         mark, _ = RollupMark.objects.select_for_update().get_or_create(pk=1)
         if db.vendor == "postgresql":
             # Wait for inserts in flight and hold new ones until commit: ids

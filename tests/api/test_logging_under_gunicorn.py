@@ -9,6 +9,8 @@ All load is bounded in count and in time.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import time
 from collections import Counter
@@ -16,6 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
+from api import writer_lock
 from api.metrics import UNRESOLVED
 from tests.servers import (
     IRIS_ROW,
@@ -190,6 +193,28 @@ def test_log_has_one_row_per_request_under_concurrent_threaded_workers(start):
     assert_one_row_per_request(server, "conc", outcomes)
     assert stat_totals(server) == {False: 300, True: 100}
     assert len(server.pids_that_served("conc-")) == WORKERS
+    assert_clean_log(server)
+
+
+@pytest.mark.slow
+def test_sqlite_log_rows_wait_their_turn_on_the_writer_lock(start):
+    """The test holds the lock that the workers' log writes queue on."""
+    server = start()
+    database = server.extra["install"].env["DATABASE_URL"]
+    if not database.startswith("sqlite:"):
+        pytest.skip("the writers' lock is for SQLite files")
+    lock_file = database.removeprefix("sqlite:///") + writer_lock.SUFFIX
+    lock = os.open(lock_file, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        outcomes = send_all(server, "turn", 1)
+        assert [o.status for o in outcomes] == [200]
+        time.sleep(1.0)  # time enough for the row to land, were it not waiting
+        assert logged_statuses(server, "turn") == {}
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    assert_one_row_per_request(server, "turn", outcomes)
     assert_clean_log(server)
 
 
