@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from api import rollup
+from api.management.commands import prunelogs
 from api.models import LogGap, RequestLog, RequestStat, RollupMark
 from api.requestlog import writer
 
@@ -251,6 +252,61 @@ def test_prunelogs_deletes_rows_older_than_the_window(client, iris):
     assert "deleted 1 request-log rows" in out.getvalue()
     assert RequestLog.objects.count() == 1
     assert not RequestStat.objects.exists()
+
+
+def log_rows_aged(*days: float) -> None:
+    """Log rows written in this order, each ``days`` old."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    RequestLog.objects.bulk_create(
+        RequestLog(
+            created_at=now - timedelta(days=age),
+            slug="iris",
+            version=1,
+            status=200,
+            latency_ms=1.0,
+            request_id=f"aged-{i}",
+        )
+        for i, age in enumerate(days)
+    )
+
+
+def remaining_ages() -> list[int]:
+    from django.utils import timezone
+
+    now = timezone.now()
+    return [(now - row.created_at).days for row in RequestLog.objects.order_by("pk")]
+
+
+def test_prunelogs_deletes_old_rows_written_among_newer_ones(db, monkeypatch):
+    monkeypatch.setattr(prunelogs, "_BATCH", 2)
+    log_rows_aged(40, 1, 40, 2, 40)
+
+    call_command("prunelogs", "--older-than", "30d", stdout=StringIO())
+
+    assert remaining_ages() == [1, 2]
+
+
+def test_prunelogs_reads_the_old_rows_and_one_batch_more(db, monkeypatch):
+    """No index on time alone: the walk by id stops at a batch of new rows."""
+    from datetime import timedelta
+
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    monkeypatch.setattr(prunelogs, "_BATCH", 2)
+    log_rows_aged(40, 40, 35, 3, 2, 1, 1, 1)
+
+    with CaptureQueriesContext(connection) as queries:
+        deleted = prunelogs.prune_log(timezone.now() - timedelta(days=30))
+
+    reads = [q for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
+    assert deleted == 3
+    assert len(reads) == 3  # [40, 40], [35, 3], then [2, 1]: nothing old, stop
+    assert remaining_ages() == [3, 2, 1, 1, 1]
 
 
 def test_prunelogs_rejects_a_bad_window(db):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +14,31 @@ from api.models import LogGap, RequestLog, RequestStat
 from api.stats import parse_since
 
 _BATCH = 10_000
+
+
+def prune_log(cutoff: datetime) -> int:
+    """Delete log rows older than ``cutoff``; how many.
+
+    Rows are read in id order, the order they were written, in batches that
+    keep each transaction short while workers keep logging. There is no index
+    on time alone (one more page written per request), so the walk stops at
+    the first batch without an old row: a prune reads the old rows and one
+    batch more. A row written more than a batch after newer ones (held in a
+    worker's buffer through an outage) goes with a later prune.
+    """
+    deleted = after = 0
+    while True:
+        batch = list(
+            RequestLog.objects.filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", "created_at")[:_BATCH]
+        )
+        old = [pk for pk, created_at in batch if created_at < cutoff]
+        if old:
+            deleted += RequestLog.objects.filter(pk__in=old).delete()[0]
+        if not old or len(batch) < _BATCH:
+            return deleted
+        after = batch[-1][0]
 
 
 class Command(BaseCommand):
@@ -37,17 +62,7 @@ class Command(BaseCommand):
                 raise CommandError(exc.message) from None
         else:
             cutoff = now - timedelta(days=settings.MODELHUB_LOG_RETENTION_DAYS)
-        deleted = 0
-        # Batches keep each transaction short: workers keep logging meanwhile.
-        while True:
-            ids = list(
-                RequestLog.objects.filter(created_at__lt=cutoff).values_list(
-                    "pk", flat=True
-                )[:_BATCH]
-            )
-            if not ids:
-                break
-            deleted += RequestLog.objects.filter(pk__in=ids).delete()[0]
+        deleted = prune_log(cutoff)
         stats, _ = RequestStat.objects.filter(start__lt=cutoff).delete()
         LogGap.objects.filter(created_at__lt=cutoff).delete()
         self.stdout.write(
