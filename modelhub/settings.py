@@ -316,3 +316,7 @@ MODELHUB_LOG_RETENTION_DAYS = env_int("MODELHUB_LOG_RETENTION_DAYS", 30, minimum
 # How often a worker folds new log rows into the dashboard's rollup (api.rollup);
 # the dashboard, the stats API and prunelogs catch up themselves before reading.
 MODELHUB_LOG_ROLLUP_MS = env_int("MODELHUB_LOG_ROLLUP_MS", 1000)
+# On a SQLite file, a route resolved while the registry's generation stands
+# (registry.generation) is served without a query for at most this long; 0 =
+# a query per request, as on PostgreSQL.
+MODELHUB_ROUTE_RECHECK_MS = env_int("MODELHUB_ROUTE_RECHECK_MS", 2000)

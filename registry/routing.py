@@ -11,10 +11,13 @@ import functools
 import json
 import logging
 import threading
+import time
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
+from . import generation
 from .exceptions import (
     ModelUnavailable,
     NoActiveVersion,
@@ -48,6 +51,11 @@ _lock = threading.Lock()
 
 def resolve(slug: str, number: int | None = None) -> VersionRef:
     """The version ``slug`` serves now (or version ``number`` of it)."""
+    seen = generation.current(_generation_file())
+    if seen is not None:
+        ref = _trusted(seen, (slug, number))
+        if ref is not None:
+            return ref
     try:
         ref = _query(slug, number)
     except DatabaseError as exc:
@@ -65,7 +73,38 @@ def resolve(slug: str, number: int | None = None) -> VersionRef:
         return cached
     with _lock:
         _last_resolved[(slug, number)] = ref
+        if seen is not None:
+            _trust(seen, (slug, number), ref)
     return ref
+
+
+# Routes resolved under one registry generation (registry.generation): while
+# it stands, for at most MODELHUB_ROUTE_RECHECK_MS, they are served without a
+# query.
+_trusted_routes: dict[tuple[str, int | None], VersionRef] = {}
+_trusted_state = [-1, 0.0]  # the generation, when the routes were first cached
+
+
+def _generation_file() -> str | None:
+    return generation.file_for(connections[DEFAULT_DB_ALIAS])
+
+
+def _fresh(seen: int, now: float) -> bool:
+    held, since = _trusted_state
+    return seen == held and (now - since) * 1000 < settings.MODELHUB_ROUTE_RECHECK_MS
+
+
+def _trusted(seen: int, key: tuple[str, int | None]) -> VersionRef | None:
+    return _trusted_routes.get(key) if _fresh(seen, time.monotonic()) else None
+
+
+def _trust(seen: int, key: tuple[str, int | None], ref: VersionRef) -> None:
+    """Caller holds _lock."""
+    now = time.monotonic()
+    if not _fresh(seen, now):
+        _trusted_routes.clear()
+        _trusted_state[:] = [seen, now]
+    _trusted_routes[key] = ref
 
 
 def last_resolved() -> list[VersionRef]:
@@ -77,6 +116,8 @@ def forget() -> None:
     with _lock:
         _last_resolved.clear()
         _refs.clear()
+        _trusted_routes.clear()
+        _trusted_state[:] = [-1, 0.0]
 
 
 # The per-request query, compiled by the ORM once per process and database

@@ -28,9 +28,14 @@ def cluster(
 ) -> Iterator[tuple[Server, Install]]:
     run_dir = tmp_path_factory.mktemp("multiprocess")
     with copy_install(iris_install, run_dir) as install:
-        server = start_gunicorn(
-            {**install.env, "MODELHUB_LOG_LEVEL": "INFO"}, run_dir, workers=WORKERS
-        )
+        env = {
+            **install.env,
+            "MODELHUB_LOG_LEVEL": "INFO",
+            # On SQLite, only the registry's generation can tell the workers
+            # of an activation: no recheck interval runs out mid-test.
+            "MODELHUB_ROUTE_RECHECK_MS": "3600000",
+        }
+        server = start_gunicorn(env, run_dir, workers=WORKERS)
         try:
             server.wait_for(
                 lambda: server.log_text().count("preloaded iris v1") >= WORKERS,

@@ -1,0 +1,159 @@
+"""The registry's generation: routes served without a query while it stands.
+
+The suite's database is SQLite in memory (or PostgreSQL), which has no
+generation; ``generation_file`` gives the test database one, as a SQLite file
+has, so that real registry writes advance it. The tests commit for real
+(transactional_db): the generation advances at commit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from django.db import connection, transaction
+from django.db.utils import ConnectionHandler
+
+from api.models import RequestLog
+from registry import artifacts, generation, routing
+from registry.models import MLModel, ModelVersion
+
+
+@pytest.fixture
+def generation_file(tmp_path, monkeypatch, transactional_db):
+    path = str(tmp_path / f"db.sqlite3{generation.SUFFIX}")
+    monkeypatch.setattr(generation, "file_for", lambda db: path)
+    generation.watch(connection)
+    yield path
+    connection.execute_wrappers.remove(generation._advance_on_commit)
+
+
+def sqlite_connection(name: str):
+    """A connection of its own, outside the test database's handler."""
+    engine = "django.db.backends.sqlite3"
+    return ConnectionHandler({"default": {"ENGINE": engine, "NAME": name}})["default"]
+
+
+def test_a_sqlite_file_connection_gets_a_generation_file_beside_it(db, tmp_path):
+    name = tmp_path / "db.sqlite3"
+    own = sqlite_connection(str(name))
+    try:
+        own.ensure_connection()  # connection_created: registry.apps watches it
+        assert generation._advance_on_commit in own.execute_wrappers
+        assert generation.current(str(name) + generation.SUFFIX) == 0
+    finally:
+        own.close()
+
+
+def test_in_memory_there_is_no_generation(db):
+    own = sqlite_connection(":memory:")
+    try:
+        own.ensure_connection()
+        assert generation.file_for(own) is None
+        assert generation._advance_on_commit not in own.execute_wrappers
+    finally:
+        own.close()
+
+
+def test_an_unchanged_route_is_served_without_a_query(
+    generation_file, publish, iris_classifier, django_assert_num_queries
+):
+    publish(iris_classifier, "iris")
+    with django_assert_num_queries(1):
+        first = routing.resolve("iris")
+    with django_assert_num_queries(0):
+        for _ in range(3):
+            assert routing.resolve("iris") is first
+
+
+def test_every_committed_registry_write_advances_the_generation(
+    generation_file, publish, iris_classifier
+):
+    before = generation.current(generation_file)
+    v1 = publish(iris_classifier, "iris")
+    after_publish = generation.current(generation_file)
+    assert after_publish > before
+
+    ModelVersion.objects.filter(pk=v1.pk).update(metadata={"note": "edited"})
+    after_update = generation.current(generation_file)
+    assert after_update == after_publish + 1
+    MLModel.objects.filter(slug="iris").delete()
+    assert generation.current(generation_file) > after_update
+
+
+def test_other_tables_and_reads_leave_the_generation(generation_file):
+    before = generation.current(generation_file)
+    RequestLog.objects.create(
+        created_at="2026-01-01T00:00:00Z",
+        slug="iris",
+        status=200,
+        latency_ms=1.0,
+        request_id="r",
+    )
+    assert list(MLModel.objects.all()) == []
+    assert generation.current(generation_file) == before
+
+
+def test_a_registry_write_in_a_transaction_advances_it_at_commit_only(
+    generation_file, publish, iris_classifier
+):
+    version = publish(iris_classifier, "iris")
+    before = generation.current(generation_file)
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(metadata={"a": 1})
+        assert generation.current(generation_file) == before
+    assert generation.current(generation_file) == before + 1
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(metadata={"b": 2})
+        raise RuntimeError("rolled back")
+    assert generation.current(generation_file) == before + 1
+
+
+def test_an_activation_is_served_from_the_next_request(
+    generation_file, publish, iris_classifier, django_assert_num_queries
+):
+    v1 = publish(iris_classifier, "iris")
+    publish(iris_classifier, "iris")
+    assert routing.resolve("iris").number == 2
+    assert routing.resolve("iris", 1).number == 1
+
+    artifacts.activate(v1)
+    with django_assert_num_queries(1):
+        assert routing.resolve("iris").number == 1
+    assert routing.resolve("iris", 2).number == 2
+
+
+def test_a_process_that_cannot_advance_the_generation_trusts_nothing(
+    generation_file, publish, iris_classifier, django_assert_num_queries, caplog
+):
+    publish(iris_classifier, "iris")
+    routing.resolve("iris")
+    os.remove(generation_file)
+    os.mkdir(generation_file)  # stands in for a file this process cannot write
+    try:
+        generation.bump(generation_file)
+        assert "registry generation not advanced" in caplog.text
+        with django_assert_num_queries(2):
+            routing.resolve("iris")
+            routing.resolve("iris")
+    finally:
+        generation._unwritable.discard(generation_file)
+
+
+def test_a_trusted_route_is_asked_again_after_the_recheck_interval(
+    generation_file, publish, iris_classifier, settings, django_assert_num_queries
+):
+    """Bounds what a write past Django (the sqlite3 shell) can leave stale."""
+    publish(iris_classifier, "iris")
+    settings.MODELHUB_ROUTE_RECHECK_MS = 50
+    routing.resolve("iris")
+    time.sleep(0.1)
+    with django_assert_num_queries(1):
+        routing.resolve("iris")
+
+    settings.MODELHUB_ROUTE_RECHECK_MS = 0
+    with django_assert_num_queries(2):
+        routing.resolve("iris")
+        routing.resolve("iris")
