@@ -1,8 +1,10 @@
-"""Slug -> version to serve, in one indexed query per request.
+"""Slug -> version to serve, in at most one indexed query per request.
 
 Each request asks the database, so an activation made anywhere (admin, CLI,
-another machine) is served by every worker from its next request. When the
-database is unreachable, a warm worker serves the last version it resolved.
+another machine) is served by every worker from its next request; on a
+SQLite file, none while the registry's generation says nothing changed
+(registry.generation). When the database is unreachable, a warm worker
+serves the last version it resolved.
 """
 
 from __future__ import annotations
