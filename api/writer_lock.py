@@ -26,6 +26,8 @@ from collections.abc import Iterator
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from registry import dbfiles
+
 logger = logging.getLogger(__name__)
 
 NONE = -1
@@ -53,10 +55,10 @@ def _descriptor(db: BaseDatabaseWrapper) -> int:
     fd = _descriptors.get(name)
     if fd is None:
         fd = NONE
-        if not db.is_in_memory_db():
+        path = dbfiles.beside(db, SUFFIX)
+        if path is not None:
             try:
-                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-                fd = os.open(name + SUFFIX, flags, 0o644)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 logger.warning(
                     "request log: no writer queue beside %s (%s); "

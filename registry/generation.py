@@ -22,6 +22,8 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from . import dbfiles
+
 logger = logging.getLogger(__name__)
 
 SUFFIX = "-registry.gen"
@@ -35,21 +37,18 @@ def _registry_tables() -> tuple[str, ...]:
     return (MLModel._meta.db_table, ModelVersion._meta.db_table)
 
 
+# (vendor, database name) -> generation file: routing asks on every request.
+_files: dict[tuple[str, Any], str | None] = {}
+
+
 def file_for(db: BaseDatabaseWrapper) -> str | None:
     """The generation file of ``db``, or None where it has none."""
     key = (db.vendor, db.settings_dict["NAME"])
     try:
         return _files[key]
     except KeyError:
-        path = None
-        if db.vendor == "sqlite" and not db.is_in_memory_db():
-            path = str(db.settings_dict["NAME"]) + SUFFIX
-        _files[key] = path
+        path = _files[key] = dbfiles.beside(db, SUFFIX)
         return path
-
-
-# (vendor, database name) -> generation file: routing asks on every request.
-_files: dict[tuple[str, Any], str | None] = {}
 
 
 def current(path: str | None) -> int | None:
