@@ -1,6 +1,6 @@
-"""The management API's writes: create a model, publish, activate, delete versions.
+"""The management API's writes: create a model, publish, edit, activate, delete.
 
-Each goes through registry.artifacts, the write path of the admin and the CLI,
+Each goes through registry.actions, the write path of the admin and the CLI,
 with the API channel and the token's user: the preflight, the size limit and
 the pickle permission are the same whichever way a file arrives.
 """
@@ -16,7 +16,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from rest_framework.request import Request
 
-from registry import artifacts
+from registry import actions
 from registry.exceptions import (
     InvalidMetadata,
     ModelTooLarge,
@@ -62,7 +62,7 @@ def read_new_model(data: Any) -> NewModel:
 
 def create_model(new: NewModel) -> MLModel:
     """A route with no version yet: uploads add its versions."""
-    return artifacts.create_model(
+    return actions.create_model(
         slug=new.slug,
         name=new.name,
         description=new.description,
@@ -98,7 +98,7 @@ def read_upload(request: Request) -> Upload:
 
 
 def publish(*, model: MLModel, upload: Upload, user: AbstractBaseUser) -> ModelVersion:
-    return artifacts.register_version(
+    return actions.register_version(
         slug=model.slug,
         source=upload.file,
         filename=upload.file.name or "",
@@ -124,21 +124,65 @@ def read_version_number(data: Any) -> int:
 def activate(*, slug: str, number: int, user: AbstractBaseUser) -> ModelVersion:
     """Serve version ``number`` at ``slug`` from the next request on (idempotent)."""
     version = get_version(slug, number)
-    artifacts.activate(version, user=user, channel=Activation.Channel.API)
+    actions.activate(version, user=user, channel=Activation.Channel.API)
     version.model.refresh_from_db(fields=["active_version"])
     return version
 
 
+@dataclass(frozen=True)
+class VersionChange:
+    input_schema: list[Any] | None
+    metadata: dict[str, Any] | None
+
+
+def read_version_change(data: Any) -> VersionChange:
+    """The body of a version edit: {"input_schema": [...], "metadata": {...}}."""
+    if not isinstance(data, dict):
+        raise InvalidField("The body must be a JSON object.")
+    unknown = sorted(set(data) - {"input_schema", "metadata"})
+    if unknown:
+        raise InvalidField(
+            f"'{unknown[0][:100]}' cannot be edited: send 'input_schema' and/or "
+            "'metadata'.",
+            field=unknown[0][:100],
+        )
+    if not data:
+        raise InvalidField("Send 'input_schema' and/or 'metadata' to change.")
+    schema = data.get("input_schema")
+    if "input_schema" in data and not isinstance(schema, list):
+        raise InvalidField(
+            "'input_schema' must be a list of features.", field="input_schema"
+        )
+    metadata = data.get("metadata")
+    if "metadata" in data and not isinstance(metadata, dict):
+        raise InvalidField("'metadata' must be a JSON object.", field="metadata")
+    return VersionChange(input_schema=schema, metadata=metadata)
+
+
+def edit(
+    *, slug: str, number: int, change: VersionChange, user: AbstractBaseUser
+) -> ModelVersion:
+    """Serve version ``number`` with a new schema and/or metadata, from every
+    worker's next request on."""
+    return actions.edit_version(
+        get_version(slug, number),
+        input_schema=change.input_schema,
+        metadata=change.metadata,
+        user=user,
+        channel=Activation.Channel.API,
+    )
+
+
 def delete(*, slug: str, number: int) -> None:
-    artifacts.delete_version(get_version(slug, number))
+    actions.delete_version(get_version(slug, number))
 
 
 def get_model(slug: str) -> MLModel:
-    return artifacts.get_model(slug)
+    return actions.get_model(slug)
 
 
 def get_version(slug: str, number: int) -> ModelVersion:
-    return artifacts.get_version(get_model(slug), number)
+    return actions.get_version(get_model(slug), number)
 
 
 def _text(
@@ -153,7 +197,7 @@ def _text(
         raise InvalidField(
             f"'{field}' is at most {max_length} characters long.", field=field
         )
-    if not artifacts.storable(value):
+    if not actions.storable(value):
         raise InvalidField(
             f"'{field}' may not contain U+0000 or lone surrogates.", field=field
         )

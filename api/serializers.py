@@ -168,6 +168,23 @@ class ActivateSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, max_value=999_999_999)
 
 
+class FeatureSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(["number", "string"], required=False)
+
+
+class VersionEditSerializer(serializers.Serializer):
+    input_schema = FeatureSerializer(
+        many=True,
+        required=False,
+        help_text="The features, in order; checked against the model as the "
+        "preflight checks an upload's schema.",
+    )
+    metadata = serializers.DictField(
+        required=False, help_text="Replaces the version's metadata."
+    )
+
+
 class VersionDetailSerializer(VersionSerializer):
     model = serializers.CharField(help_text="The slug")
     input_schema = serializers.JSONField()

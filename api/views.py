@@ -39,6 +39,7 @@ from .serializers import (
     PredictionSerializer,
     StatsSerializer,
     VersionDetailSerializer,
+    VersionEditSerializer,
     VersionUploadSerializer,
 )
 from .throttling import PredictRateThrottle
@@ -264,7 +265,11 @@ class VersionListView(ManagementView):
 
 
 class VersionDetailView(ManagementView):
-    write_permissions = {"DELETE": "registry.delete_modelversion"}
+    parser_classes = [JSONParser]
+    write_permissions = {
+        "DELETE": "registry.delete_modelversion",
+        "PATCH": "registry.change_modelversion",
+    }
 
     @extend_schema(
         parameters=[_SLUG, _PATH_VERSION],
@@ -276,6 +281,22 @@ class VersionDetailView(ManagementView):
             slug, version, authenticated=is_authenticated(request)
         )
         return Response(catalog.version_detail(found))
+
+    @extend_schema(
+        parameters=[_SLUG, _PATH_VERSION],
+        request=VersionEditSerializer,
+        responses={
+            200: VersionDetailSerializer,
+            **_errors(400, 401, 403, 404, 415),
+        },
+        auth=_TOKEN,
+    )
+    def patch(self, request: Request, slug: str, version: int) -> Response:
+        change = publishing.read_version_change(request.data)
+        edited = publishing.edit(
+            slug=slug, number=version, change=change, user=request.user
+        )
+        return Response(catalog.version_detail(edited))
 
     @extend_schema(
         parameters=[_SLUG, _PATH_VERSION],

@@ -1,4 +1,4 @@
-"""Admin for the registry: declarative; every write goes through artifacts."""
+"""Admin for the registry: declarative; every write goes through registry.actions."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from . import artifacts
+from . import actions
 from .exceptions import RegistryError
 from .forms import ModelVersionForm, VersionUploadForm
-from .models import Activation, MLModel, ModelVersion
+from .models import Activation, MLModel, ModelVersion, VersionEdit
 
 
 def _pretty_json(value: Any) -> str:
@@ -89,11 +89,24 @@ class ActivationInline(admin.TabularInline):
         return f"{origin} → v{obj.to_number} ({label})"
 
 
+def describe_edit(edit: VersionEdit) -> str:
+    """One line per version edit: which version, what changed."""
+    parts = []
+    schema = edit.changes.get("input_schema")
+    if schema:
+        parts.append(
+            f"input schema: {', '.join(schema['from'])} → {', '.join(schema['to'])}"
+        )
+    if edit.changes.get("metadata"):
+        parts.append(f"metadata: {', '.join(edit.changes['metadata'])}")
+    return f"v{edit.number} " + "; ".join(parts)
+
+
 @admin.register(MLModel)
 class MLModelAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "active", "version_count", "private", "updated_at"]
     search_fields = ["slug", "name", "description"]
-    readonly_fields = ["active_version", "created_at", "updated_at"]
+    readonly_fields = ["active_version", "created_at", "updated_at", "edit_history"]
     fields = ["slug", "name", "description", "private", *readonly_fields]
     inlines = [VersionInline, ActivationInline]
     actions = ["roll_back"]
@@ -110,6 +123,26 @@ class MLModelAdmin(admin.ModelAdmin):
     def active(self, obj: MLModel) -> str:
         return f"v{obj.active_version.number}" if obj.active_version else "—"
 
+    @admin.display(description="version edits")
+    def edit_history(self, obj: MLModel) -> str:
+        """Schema and metadata edits, newest first (who, when, channel, what)."""
+        edits = obj.edits.all()[:50] if obj.pk else []
+        if not edits:
+            return "—"
+        return format_html_join(
+            "",
+            "<div>{} UTC · {} · {} · {}</div>",
+            (
+                (
+                    e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    describe_edit(e),
+                    e.channel,
+                    e.username or "—",
+                )
+                for e in edits
+            ),
+        )
+
     @admin.display(description="versions", ordering="version_count")
     def version_count(self, obj: MLModel) -> int:
         return obj.version_count
@@ -121,7 +154,7 @@ class MLModelAdmin(admin.ModelAdmin):
     def roll_back(self, request: HttpRequest, queryset: QuerySet[MLModel]) -> None:
         for model in queryset:
             try:
-                switch = artifacts.rollback(
+                switch = actions.rollback(
                     model, user=request.user, channel=Activation.Channel.ADMIN
                 )
             except RegistryError as exc:
@@ -134,13 +167,29 @@ class MLModelAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
 
+    def save_model(
+        self, request: HttpRequest, obj: MLModel, form: Any, change: bool
+    ) -> None:
+        if change:
+            actions.update_model(
+                obj, name=obj.name, description=obj.description, private=obj.private
+            )
+        else:
+            created = actions.create_model(
+                slug=obj.slug,
+                name=obj.name,
+                description=obj.description,
+                private=obj.private,
+            )
+            obj.pk = created.pk
+
     def delete_model(self, request: HttpRequest, obj: MLModel) -> None:
-        artifacts.delete_models([obj])
+        actions.delete_models([obj])
 
     def delete_queryset(
         self, request: HttpRequest, queryset: QuerySet[MLModel]
     ) -> None:
-        artifacts.delete_models(list(queryset))
+        actions.delete_models(list(queryset))
 
 
 @admin.register(ModelVersion)
@@ -176,7 +225,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "kind",
         "estimator",
         "classes_json",
-        "metadata_json",
         "smoke_test",
         "warnings_json",
         "library_versions_json",
@@ -225,7 +273,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "Metadata",
             {
                 "fields": [
-                    "metadata_json",
+                    "metadata",
                     "warnings_json",
                     "library_versions_json",
                     "created_by",
@@ -252,10 +300,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def classes_json(self, obj: ModelVersion) -> str:
         return _pretty_json(obj.classes)
 
-    @admin.display(description="metadata")
-    def metadata_json(self, obj: ModelVersion) -> str:
-        return _pretty_json(obj.metadata)
-
     @admin.display(description="warnings (scikit-learn version mismatch, ...)")
     def warnings_json(self, obj: ModelVersion) -> str:
         return _pretty_json(obj.warnings)
@@ -279,7 +323,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 )
                 continue
             try:
-                switch = artifacts.activate(
+                switch = actions.activate(
                     version, user=request.user, channel=Activation.Channel.ADMIN
                 )
             except RegistryError as exc:
@@ -298,15 +342,24 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
+    def save_model(
+        self, request: HttpRequest, obj: ModelVersion, form: Any, change: bool
+    ) -> None:
+        """The form checked the edit (ModelVersionForm.clean); applying it is
+        the registry's write, recorded and announced there."""
+        actions.apply_version_edit(
+            form.checked_edit, user=request.user, channel=Activation.Channel.ADMIN
+        )
+
     def delete_model(self, request: HttpRequest, obj: ModelVersion) -> None:
-        artifacts.delete_version(obj)
+        actions.delete_version(obj)
 
     def delete_queryset(
         self, request: HttpRequest, queryset: QuerySet[ModelVersion]
     ) -> None:
         for version in queryset.select_related("model"):
             try:
-                artifacts.delete_version(version)
+                actions.delete_version(version)
             except RegistryError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
 
@@ -324,7 +377,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                version = artifacts.register_version(
+                version = actions.register_version(
                     slug=form.cleaned_data["model"].slug,
                     source=upload,
                     filename=upload.name,
@@ -352,7 +405,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "title": "Upload a model version",
             "form": form,
             "opts": self.model._meta,
-            "pickle_allowed": request.user.has_perm(artifacts.UPLOAD_PERMISSION),
+            "pickle_allowed": request.user.has_perm(actions.UPLOAD_PERMISSION),
             "max_mb": settings.MODELHUB_MAX_MODEL_BYTES // (1024 * 1024),
             "timeout": settings.MODELHUB_PREFLIGHT_TIMEOUT,
         }

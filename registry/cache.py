@@ -1,12 +1,16 @@
 """The per-process LRU of loaded models, keyed by (version id, sha256).
 
-A version's file never changes, so entries never need invalidation; what
-changes is which version a slug points to, and that is resolved per request.
+A version's file never changes, so a loaded estimator never needs
+invalidation. What may change is the rest of the version's row (its input
+schema after an edit, its model's privacy): routing resolves that per
+request, and an entry whose ref differs from the one resolved is handed out
+with the new ref and without what was derived from the old one.
 Estimators live here, never in django.core.cache (which would pickle them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -28,7 +32,6 @@ class ModelCache:
         self._failures: dict[Key, tuple[float, ModelUnavailable]] = {}
         self._lock = threading.Lock()
         self._loading: dict[Key, threading.Lock] = {}
-        self.hits = 0
         self.misses = 0
         self.listeners: list[Listener] = []
 
@@ -39,20 +42,19 @@ class ModelCache:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
-                self.hits += 1
             else:
                 key_lock = self._loading.setdefault(key, threading.Lock())
         if entry is not None:
             self.notify("hit", ref, 0.0)
-            return entry
+            return entry if entry.ref is ref else self._rebound(key, entry, ref)
         with key_lock:
             with self._lock:
                 entry = self._entries.get(key)
-                if entry is not None:
-                    self.hits += 1
-                    return entry
-                self.misses += 1
-                self._raise_recent_failure(key)
+                if entry is None:
+                    self.misses += 1
+                    self._raise_recent_failure(key)
+            if entry is not None:  # loaded by another thread meanwhile
+                return entry if entry.ref is ref else self._rebound(key, entry, ref)
             try:
                 entry = loading.load(ref)
             except ModelUnavailable as exc:
@@ -70,6 +72,18 @@ class ModelCache:
         self.notify("loaded", ref, entry.load_seconds)
         return entry
 
+    def _rebound(self, key: Key, entry: LoadedModel, ref: VersionRef) -> LoadedModel:
+        """``entry``'s estimator under ``ref``: an edited row (schema, privacy)
+        is served from the request that resolved it, with the input spec and
+        anything else derived from the old row built again."""
+        # An equal ref (another object for the same row) keeps what was derived.
+        extra = entry.extra if entry.ref == ref else {}
+        rebound = dataclasses.replace(entry, ref=ref, extra=extra)
+        with self._lock:
+            if key in self._entries:
+                self._entries[key] = rebound
+        return rebound
+
     def _raise_recent_failure(self, key: Key) -> None:
         """A broken file is re-read at most every MODELHUB_LOAD_RETRY_SECONDS."""
         failure = self._failures.get(key)
@@ -85,10 +99,6 @@ class ModelCache:
             failure = self._failures.get((ref.id, ref.sha256))
         return failure[1] if failure else None
 
-    def peek(self, ref: VersionRef) -> LoadedModel | None:
-        with self._lock:
-            return self._entries.get((ref.id, ref.sha256))
-
     def loaded(self) -> list[VersionRef]:
         with self._lock:
             return [entry.ref for entry in self._entries.values()]
@@ -98,7 +108,7 @@ class ModelCache:
             self._entries.clear()
             self._failures.clear()
             self._loading.clear()
-            self.hits = self.misses = 0
+            self.misses = 0
 
     def notify(self, event: str, ref: VersionRef, seconds: float) -> None:
         for listener in self.listeners:

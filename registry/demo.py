@@ -9,7 +9,7 @@ from typing import Any
 
 import joblib
 
-from . import artifacts
+from . import actions
 from .models import Activation, MLModel, ModelVersion
 
 
@@ -95,7 +95,7 @@ def install_demos() -> list[ModelVersion]:
             joblib.dump(estimator, path)
             with path.open("rb") as source:
                 created.append(
-                    artifacts.register_version(
+                    actions.register_version(
                         slug=slug,
                         source=source,
                         filename=path.name,

@@ -61,6 +61,18 @@ class InvalidMetadata(RegistryError):
     code = "invalid_metadata"
 
 
+class InvalidSchema(RegistryError):
+    """An edited input schema or metadata does not fit the version's model."""
+
+    code = "invalid_schema"
+
+
+class NothingToChange(RegistryError):
+    """An edit that names nothing to change."""
+
+    code = "nothing_to_change"
+
+
 class PicklePermissionRequired(RegistryError):
     """joblib/pickle uploads need their own permission: loading them runs code."""
 

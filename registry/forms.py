@@ -7,6 +7,8 @@ from typing import Any
 
 from django import forms
 
+from . import actions
+from .exceptions import NothingToChange, RegistryError
 from .inspection import SchemaError, normalize_features
 from .models import MLModel, ModelVersion
 
@@ -42,9 +44,16 @@ class VersionUploadForm(forms.Form):
 
 
 class ModelVersionForm(forms.ModelForm):
+    """Edits how a version serves; the preflight's checks run in clean(), so
+    a schema or metadata that does not fit the model is a form error."""
+
     class Meta:
         model = ModelVersion
-        fields = ["input_schema"]
+        fields = ["input_schema", "metadata"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checked_edit: actions.CheckedEdit | None = None
 
     def clean_input_schema(self) -> dict[str, Any]:
         schema = self.cleaned_data["input_schema"]
@@ -55,3 +64,31 @@ class ModelVersionForm(forms.ModelForm):
         except SchemaError as exc:
             raise forms.ValidationError(str(exc)) from None
         return {**schema, "features": features}
+
+    def clean_metadata(self) -> dict[str, Any]:
+        metadata = self.cleaned_data["metadata"]
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict):
+            raise forms.ValidationError("Metadata must be a JSON object.")
+        return metadata
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        version = ModelVersion.objects.get(pk=self.instance.pk)
+        schema = cleaned.get("input_schema")
+        # A form posted without the field (a script) leaves metadata as it is.
+        metadata = cleaned.get("metadata") if "metadata" in self.data else None
+        try:
+            self.checked_edit = actions.check_version_edit(
+                version,
+                input_schema=schema if schema != version.input_schema else None,
+                metadata=None if metadata == version.metadata else metadata,
+            )
+        except NothingToChange:
+            self.checked_edit = actions.CheckedEdit(version, None, None)
+        except RegistryError as exc:
+            raise forms.ValidationError(exc.message) from None
+        return cleaned

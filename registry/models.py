@@ -46,7 +46,8 @@ class MLModel(models.Model):
 
 
 class ModelVersion(models.Model):
-    """An uploaded file and what the preflight learned about it; never changes."""
+    """An uploaded file and what the preflight learned about it. The file never
+    changes; its input schema and metadata may be edited (registry.actions)."""
 
     class Format(models.TextChoices):
         JOBLIB = "joblib"
@@ -82,7 +83,11 @@ class ModelVersion(models.Model):
         '{"features": [{"name": ..., "type": "number" | "string"}], ...}',
     )
     classes = models.JSONField(null=True, blank=True, editable=False)
-    metadata = models.JSONField(default=dict, blank=True, editable=False)
+    metadata = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Metrics, training info, input_example...: a JSON object.",
+    )
     library_versions = models.JSONField(default=dict, blank=True, editable=False)
     warnings = models.JSONField(default=list, blank=True, editable=False)
     smoke_test = models.CharField(max_length=500, blank=True, editable=False)
@@ -122,14 +127,6 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.model.slug} v{self.number}"
 
-    @property
-    def is_pickle_based(self) -> bool:
-        return self.format in (self.Format.JOBLIB, self.Format.PICKLE)
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f["name"] for f in self.input_schema.get("features", [])]
-
 
 class Activation(models.Model):
     """One switch of a model's active version: who, when, from what, how."""
@@ -163,3 +160,29 @@ class Activation(models.Model):
     def __str__(self) -> str:
         origin = f"v{self.from_number}" if self.from_number else "none"
         return f"{self.model.slug}: {origin} -> v{self.to_number} ({self.channel})"
+
+
+class VersionEdit(models.Model):
+    """One edit of how a version serves (schema, metadata): who, when, what, how."""
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="edits")
+    # A plain number, as in Activation: deleting the version keeps the history.
+    number = models.PositiveIntegerField()
+    # {"input_schema": {"from": [names], "to": [names]}, "metadata": [keys]}
+    changes = models.JSONField(default=dict)
+    channel = models.CharField(max_length=10, choices=Activation.Channel.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    username = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug} v{self.number}: {', '.join(self.changes)}"

@@ -17,12 +17,12 @@ import threading
 import time
 
 from django.db import DatabaseError
-from django.utils import timezone
 
+from . import actions
 from .cache import model_cache
 from .exceptions import ModelUnavailable, RegistryError
 from .loading import LoadedModel, VersionRef
-from .models import Activation, ModelVersion
+from .models import Activation
 
 logger = logging.getLogger(__name__)
 
@@ -115,27 +115,7 @@ def on_cache_event(event: str, ref: VersionRef, seconds: float, size: int) -> No
     """Records load failures on the version (once per retry window per worker)."""
     if event == "load_failed":
         failure = model_cache.failure(ref)
-        record_load_failure(ref, failure.message if failure else "failed to load")
+        detail = failure.message if failure else "failed to load"
+        actions.record_load_failure(ref.id, detail)
     elif event == "loaded":
-        clear_load_failure(ref)
-
-
-def record_load_failure(ref: VersionRef, detail: str) -> None:
-    """Shown on the version's admin page; a database outage only skips it."""
-    try:
-        ModelVersion.objects.filter(id=ref.id).update(
-            load_error=detail[:1000], load_error_at=timezone.now()
-        )
-    except DatabaseError:
-        logger.warning(
-            "could not record the load failure of %s v%s", ref.slug, ref.number
-        )
-
-
-def clear_load_failure(ref: VersionRef) -> None:
-    try:
-        ModelVersion.objects.filter(id=ref.id, load_error_at__isnull=False).update(
-            load_error="", load_error_at=None
-        )
-    except DatabaseError:
-        pass
+        actions.clear_load_failure(ref.id)

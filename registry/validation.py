@@ -119,7 +119,7 @@ def check_stored_version(version: ModelVersion) -> VersionCheck:
     started = time.perf_counter()
     warnings: list[str] = []
     try:
-        with _local_file(version.file.name) as path:
+        with local_file(version.file.name) as path:
             report = recheck(
                 path=path,
                 fmt=version.format,
@@ -144,7 +144,7 @@ def check_stored_version(version: ModelVersion) -> VersionCheck:
 
 
 @contextmanager
-def _local_file(name: str) -> Iterator[Path]:
+def local_file(name: str) -> Iterator[Path]:
     """A local path to a stored file: its own, or a private copy for remote storage."""
     try:
         path = Path(default_storage.path(name))

@@ -232,10 +232,10 @@ def fast_preflight(monkeypatch, settings):
     by the registry tests. Whatever the file raises is refused as the child
     reports it (preflight_child.main), not let through as a crash.
     """
-    from registry import artifacts, preflight_child
+    from registry import actions, preflight_child
     from registry.exceptions import InvalidModel
 
-    def run(path: Path, fmt: str, metadata: dict) -> dict:
+    def run(path: Path, fmt: str, metadata: dict, **recheck: Any) -> dict:
         try:
             result = preflight_child._run(
                 {
@@ -243,6 +243,7 @@ def fast_preflight(monkeypatch, settings):
                     "format": fmt,
                     "metadata": metadata,
                     "trusted_types": list(settings.MODELHUB_SKOPS_TRUSTED_TYPES),
+                    **recheck,
                 }
             )
         except Exception as exc:
@@ -253,13 +254,17 @@ def fast_preflight(monkeypatch, settings):
             raise InvalidModel(f"The file is not a usable model: {result['error']}")
         return result
 
-    monkeypatch.setattr(artifacts, "preflight", run)
+    def rerun(*, path: Path, fmt: str, sha256: str, metadata: dict, input_schema):
+        return run(path, fmt, metadata, sha256=sha256, input_schema=input_schema)
+
+    monkeypatch.setattr(actions, "preflight", run)
+    monkeypatch.setattr(actions, "recheck", rerun)
 
 
 @pytest.fixture
 def publish(db, fast_preflight, tmp_path):
     """Register an estimator as the next version of ``slug`` through the real path."""
-    from registry import artifacts
+    from registry import actions
 
     counter = iter(range(1_000_000))
 
@@ -274,7 +279,7 @@ def publish(db, fast_preflight, tmp_path):
         path = tmp_path / f"{slug}-{next(counter)}.joblib"
         joblib.dump(estimator, path)
         with path.open("rb") as source:
-            version = artifacts.register_version(
+            version = actions.register_version(
                 slug=slug,
                 source=source,
                 filename=path.name,
@@ -282,7 +287,11 @@ def publish(db, fast_preflight, tmp_path):
                 activate=activate,
             )
         if private:
-            type(version.model).objects.filter(pk=version.model_id).update(private=True)
+            model = version.model
+            actions.update_model(
+                model, name=model.name, description=model.description, private=True
+            )
+            version.refresh_from_db()
         return version
 
     return publish_model

@@ -349,7 +349,7 @@ class Install:
             self.env,
             "shell",
             "-c",
-            "from registry import artifacts\n"
+            "from registry import actions\n"
             "from registry.models import MLModel, ModelVersion\n"
             "model = MLModel.objects.get(slug='iris')\n" + statement,
         )

@@ -200,7 +200,7 @@ def test_restore_refuses_a_non_empty_target_unless_forced(
 ) -> None:
     taken = take_backup(install.env, tmp_path / "backups")
     # The install moves on after the backup: v2 is now served.
-    install.shell("artifacts.activate(model.versions.get(number=2))")
+    install.shell("actions.activate(model.versions.get(number=2))")
     state = registry_state(install.env)
     files = file_digests(install.run_dir)  # database file and media included
     assert state["models"] == [("iris", 2)]

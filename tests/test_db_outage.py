@@ -347,8 +347,8 @@ def test_postgres_cut_keeps_warm_workers_serving_and_logs_every_request_after_re
         install.env,
         "shell",
         "-c",
-        "from registry import artifacts\nfrom registry.models import ModelVersion\n"
-        "artifacts.activate(ModelVersion.objects.get(model__slug='iris', number=2))",
+        "from registry import actions\nfrom registry.models import ModelVersion\n"
+        "actions.activate(ModelVersion.objects.get(model__slug='iris', number=2))",
     )
 
     assert_served(outage, 1, v1)
@@ -385,7 +385,7 @@ def test_postgres_cut_keeps_warm_workers_serving_and_logs_every_request_after_re
     assert metric(server, "modelhub_log_rows_buffered") == 0
 
     # Recovered without a restart: a new activation is served at once.
-    install.shell("artifacts.activate(model.versions.get(number=2))")
+    install.shell("actions.activate(model.versions.get(number=2))")
     assert_served(predict_many(server, "activated", 16), 2, v2)
     assert_clean_log(server, booted)
     report_gate(

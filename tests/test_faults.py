@@ -28,8 +28,8 @@ from tests.servers import (
     wait_for_rows,
 )
 
-ACTIVATE_V2 = "artifacts.activate(model.versions.get(number=2))"
-ROLL_BACK = "artifacts.rollback(model)"
+ACTIVATE_V2 = "actions.activate(model.versions.get(number=2))"
+ROLL_BACK = "actions.rollback(model)"
 
 
 def start(install: Install, servers: list[Server], workers: int = 2, **env: str):

@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 from django.core.management import call_command
 
-from registry import artifacts
+from registry import actions
 from registry.exceptions import InvalidModel
 from registry.inspection import describe
 from registry.models import ModelVersion
@@ -234,7 +234,7 @@ def test_custom_model_pickled_by_reference_needs_plugin_dir(
 
     def register() -> ModelVersion:
         with model_file.open("rb") as source:
-            return artifacts.register_version(
+            return actions.register_version(
                 slug="shout-ref",
                 source=source,
                 filename=model_file.name,

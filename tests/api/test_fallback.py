@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api.models import RequestLog
-from registry import artifacts
+from registry import actions
 from registry.cache import model_cache
 from registry.models import ModelVersion
 from tests.api.test_errors import IRIS_ROW, assert_error, post
@@ -47,7 +47,7 @@ def served_then_broken(api, publish, iris_classifier):
     assert post(api, "/api/predict/iris/", {"data": IRIS_ROW}).status_code == 200
     broken = publish(iris_classifier, "iris", activate=False)
     corrupt(broken)
-    artifacts.activate(broken)
+    actions.activate(broken)
     return broken
 
 

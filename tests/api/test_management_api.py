@@ -14,7 +14,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from registry.models import Activation, MLModel, ModelVersion
+from registry.models import Activation, MLModel, ModelVersion, VersionEdit
 
 pytestmark = pytest.mark.django_db
 
@@ -582,3 +582,136 @@ def test_openapi_schema_documents_every_management_operation_as_token_only(api, 
 def test_version_detail_of_an_unknown_version_is_404(api, two_iris_versions, number):
     response = api.get(f"/api/models/iris/versions/{number}/")
     assert_error(response, 404, "unknown_version")
+
+
+# --- editing a version: PATCH /api/models/<slug>/versions/<n>/ ---------------------
+
+
+def edit(api: Client, headers: dict[str, str], body: Any, slug="diabetes", number=1):
+    return api.patch(
+        f"/api/models/{slug}/versions/{number}/",
+        body,
+        content_type="application/json",
+        **headers,
+    )
+
+
+RENAMED = [{"name": f"x{i}", "type": "number"} for i in range(10)]
+
+
+def test_edit_version_schema_returns_200_and_serves_it_from_the_next_request(
+    api, staff, publish, numpy_regressor, diabetes_rows
+):
+    publish(numpy_regressor, "diabetes")
+    values = diabetes_rows[0].tolist()
+    before = api.post(
+        "/api/predict/diabetes/",
+        {"data": {f"f{i}": v for i, v in enumerate(values)}},
+        content_type="application/json",
+    )
+    assert before.status_code == 200
+    response = edit(api, staff, {"input_schema": RENAMED})
+    assert response.status_code == 200, response.content[:300]
+    body = response.json()
+    assert [f["name"] for f in body["input_schema"]["features"]] == [
+        f"x{i}" for i in range(10)
+    ]
+    after = api.post(
+        "/api/predict/diabetes/",
+        {"data": {f"x{i}": v for i, v in enumerate(values)}},
+        content_type="application/json",
+    )
+    assert after.status_code == 200
+    assert after.json()["predictions"] == before.json()["predictions"]
+
+
+def test_edit_version_is_recorded_with_the_token_user_and_the_api_channel(
+    api, staff, staff_user, publish, numpy_regressor
+):
+    publish(numpy_regressor, "diabetes", metadata={"owner": "a"})
+    response = edit(
+        api, staff, {"input_schema": RENAMED, "metadata": {"owner": "b", "auc": 0.9}}
+    )
+    assert response.status_code == 200
+    assert response.json()["metadata"] == {"owner": "b", "auc": 0.9}
+    change = VersionEdit.objects.get()
+    assert (change.model.slug, change.number) == ("diabetes", 1)
+    assert (change.channel, change.user, change.username) == (
+        "api",
+        staff_user,
+        staff_user.username,
+    )
+    assert change.changes["input_schema"]["to"] == [f"x{i}" for i in range(10)]
+    assert change.changes["metadata"] == ["auc", "owner"]
+
+
+def test_edit_version_with_a_schema_that_does_not_fit_the_model_is_400(
+    api, staff, publish, numpy_regressor
+):
+    version = publish(numpy_regressor, "diabetes")
+    three = [{"name": n, "type": "number"} for n in ("a", "b", "c")]
+    assert_error(edit(api, staff, {"input_schema": three}), 400, "invalid_schema")
+    version.refresh_from_db()
+    assert len(version.input_schema["features"]) == 10
+    assert not VersionEdit.objects.exists()
+
+
+def test_edit_version_renaming_the_fitted_names_of_a_model_is_400(
+    api, staff, publish, iris_classifier
+):
+    publish(iris_classifier, "iris")
+    renamed = [{"name": n, "type": "number"} for n in ("a", "b", "c", "d")]
+    body = assert_error(
+        edit(api, staff, {"input_schema": renamed}, slug="iris"), 400, "invalid_schema"
+    )
+    assert "does not fit the model" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        [],
+        {"input_schema": "x"},
+        {"metadata": [1]},
+        {"number": 2},
+        {"input_schema": RENAMED, "status": "ready"},
+    ],
+)
+def test_edit_version_refuses_a_malformed_body_with_400_invalid_field(
+    api, staff, publish, numpy_regressor, body
+):
+    publish(numpy_regressor, "diabetes")
+    assert_error(edit(api, staff, body), 400, "invalid_field")
+
+
+@pytest.mark.parametrize(
+    "schema", [[], [{"type": "number"}], [{"name": "a"}, {"name": "a"}]]
+)
+def test_edit_version_refuses_an_unusable_schema_with_400_invalid_schema(
+    api, staff, publish, numpy_regressor, schema
+):
+    publish(numpy_regressor, "diabetes")
+    assert_error(edit(api, staff, {"input_schema": schema}), 400, "invalid_schema")
+
+
+def test_edit_version_needs_a_token_with_the_change_version_permission(
+    api, publish, numpy_regressor
+):
+    publish(numpy_regressor, "diabetes")
+    anonymous = edit(api, {}, {"input_schema": RENAMED})
+    assert_error(anonymous, 401, "not_authenticated")
+    holder = make_user("editor", staff=True, permissions=("change_mlmodel",))
+    assert_error(
+        edit(api, token_for(holder), {"input_schema": RENAMED}),
+        403,
+        "permission_denied",
+    )
+    allowed = make_user("editor2", staff=True, permissions=("change_modelversion",))
+    assert edit(api, token_for(allowed), {"input_schema": RENAMED}).status_code == 200
+
+
+def test_edit_of_an_unknown_version_is_404(api, staff, publish, numpy_regressor):
+    publish(numpy_regressor, "diabetes")
+    assert_error(edit(api, staff, {"metadata": {}}, number=7), 404, "unknown_version")
+    assert_error(edit(api, staff, {"metadata": {}}, slug="nope"), 404, "unknown_model")

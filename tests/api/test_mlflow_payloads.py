@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from api.models import RequestLog
-from registry import artifacts, mlflow_models
+from registry import actions, mlflow_models
 from tests.mlflow_models import mlflow_predictions, mlflow_refuses, save_mlflow_model
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,7 @@ def register_mlflow(db, fast_preflight):
     """Register an MLflow model directory through the one write path."""
 
     def register(directory: Path, slug: str) -> None:
-        artifacts.register_version(
+        actions.register_version(
             slug=slug,
             source=mlflow_models.pack_directory(directory),
             filename=f"{directory.name}.zip",

@@ -94,10 +94,10 @@ def test_activation_by_another_process_reaches_every_worker(cluster):
     assert_every_worker_serves(server, install, 1, "before")
     workers = server.booted_workers()
 
-    install.shell("artifacts.activate(model.versions.get(number=2))")
+    install.shell("actions.activate(model.versions.get(number=2))")
     assert_every_worker_serves(server, install, 2, "activated")
 
-    install.shell("artifacts.rollback(model)")
+    install.shell("actions.rollback(model)")
     assert_every_worker_serves(server, install, 1, "rolled-back")
     assert server.booted_workers() == workers, "a worker was restarted"
 

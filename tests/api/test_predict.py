@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from registry import artifacts
+from registry import actions
 
 pytestmark = pytest.mark.django_db
 
@@ -298,9 +298,9 @@ def test_activation_and_rollback_are_served_on_next_request(
     v2 = publish(tree, "m")
     row = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
     assert post(client, "m", row).json()["version"] == 2
-    artifacts.activate(v1)
+    actions.activate(v1)
     assert post(client, "m", row).json()["version"] == 1
-    artifacts.rollback(v2.model)
+    actions.rollback(v2.model)
     assert post(client, "m", row).json()["version"] == 2
 
 
@@ -383,3 +383,36 @@ def test_predict_response_has_content_length(client, publish, iris_classifier):
     assert response.status_code == 200
     assert response["Content-Length"] == str(len(response.content))
     assert "Transfer-Encoding" not in response
+
+
+def test_schema_edit_is_served_by_a_warm_model_from_the_next_request(
+    client, publish, numpy_regressor, diabetes_rows
+):
+    from registry.cache import model_cache
+
+    version = publish(numpy_regressor, "diabetes")
+    row = {f"f{i}": value for i, value in enumerate(diabetes_rows[0].tolist())}
+    expected = post(client, "diabetes", {"data": row}).json()["predictions"]
+    misses = model_cache.misses
+    renamed = [{"name": f"x{i}", "type": "number"} for i in range(10)]
+    actions.edit_version(version, input_schema=renamed)
+
+    new_row = {f"x{i}": value for i, value in enumerate(diabetes_rows[0].tolist())}
+    response = post(client, "diabetes", {"data": new_row})
+    assert response.status_code == 200, response.json()
+    assert response.json()["predictions"] == expected
+    old = post(client, "diabetes", {"data": row})
+    assert old.status_code == 400
+    assert old.json()["code"] == "missing_features"
+    assert model_cache.misses == misses, "the estimator is not loaded again"
+
+
+def test_private_flag_set_on_a_warm_model_is_enforced_from_the_next_request(
+    client, publish, iris_classifier, iris_sample
+):
+    version = publish(iris_classifier, "iris")
+    body = {"data": records(iris_sample)}
+    assert post(client, "iris", body).status_code == 200
+    model = version.model
+    actions.update_model(model, name=model.name, description="", private=True)
+    assert post(client, "iris", body).status_code == 401

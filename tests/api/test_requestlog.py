@@ -93,14 +93,14 @@ def test_rollup_counts_match_log_rows_at_every_resolution(client, iris):
 def test_deleting_a_version_keeps_its_log_rows(
     client, publish, iris_classifier, django_capture_on_commit_callbacks
 ):
-    from registry import artifacts
+    from registry import actions
 
     v1 = publish(iris_classifier, "iris")
     publish(iris_classifier, "iris")
     post(client, "/api/predict/iris/v1/", {"inputs": [ROW]})
     with django_capture_on_commit_callbacks(execute=True):
-        artifacts.delete_version(v1)
-        artifacts.delete_models([v1.model])
+        actions.delete_version(v1)
+        actions.delete_models([v1.model])
     assert RequestLog.objects.get().version == 1
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from registry.models import Activation, MLModel, ModelVersion
+from registry.models import Activation, MLModel, ModelVersion, VersionEdit
 
 pytestmark = pytest.mark.django_db
 
@@ -290,17 +292,40 @@ def test_upload_enforces_csrf(iris_model, staff_user, iris_path):
     assert not ModelVersion.objects.exists()
 
 
-def test_admin_edits_input_schema_with_validation(staff_client, iris_model, iris_path):
+def test_admin_edits_input_schema_with_validation(
+    staff_client, iris_model, iris_path, staff_user
+):
     upload(staff_client, iris_model, iris_path)
     version = iris_model.versions.get()
     url = reverse("admin:registry_modelversion_change", args=[version.pk])
     bad = staff_client.post(url, {"input_schema": '{"features": [{"name": 1}]}'})
     assert bad.status_code == 200
     assert "needs a &#x27;name&#x27;" in bad.content.decode()
-    good = staff_client.post(
+    misfit = staff_client.post(
         url, {"input_schema": '{"features": [{"name": "a", "type": "double"}]}'}
+    )
+    assert misfit.status_code == 200
+    assert "does not fit the model" in misfit.content.decode()
+    version.refresh_from_db()
+    assert len(version.input_schema["features"]) == 4
+    assert not VersionEdit.objects.exists()
+
+    names = [f["name"] for f in version.input_schema["features"]]
+    typed = [{"name": n, "type": "double"} for n in names]
+    good = staff_client.post(
+        url,
+        {
+            "input_schema": json.dumps({**version.input_schema, "features": typed}),
+            "metadata": '{"owner": "data team"}',
+        },
     )
     assert good.status_code == 302
     version.refresh_from_db()
-    assert version.input_schema["features"] == [{"name": "a", "type": "number"}]
+    assert version.input_schema["features"] == [
+        {"name": n, "type": "number"} for n in names
+    ]
+    assert version.metadata == {"owner": "data team"}
     assert version.sha256 and version.file.name
+    edit = VersionEdit.objects.get()
+    assert (edit.number, edit.channel, edit.user) == (1, "admin", staff_user)
+    assert edit.changes == {"metadata": ["owner"]}

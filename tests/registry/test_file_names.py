@@ -14,7 +14,7 @@ import joblib
 import pytest
 from django.urls import reverse
 
-from registry import artifacts
+from registry import actions
 from registry.models import MLModel, ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,7 @@ def test_register_stores_any_name_under_a_generated_one(
     name, model_bytes, media_root, fast_preflight, tmp_path
 ):
     before = files_outside(tmp_path, media_root)
-    version = artifacts.register_version(
+    version = actions.register_version(
         slug="iris", source=io.BytesIO(model_bytes), filename=name
     )
 

@@ -15,7 +15,7 @@ import yaml
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from registry import artifacts
+from registry import actions
 from registry.exceptions import InvalidModel, ModelTooLarge
 from registry.models import MLModel, ModelVersion
 from tests.mlflow_models import mlflow_predictions, save_mlflow_model, zip_directory
@@ -98,7 +98,7 @@ def copy_with_mlmodel(source: Path, target: Path, change) -> Path:
 
 def register_zip(path: Path, slug: str = "m") -> ModelVersion:
     with path.open("rb") as source:
-        return artifacts.register_version(slug=slug, source=source, filename=path.name)
+        return actions.register_version(slug=slug, source=source, filename=path.name)
 
 
 def test_loadmodel_registers_mlflow_model_directory(iris_mlflow_dir, stored_files):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from registry import artifacts, routing
-from registry.models import ModelVersion
+from registry import actions, routing
 
 
 def test_unchanged_route_is_resolved_to_the_same_ref(publish, iris_classifier):
@@ -12,21 +11,21 @@ def test_unchanged_route_is_resolved_to_the_same_ref(publish, iris_classifier):
     assert routing.resolve("iris") is first
 
 
-def test_edited_input_schema_is_served_from_the_next_request(publish, iris_classifier):
-    version = publish(iris_classifier, "iris")
-    before = routing.resolve("iris")
-    schema = dict(version.input_schema, note="edited")
-    ModelVersion.objects.filter(pk=version.pk).update(input_schema=schema)
-    after = routing.resolve("iris")
+def test_edited_input_schema_is_served_from_the_next_request(publish, numpy_regressor):
+    version = publish(numpy_regressor, "diabetes")
+    before = routing.resolve("diabetes")
+    renamed = [{"name": f"x{i}", "type": "number"} for i in range(10)]
+    actions.edit_version(version, input_schema=renamed)
+    after = routing.resolve("diabetes")
     assert after is not before
-    assert after.input_schema["note"] == "edited"
+    assert [f["name"] for f in after.input_schema["features"]][:2] == ["x0", "x1"]
 
 
 def test_activation_is_resolved_from_the_next_request(publish, iris_classifier):
     v1 = publish(iris_classifier, "iris")
     publish(iris_classifier, "iris")
     assert routing.resolve("iris").number == 2
-    artifacts.activate(v1)
+    actions.activate(v1)
     assert routing.resolve("iris").number == 1
     assert routing.resolve("iris", 2).number == 2
 

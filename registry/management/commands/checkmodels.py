@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from registry import artifacts
+from registry import actions
 from registry.exceptions import RegistryError
 from registry.models import ModelVersion
 from registry.validation import VersionCheck, check_stored_version
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         versions = ModelVersion.objects.filter(status=ModelVersion.Status.READY)
         if options["model"]:
             try:
-                model = artifacts.get_model(options["model"])
+                model = actions.get_model(options["model"])
             except RegistryError as exc:
                 raise CommandError(exc.message) from None
             versions = versions.filter(model=model)
@@ -65,14 +65,7 @@ class Command(BaseCommand):
 
 def _mark(version: ModelVersion, check: VersionCheck) -> bool:
     """Take a failing version out of service; False if it changed meanwhile."""
-    return bool(
-        ModelVersion.objects.filter(
-            pk=version.pk, status=ModelVersion.Status.READY
-        ).update(
-            status=ModelVersion.Status.INVALID,
-            status_message=f"checkmodels: {check.problem}",
-        )
-    )
+    return actions.mark_invalid(version, message=f"checkmodels: {check.problem}")
 
 
 def _as_line(check: VersionCheck, *, marked: bool) -> str:

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from registry import artifacts, mlflow_models
+from registry import actions, mlflow_models
 from registry.exceptions import RegistryError
 from registry.models import Activation
 
@@ -43,7 +43,7 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: no such file or directory")
         try:
             with _open_source(path) as source:
-                version = artifacts.register_version(
+                version = actions.register_version(
                     slug=options["slug"],
                     source=source,
                     filename=f"{path.name}.zip" if path.is_dir() else path.name,

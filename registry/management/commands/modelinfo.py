@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from registry import artifacts
+from registry import actions
 from registry.exceptions import NoActiveVersion, RegistryError
 
 
@@ -27,9 +27,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            model = artifacts.get_model(options["slug"])
+            model = actions.get_model(options["slug"])
             if options["version"] is not None:
-                version = artifacts.get_version(model, options["version"])
+                version = actions.get_version(model, options["version"])
             elif model.active_version is not None:
                 version = model.active_version
             else:

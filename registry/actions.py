@@ -1,8 +1,12 @@
-"""The one write path for model files: admin, CLI and REST all come here.
+"""The registry's one write path: admin, CLI, REST and checkmodels all come here.
 
 register_version() validates, hashes, stores and (optionally) activates;
 activate()/rollback() switch a model's active version in one UPDATE and
-record who did it; delete_version() removes a row and its file together.
+record who did it; edit_version() changes how a version serves (schema,
+metadata) after the preflight's checks; mark_invalid() takes a version out of
+service; delete_version() removes a row and its file together. Every change
+that alters what a slug serves is announced to the other processes when its
+transaction commits (registry.changes); nothing else tells them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,15 +25,18 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.core.validators import validate_slug
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 
-from . import mlflow_models, staging
+from . import changes, mlflow_models, staging
 from .exceptions import (
     InvalidMetadata,
     InvalidModel,
+    InvalidSchema,
     InvalidSlug,
     ModelExists,
+    NothingToChange,
     NothingToRollBack,
     PicklePermissionRequired,
     UnknownModel,
@@ -36,10 +44,10 @@ from .exceptions import (
     VersionActive,
     VersionNotReady,
 )
-from .inspection import SchemaError, check_metadata
-from .models import Activation, MLModel, ModelVersion
+from .inspection import SchemaError, check_metadata, normalize_features
+from .models import Activation, MLModel, ModelVersion, VersionEdit
 from .serialization import PICKLE_FORMATS, detect_format, extension_for
-from .validation import preflight
+from .validation import local_file, preflight, recheck
 
 logger = logging.getLogger(__name__)
 UPLOAD_PERMISSION = "registry.upload_pickle"
@@ -121,9 +129,11 @@ def create_model(
     _check_slug(slug)
     try:
         with transaction.atomic():
-            return MLModel.objects.create(
+            model = MLModel.objects.create(
                 slug=slug, name=name, description=description, private=private
             )
+            changes.announce()
+            return model
     except IntegrityError:
         raise ModelExists(f"A model with slug '{slug}' already exists.") from None
 
@@ -256,6 +266,7 @@ def _store(
             )
             if activate:
                 _switch(model, version, user=user, channel=channel, rollback=False)
+            changes.announce()
     except IntegrityError:
         _discard(stored_name)
         raise InvalidModel(
@@ -347,6 +358,7 @@ def _switch(
     previous = model.active_version.number if model.active_version_id else None
     MLModel.objects.filter(pk=model.pk).update(active_version=version)
     model.active_version = version
+    changes.announce()
     known_user = user if user is not None and user.pk else None
     return Activation.objects.create(
         model=model,
@@ -369,6 +381,7 @@ def delete_version(version: ModelVersion) -> None:
             )
         name = version.file.name
         version.delete()
+        changes.announce()
         transaction.on_commit(lambda: default_storage.delete(name))
 
 
@@ -378,9 +391,172 @@ def delete_models(models: Iterable[MLModel]) -> None:
         for model in models:
             names = list(model.versions.values_list("file", flat=True))
             model.delete()
+            changes.announce()
             transaction.on_commit(lambda names=names: _delete_files(names))
 
 
 def _delete_files(names: list[str]) -> None:
     for name in names:
         default_storage.delete(name)
+
+
+def update_model(
+    model: MLModel, *, name: str, description: str, private: bool
+) -> MLModel:
+    """Change a model's name, description or privacy (which routing serves)."""
+    with transaction.atomic():
+        MLModel.objects.filter(pk=model.pk).update(
+            name=name, description=description, private=private
+        )
+        changes.announce()
+    model.refresh_from_db()
+    return model
+
+
+@dataclass(frozen=True)
+class CheckedEdit:
+    """A version edit that passed the preflight's checks, ready to be applied."""
+
+    version: ModelVersion
+    input_schema: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+
+
+def check_version_edit(
+    version: ModelVersion,
+    *,
+    input_schema: Any = None,
+    metadata: dict[str, Any] | None = None,
+) -> CheckedEdit:
+    """Validate a new schema and/or metadata for ``version`` as the preflight
+    would: the stored file is reloaded in the preflight child and must predict
+    on a row built from them (a schema with the wrong number or names of
+    features does not)."""
+    schema = None
+    if input_schema is not None:
+        try:
+            features = normalize_features(input_schema)
+        except SchemaError as exc:
+            raise InvalidSchema(f"Input schema: {exc}.") from None
+        schema = {**(version.input_schema or {}), "features": features}
+        if not storable(schema):
+            raise InvalidSchema(
+                "The input schema may not hold NaN, infinities, U+0000 or lone "
+                "surrogates."
+            )
+    if metadata is not None:
+        metadata = _check_metadata(metadata)
+    if schema is None and metadata is None:
+        raise NothingToChange("Nothing to change: give an input schema or metadata.")
+    new_metadata = version.metadata if metadata is None else metadata
+    try:
+        with local_file(version.file.name) as path:
+            recheck(
+                path=path,
+                fmt=version.format,
+                sha256=version.sha256,
+                metadata=new_metadata or {},
+                input_schema=schema or version.input_schema or None,
+            )
+    except FileNotFoundError:
+        raise InvalidSchema(
+            f"{version}'s file is missing from storage: it cannot be checked."
+        ) from None
+    except InvalidModel as exc:
+        raise InvalidSchema(
+            f"The change does not fit the model: {exc.message}"
+        ) from None
+    return CheckedEdit(version=version, input_schema=schema, metadata=metadata)
+
+
+def apply_version_edit(
+    edit: CheckedEdit,
+    *,
+    user: AbstractBaseUser | None = None,
+    channel: str = Activation.Channel.CLI,
+) -> ModelVersion:
+    """Store a checked edit, record it in the model's history and announce it."""
+    version = edit.version
+    fields: dict[str, Any] = {}
+    changed: dict[str, Any] = {}
+    if edit.input_schema is not None and edit.input_schema != version.input_schema:
+        fields["input_schema"] = edit.input_schema
+        changed["input_schema"] = {
+            "from": _feature_names(version.input_schema),
+            "to": _feature_names(edit.input_schema),
+        }
+    if edit.metadata is not None and edit.metadata != version.metadata:
+        fields["metadata"] = edit.metadata
+        keys = set(edit.metadata) | set(version.metadata or {})
+        changed["metadata"] = sorted(
+            k for k in keys if edit.metadata.get(k) != (version.metadata or {}).get(k)
+        )
+    if not fields:
+        return version
+    known_user = user if user is not None and user.pk else None
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(**fields)
+        VersionEdit.objects.create(
+            model_id=version.model_id,
+            number=version.number,
+            changes=changed,
+            channel=channel,
+            user=known_user,
+            username=known_user.get_username() if known_user else "",
+        )
+        changes.announce()
+    version.refresh_from_db()
+    logger.info("edited %s (%s)", version, ", ".join(changed))
+    return version
+
+
+def edit_version(
+    version: ModelVersion,
+    *,
+    input_schema: Any = None,
+    metadata: dict[str, Any] | None = None,
+    user: AbstractBaseUser | None = None,
+    channel: str = Activation.Channel.CLI,
+) -> ModelVersion:
+    """Check and apply a new schema and/or metadata for ``version``."""
+    edit = check_version_edit(version, input_schema=input_schema, metadata=metadata)
+    return apply_version_edit(edit, user=user, channel=channel)
+
+
+def _feature_names(schema: dict[str, Any] | None) -> list[str]:
+    return [str(f.get("name")) for f in (schema or {}).get("features") or []]
+
+
+def mark_invalid(version: ModelVersion, *, message: str) -> bool:
+    """Take a ready version out of service; False if it was no longer ready."""
+    with transaction.atomic():
+        marked = ModelVersion.objects.filter(
+            pk=version.pk, status=ModelVersion.Status.READY
+        ).update(status=ModelVersion.Status.INVALID, status_message=message)
+        if marked:
+            changes.announce()
+    return bool(marked)
+
+
+def record_load_failure(version_id: int, detail: str) -> None:
+    """A worker could not load the version's file: shown on its admin page.
+
+    Not announced: it changes nothing a slug serves, and a failing worker
+    records it once per retry window. A database outage only skips it.
+    """
+    try:
+        ModelVersion.objects.filter(id=version_id).update(
+            load_error=detail[:1000], load_error_at=timezone.now()
+        )
+    except DatabaseError:
+        logger.warning("could not record the load failure of version %s", version_id)
+
+
+def clear_load_failure(version_id: int) -> None:
+    """A worker loaded the version again (not announced, as above)."""
+    try:
+        ModelVersion.objects.filter(id=version_id, load_error_at__isnull=False).update(
+            load_error="", load_error_at=None
+        )
+    except DatabaseError:
+        pass

@@ -1,8 +1,9 @@
-"""The registry's generation: routes served without a query while it stands.
+"""Registry changes announced on commit, and routes served without a query
+while the registry's generation stands.
 
 The suite's database is SQLite in memory (or PostgreSQL), which has no
 generation; ``generation_file`` gives the test database one, as a SQLite file
-has, so that real registry writes advance it. The tests commit for real
+has, so that the action functions advance it. The tests commit for real
 (transactional_db): the generation advances at commit.
 """
 
@@ -12,21 +13,20 @@ import os
 import time
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.utils import ConnectionHandler
 
 from api.models import RequestLog
-from registry import artifacts, generation, routing
+from registry import actions, generation, routing
 from registry.models import MLModel, ModelVersion
 
 
 @pytest.fixture
 def generation_file(tmp_path, monkeypatch, transactional_db):
     path = str(tmp_path / f"db.sqlite3{generation.SUFFIX}")
+    open(path, "w").close()
     monkeypatch.setattr(generation, "file_for", lambda db: path)
-    generation.watch(connection)
-    yield path
-    connection.execute_wrappers.remove(generation._advance_on_commit)
+    return path
 
 
 def sqlite_connection(name: str):
@@ -35,13 +35,13 @@ def sqlite_connection(name: str):
     return ConnectionHandler({"default": {"ENGINE": engine, "NAME": name}})["default"]
 
 
-def test_a_sqlite_file_connection_gets_a_generation_file_beside_it(db, tmp_path):
+def test_a_sqlite_file_database_gets_a_generation_file_beside_it(db, tmp_path):
     name = tmp_path / "db.sqlite3"
     own = sqlite_connection(str(name))
     try:
-        own.ensure_connection()  # connection_created: registry.apps watches it
-        assert generation._advance_on_commit in own.execute_wrappers
-        assert generation.current(str(name) + generation.SUFFIX) == 0
+        path = generation.file_for(own)
+        assert path == str(name) + generation.SUFFIX
+        assert generation.current(path) == 0
     finally:
         own.close()
 
@@ -49,9 +49,7 @@ def test_a_sqlite_file_connection_gets_a_generation_file_beside_it(db, tmp_path)
 def test_in_memory_there_is_no_generation(db):
     own = sqlite_connection(":memory:")
     try:
-        own.ensure_connection()
         assert generation.file_for(own) is None
-        assert generation._advance_on_commit not in own.execute_wrappers
     finally:
         own.close()
 
@@ -67,23 +65,45 @@ def test_an_unchanged_route_is_served_without_a_query(
             assert routing.resolve("iris") is first
 
 
-def test_every_committed_registry_write_advances_the_generation(
+def test_every_action_that_changes_what_is_served_advances_the_generation(
     generation_file, publish, iris_classifier
 ):
-    before = generation.current(generation_file)
+    seen = [generation.current(generation_file)]
+
+    def advanced() -> bool:
+        seen.append(generation.current(generation_file))
+        return seen[-1] > seen[-2]
+
     v1 = publish(iris_classifier, "iris")
-    after_publish = generation.current(generation_file)
-    assert after_publish > before
+    assert advanced()
+    v2 = publish(iris_classifier, "iris", activate=False)
+    assert advanced()
+    actions.activate(v2)
+    assert advanced()
+    actions.rollback(v2.model)
+    assert advanced()
+    actions.edit_version(v1, metadata={"note": "edited"})
+    assert advanced()
+    model = v1.model
+    actions.update_model(model, name="Iris", description="", private=True)
+    assert advanced()
+    actions.mark_invalid(v2, message="broken")
+    assert advanced()
+    actions.delete_version(v2)
+    assert advanced()
+    actions.create_model(slug="other")
+    assert advanced()
+    actions.delete_models(list(MLModel.objects.all()))
+    assert advanced()
 
-    ModelVersion.objects.filter(pk=v1.pk).update(metadata={"note": "edited"})
-    after_update = generation.current(generation_file)
-    assert after_update == after_publish + 1
-    MLModel.objects.filter(slug="iris").delete()
-    assert generation.current(generation_file) > after_update
 
-
-def test_other_tables_and_reads_leave_the_generation(generation_file):
+def test_bookkeeping_and_other_tables_leave_the_generation(
+    generation_file, publish, iris_classifier
+):
+    version = publish(iris_classifier, "iris")
     before = generation.current(generation_file)
+    actions.record_load_failure(version.pk, "file missing")
+    actions.clear_load_failure(version.pk)
     RequestLog.objects.create(
         created_at="2026-01-01T00:00:00Z",
         slug="iris",
@@ -91,24 +111,36 @@ def test_other_tables_and_reads_leave_the_generation(generation_file):
         latency_ms=1.0,
         request_id="r",
     )
-    assert list(MLModel.objects.all()) == []
+    assert list(MLModel.objects.all())
     assert generation.current(generation_file) == before
 
 
-def test_a_registry_write_in_a_transaction_advances_it_at_commit_only(
+def test_an_action_in_a_transaction_announces_at_commit_only(
     generation_file, publish, iris_classifier
 ):
     version = publish(iris_classifier, "iris")
     before = generation.current(generation_file)
     with transaction.atomic():
-        ModelVersion.objects.filter(pk=version.pk).update(metadata={"a": 1})
+        actions.edit_version(version, metadata={"a": 1})
         assert generation.current(generation_file) == before
     assert generation.current(generation_file) == before + 1
 
     with pytest.raises(RuntimeError), transaction.atomic():
-        ModelVersion.objects.filter(pk=version.pk).update(metadata={"b": 2})
+        actions.edit_version(version, metadata={"b": 2})
         raise RuntimeError("rolled back")
     assert generation.current(generation_file) == before + 1
+    version.refresh_from_db()
+    assert version.metadata == {"a": 1}
+
+
+def test_a_write_past_the_actions_is_not_announced(
+    generation_file, publish, iris_classifier
+):
+    """Such writes (the sqlite3 shell) are bounded by the recheck interval."""
+    version = publish(iris_classifier, "iris")
+    before = generation.current(generation_file)
+    ModelVersion.objects.filter(pk=version.pk).update(metadata={"raw": True})
+    assert generation.current(generation_file) == before
 
 
 def test_an_activation_is_served_from_the_next_request(
@@ -119,7 +151,7 @@ def test_an_activation_is_served_from_the_next_request(
     assert routing.resolve("iris").number == 2
     assert routing.resolve("iris", 1).number == 1
 
-    artifacts.activate(v1)
+    actions.activate(v1)
     with django_assert_num_queries(1):
         assert routing.resolve("iris").number == 1
     assert routing.resolve("iris", 2).number == 2

@@ -7,22 +7,23 @@ import operator
 import numpy as np
 import pytest
 
-from registry import artifacts
+from registry import actions
 from registry.exceptions import (
     InvalidMetadata,
     InvalidModel,
+    NothingToChange,
     NothingToRollBack,
     UnknownModel,
     VersionActive,
 )
-from registry.models import MLModel, ModelVersion
+from registry.models import MLModel, ModelVersion, VersionEdit
 
 pytestmark = pytest.mark.django_db
 
 
 def register(path, slug="m", **kwargs) -> ModelVersion:
     with open(path, "rb") as source:
-        return artifacts.register_version(
+        return actions.register_version(
             slug=slug, source=source, filename=path.name, **kwargs
         )
 
@@ -69,9 +70,9 @@ def test_rollback_returns_to_previously_served_version(iris_path):
     for _ in range(3):
         register(iris_path)
     model = MLModel.objects.get()
-    artifacts.activate(model.versions.get(number=1))
-    artifacts.activate(model.versions.get(number=3))
-    switch = artifacts.rollback(model)
+    actions.activate(model.versions.get(number=1))
+    actions.activate(model.versions.get(number=3))
+    switch = actions.rollback(model)
     assert (switch.from_number, switch.to_number, switch.rollback) == (3, 1, True)
     model.refresh_from_db()
     assert model.active_version.number == 1
@@ -81,15 +82,15 @@ def test_rollback_falls_back_to_highest_earlier_version(iris_path):
     register(iris_path)
     register(iris_path)
     model = MLModel.objects.get()
-    switch = artifacts.rollback(model)
+    switch = actions.rollback(model)
     assert (switch.from_number, switch.to_number) == (2, 1)
     with pytest.raises(NothingToRollBack):
-        artifacts.rollback(MLModel.objects.create(slug="empty"))
+        actions.rollback(MLModel.objects.create(slug="empty"))
 
 
 def test_activate_is_a_no_op_for_the_active_version(iris_path):
     version = register(iris_path)
-    assert artifacts.activate(version) is None
+    assert actions.activate(version) is None
     assert version.model.activations.count() == 1
 
 
@@ -99,9 +100,9 @@ def test_delete_version_refuses_active_and_removes_inactive_file(
     v1 = register(iris_path)
     v2 = register(iris_path)
     with pytest.raises(VersionActive):
-        artifacts.delete_version(v2)
+        actions.delete_version(v2)
     with django_capture_on_commit_callbacks(execute=True):
-        artifacts.delete_version(v1)
+        actions.delete_version(v1)
     assert [p.name for p in stored_files()] == [v2.file.name.rsplit("/", 1)[1]]
 
 
@@ -111,7 +112,7 @@ def test_delete_models_removes_every_file(
     register(iris_path)
     register(iris_path)
     with django_capture_on_commit_callbacks(execute=True):
-        artifacts.delete_models(MLModel.objects.all())
+        actions.delete_models(MLModel.objects.all())
     assert stored_files() == []
     assert not ModelVersion.objects.exists()
 
@@ -166,3 +167,68 @@ def test_metadata_no_database_can_store_is_refused_whatever_the_channel(
 def test_metadata_at_the_nesting_limit_is_stored(iris_path):
     version = register(iris_path, metadata={"deep": _nested(60)})
     assert version.metadata["deep"]["a"]["a"] == _nested(58)
+
+
+def test_edit_version_changes_schema_and_metadata_and_records_who(
+    publish, numpy_regressor, staff_user
+):
+    version = publish(numpy_regressor, "diabetes", metadata={"owner": "a"})
+    renamed = [{"name": f"x{i}", "type": "number"} for i in range(10)]
+    edited = actions.edit_version(
+        version,
+        input_schema=renamed,
+        metadata={"owner": "b"},
+        user=staff_user,
+        channel="admin",
+    )
+    assert [f["name"] for f in edited.input_schema["features"]][:2] == ["x0", "x1"]
+    assert edited.input_schema["source"] == version.input_schema["source"]
+    assert edited.metadata == {"owner": "b"}
+    change = VersionEdit.objects.get()
+    assert change.changes == {
+        "input_schema": {
+            "from": [f"f{i}" for i in range(10)],
+            "to": [f"x{i}" for i in range(10)],
+        },
+        "metadata": ["owner"],
+    }
+    assert (change.channel, change.username) == ("admin", staff_user.username)
+
+
+def test_edit_version_that_changes_nothing_records_nothing(publish, numpy_regressor):
+    version = publish(numpy_regressor, "diabetes", metadata={"owner": "a"})
+    actions.edit_version(version, metadata={"owner": "a"})
+    assert not VersionEdit.objects.exists()
+    with pytest.raises(NothingToChange):
+        actions.edit_version(version)
+
+
+def test_edit_version_refuses_unstorable_metadata(publish, numpy_regressor):
+    version = publish(numpy_regressor, "diabetes")
+    with pytest.raises(InvalidMetadata):
+        actions.edit_version(version, metadata={"x": float("nan")})
+    version.refresh_from_db()
+    assert version.metadata == {}
+
+
+def test_mark_invalid_takes_a_ready_version_out_of_service_once(
+    publish, iris_classifier
+):
+    version = publish(iris_classifier, "iris")
+    assert actions.mark_invalid(version, message="checkmodels: broken")
+    version.refresh_from_db()
+    assert version.status == ModelVersion.Status.INVALID
+    assert version.status_message == "checkmodels: broken"
+    assert not actions.mark_invalid(version, message="again")
+
+
+def test_load_failures_are_recorded_and_cleared_on_the_version(
+    publish, iris_classifier
+):
+    version = publish(iris_classifier, "iris")
+    actions.record_load_failure(version.pk, "x" * 2000)
+    version.refresh_from_db()
+    assert version.load_error == "x" * 1000 and version.load_error_at
+    actions.clear_load_failure(version.pk)
+    version.refresh_from_db()
+    assert (version.load_error, version.load_error_at) == ("", None)
