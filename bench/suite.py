@@ -270,14 +270,14 @@ def build_memory_site(directory: Path, models_dir: Path) -> dict:
     from sklearn.ensemble import RandomForestClassifier
 
     _django(directory)
-    from registry import artifacts
+    from registry import actions
 
     x, y = make_classification(
         n_samples=2000, n_features=4, n_informative=3, n_redundant=0, random_state=1
     )
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(4)])
     forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(frame, y)
-    real_preflight = artifacts.preflight
+    real_preflight = actions.preflight
     first: list[Any] = []
 
     def preflight_once(*args: Any) -> Any:
@@ -285,7 +285,7 @@ def build_memory_site(directory: Path, models_dir: Path) -> dict:
             first.append(real_preflight(*args))
         return first[0]
 
-    artifacts.preflight = preflight_once
+    actions.preflight = preflight_once
     models_dir.mkdir(parents=True, exist_ok=True)
     size = 0
     for number in range(1, MEMORY_MODELS + 1):
