@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import orjson
 from rest_framework.renderers import BaseRenderer
+
+from registry.jsonvalues import to_json_value
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+    """What orjson cannot write itself (numpy scalars of other kinds, objects)."""
+    return to_json_value(value)
 
 
 def dumps(data: Any) -> bytes:

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from registry import routing, serving
 from registry.inspection import selects_columns_by_name
+from registry.jsonvalues import to_json_list
 from registry.loading import LoadedModel, VersionRef
 
 from . import model_warnings, payloads
@@ -126,26 +127,3 @@ def _probabilities(loaded: LoadedModel, raw: Any) -> list[dict[str, Any]] | None
         classes = loaded.ref.classes or range(np.shape(raw)[1])
     labels = [str(c) for c in to_json_list(np.asarray(classes))]
     return [dict(zip(labels, row, strict=False)) for row in to_json_list(raw)]
-
-
-def to_json_list(values: Any) -> list[Any]:
-    """numpy results to JSON-ready lists (the orjson renderer writes NaN as null)."""
-    array = np.asarray(values)
-    if array.dtype.kind in "fiubU":
-        return array.tolist()
-    items = array.tolist()
-    if array.ndim == 1 and all(isinstance(v, str) for v in items):
-        return items  # class labels; numpy's str_ is a str, orjson writes it
-    return [_plain(v) for v in items]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

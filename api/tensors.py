@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from registry.jsonvalues import to_json_value
+
 from .exceptions import InvalidString, PayloadError, WrongType
 
 # Little-endian whatever the host: the extension says so.
@@ -243,9 +245,8 @@ def output_array(values: Any) -> tuple[str, np.ndarray]:
 
 
 def _plain_text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value.item() if isinstance(value, np.generic) else value)
+    text = to_json_value(value)
+    return text if isinstance(text, str) else str(text)
 
 
 def encode_json(datatype: str, array: np.ndarray) -> list[Any]:

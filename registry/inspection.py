@@ -5,11 +5,11 @@ Free of Django: it runs inside the preflight child process.
 
 from __future__ import annotations
 
-import math
 from typing import Any, TypedDict
 
 import numpy as np
 
+from .jsonvalues import to_json_value
 from .wrappers import ModelWrapper
 
 NUMBER = "number"
@@ -52,19 +52,6 @@ class Description(TypedDict):
 
 class SchemaError(ValueError):
     """Metadata describes an input schema we cannot use."""
-
-
-def to_json_value(value: Any) -> Any:
-    """numpy scalars and arrays to plain JSON values."""
-    if isinstance(value, np.ndarray):
-        return [to_json_value(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(v) for v in value]
-    return value
 
 
 def class_path(obj: Any) -> str:
