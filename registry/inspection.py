@@ -47,7 +47,6 @@ class Description(TypedDict):
     estimator: str
     classes: list[Any] | None
     input_schema: InputSchema
-    has_predict_proba: bool
 
 
 class SchemaError(ValueError):
@@ -297,7 +296,6 @@ def describe(estimator: Any, metadata: dict[str, Any]) -> Description:
         "estimator": class_path(estimator),
         "classes": _classes(estimator),
         "input_schema": infer_schema(estimator, metadata),
-        "has_predict_proba": hasattr(estimator, "predict_proba"),
     }
 
 

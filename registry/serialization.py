@@ -11,7 +11,6 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("joblib", "pickle", "skops")
 PICKLE_FORMATS = ("joblib", "pickle")
 _ZIP_MAGIC = b"PK\x03\x04"
 _EXTENSIONS = {"joblib": ".joblib", "pickle": ".pkl", "skops": ".skops"}

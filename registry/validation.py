@@ -47,7 +47,6 @@ class PreflightReport(TypedDict):
     estimator: str
     classes: list[Any] | None
     input_schema: InputSchema
-    has_predict_proba: bool
     smoke_test: str
     warnings: list[str]
     library_versions: dict[str, str]

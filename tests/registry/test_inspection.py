@@ -43,7 +43,6 @@ def test_describe_reports_string_classes_of_classifier(iris_classifier):
     assert info["kind"] == "classifier"
     assert info["classes"] == ["setosa", "versicolor", "virginica"]
     assert info["estimator"] == "sklearn.linear_model._logistic.LogisticRegression"
-    assert info["has_predict_proba"] is True
 
 
 def test_describe_detects_regressor_clusterer_and_outlier_detector(
