@@ -31,10 +31,10 @@ from django.db import (
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from monitoring.models import LogGap, RequestLog
 from registry.routing import reconnect_later
 
 from . import metrics, rollup, writer_lock
-from .models import LogGap, RequestLog
 
 logger = logging.getLogger(__name__)
 

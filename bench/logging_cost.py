@@ -308,8 +308,8 @@ def write_designs(postgres: bool) -> dict:
 
     from django.db import connection
 
-    from api.models import RequestLog
     from api.requestlog import RequestLogWriter
+    from monitoring.models import RequestLog
 
     rng = random.Random(7)
     quote = connection.ops.quote_name

@@ -205,7 +205,7 @@ def vacuum_analyze() -> None:
     """PostgreSQL only: what autovacuum does after a bulk load, done now."""
     from django.db import connection
 
-    from api.models import RequestLog, RequestStat
+    from monitoring.models import RequestLog, RequestStat
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -216,9 +216,9 @@ def vacuum_analyze() -> None:
 def seed(n: int) -> dict:
     from django.utils import timezone
 
-    from api.models import RequestLog, RequestStat
     from api.requestlog import LOG_COLUMNS
     from api.rollup import STAT_KEY, STAT_SUMS
+    from monitoring.models import RequestLog, RequestStat
 
     timings = {}
     t = time.perf_counter()
@@ -352,7 +352,7 @@ def measure(client, has_dashboard: bool, repeat: int) -> list[dict]:  # noqa: AN
             )
         # Sanity: the rollup's answer against a count of the log itself (the
         # rollup starts at the minute ``since`` falls in: a few more rows).
-        from api.models import RequestLog
+        from monitoring.models import RequestLog
 
         measurements.append(
             {

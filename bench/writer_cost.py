@@ -39,8 +39,8 @@ def child(url: str, rows: int) -> None:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from api.models import RequestLog
     from api.requestlog import LogEntry, writer
+    from monitoring.models import RequestLog
 
     call_command("migrate", verbosity=0)
 

@@ -11,8 +11,8 @@ from django.db import connection
 
 from api import rollup
 from api.management.commands import prunelogs
-from api.models import LogGap, RequestLog, RequestStat, RollupMark
 from api.requestlog import writer
+from monitoring.models import LogGap, RequestLog, RequestStat, RollupMark
 
 pytestmark = pytest.mark.django_db
 

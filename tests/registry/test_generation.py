@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, transaction
 from django.db.utils import ConnectionHandler
 
-from api.models import RequestLog
+from monitoring.models import RequestLog
 from registry import artifacts, generation, routing
 from registry.models import MLModel, ModelVersion
 

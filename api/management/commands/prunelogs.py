@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from api.exceptions import PayloadError
-from api.models import LogGap, RequestLog, RequestStat
 from api.stats import parse_since
+from monitoring.models import LogGap, RequestLog, RequestStat
 
 _BATCH = 10_000
 
