@@ -11,7 +11,9 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import rollup, stats
+from monitoring import rollup
+
+from . import stats
 
 TEMPLATE = "api/dashboard.html"
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")

@@ -16,10 +16,10 @@ from django.db.models import Max, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from monitoring.latency import percentiles
 from monitoring.models import LogGap, RequestLog, RequestStat
 
 from .exceptions import PayloadError
-from .latency import percentiles
 
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

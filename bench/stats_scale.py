@@ -17,9 +17,9 @@ dropped at the end — and seeds it:
   realistic status mix (~96% 200, 400s with their codes, 404, 422, 503, 504);
   latencies lognormal per model, errors faster than successes;
 - the matching RequestStat rollup at every resolution the writer keeps
-  (minute, hour, day: api.rollup._periods), aggregated in Python while
+  (minute, hour, day: monitoring.rollup._periods), aggregated in Python while
   generating with the writer's own key (resolution, start, slug, version or
-  0, error, api.latency.bucket_of), so it is exactly what the writer would
+  0, error, monitoring.latency.bucket_of), so it is exactly what the writer would
   have produced; the script checks every resolution counts every request.
 
 Log rows go in with one executemany (SQLite) or COPY (PostgreSQL); PostgreSQL
@@ -92,8 +92,8 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
     """Log rows (tuples in column order, time-ascending) and the rollup dict."""
     import numpy as np
 
-    from api.latency import bucket_of
-    from api.rollup import _periods  # the rollup's own periods
+    from monitoring.latency import bucket_of
+    from monitoring.rollup import _periods  # the rollup's own periods
 
     rng = np.random.default_rng(20261122)
     span = DAYS * 86400.0
@@ -216,9 +216,9 @@ def vacuum_analyze() -> None:
 def seed(n: int) -> dict:
     from django.utils import timezone
 
-    from api.requestlog import LOG_COLUMNS
-    from api.rollup import STAT_KEY, STAT_SUMS
     from monitoring.models import RequestLog, RequestStat
+    from monitoring.requestlog import LOG_COLUMNS
+    from monitoring.rollup import STAT_KEY, STAT_SUMS
 
     timings = {}
     t = time.perf_counter()

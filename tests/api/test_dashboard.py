@@ -15,8 +15,8 @@ from django.contrib.staticfiles import finders
 from django.urls import reverse
 from django.utils import timezone
 
-from api.requestlog import LogEntry, writer
 from monitoring.models import LogGap, RequestLog
+from monitoring.requestlog import LogEntry, writer
 from tests.browser import ARTIFACTS, NO_PLAYWRIGHT, chromium_page
 
 ROW = [5.1, 3.5, 1.4, 0.2]

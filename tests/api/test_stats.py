@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from api.requestlog import LogEntry, writer
+from monitoring.requestlog import LogEntry, writer
 
 pytestmark = pytest.mark.django_db
 

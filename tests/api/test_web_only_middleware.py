@@ -140,7 +140,7 @@ def test_v2_infer_is_counted_by_modelhub_metrics_not_generic_ones(api, iris):
     ],
 )
 def test_prediction_slug_names_the_logged_model(path, slug):
-    from api.middleware import prediction_slug
+    from monitoring.middleware import prediction_slug
 
     assert prediction_slug(path) == slug
 

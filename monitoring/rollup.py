@@ -21,10 +21,9 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
-from monitoring.models import RequestLog, RequestStat, RollupMark
-
 from . import writer_lock
 from .latency import bucket_of
+from .models import RequestLog, RequestStat, RollupMark
 
 logger = logging.getLogger(__name__)
 
