@@ -11,9 +11,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from monitoring import rollup
-
-from . import stats
+from monitoring import rollup, stats
 
 TEMPLATE = "api/dashboard.html"
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")

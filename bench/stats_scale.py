@@ -25,9 +25,10 @@ dropped at the end — and seeds it:
 Log rows go in with one executemany (SQLite) or COPY (PostgreSQL); PostgreSQL
 then gets VACUUM ANALYZE, as autovacuum would do after a bulk load. Then it
 times, in-process (first call, best and median of --repeat):
-api.stats.summary, api.stats.series and api.stats.recent_errors for the 24h
-and 7d windows; GET /api/stats/?since=24h and ?since=7d through Django's test
-Client as a staff user; and GET /dashboard/?since=... if that URL exists.
+monitoring.stats.summary, monitoring.stats.series and
+monitoring.stats.recent_errors for the 24h and 7d windows; GET
+/api/stats/?since=24h and ?since=7d through Django's test Client as a staff
+user; and GET /dashboard/?since=... if that URL exists.
 One extra call of each records the number of SQL queries and time spent in
 them; cases slower than 100 ms are profiled with cProfile (in the JSON, and
 the top own-time functions in the Markdown).
@@ -325,7 +326,7 @@ def measure(client, has_dashboard: bool, repeat: int) -> list[dict]:  # noqa: AN
     """Time every case for the 24h and 7d windows."""
     from django.utils import timezone
 
-    from api import stats
+    from monitoring import stats
 
     def get(url: str):  # noqa: ANN202
         def call() -> None:

@@ -442,7 +442,7 @@ def test_postgres_outage_buffers_up_to_the_limit_and_records_the_overflow_as_a_g
     # ... and the stats count it (the last line: `shell` may print a banner).
     window = install.shell(
         "from datetime import timedelta\nfrom django.utils import timezone\n"
-        "from api import stats\nfrom monitoring import rollup\n"
+        "from monitoring import rollup, stats\n"
         "now = timezone.now()\nrollup.refresh()\n"
         "print(stats.summary(now - timedelta(hours=1), now)['totals'])"
     )

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from api.management.commands import prunelogs
 from monitoring import rollup
+from monitoring.management.commands import prunelogs
 from monitoring.models import LogGap, RequestLog, RequestStat, RollupMark
 from monitoring.requestlog import writer
 
