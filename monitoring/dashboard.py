@@ -11,9 +11,9 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from monitoring import rollup, stats
+from . import rollup, stats
 
-TEMPLATE = "api/dashboard.html"
+TEMPLATE = "monitoring/dashboard.html"
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")
 
 
