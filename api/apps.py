@@ -29,11 +29,5 @@ class ApiConfig(AppConfig):
     verbose_name = "Prediction API"
 
     def ready(self) -> None:
-        from registry.cache import model_cache
-
-        from .metrics import on_cache_event
-
-        if on_cache_event not in model_cache.listeners:
-            model_cache.listeners.append(on_cache_event)
         if not caches_need_closing(settings.CACHES):
             request_finished.disconnect(close_caches)

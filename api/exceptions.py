@@ -10,6 +10,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from monitoring import exceptions as monitoring
 from registry import exceptions as registry
 
 logger = logging.getLogger(__name__)
@@ -171,14 +172,20 @@ REGISTRY_STATUS: dict[type[registry.RegistryError], int] = {
     registry.ModelTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
 }
 
+MONITORING_STATUS: dict[type[monitoring.MonitoringError], int] = {
+    monitoring.InvalidSince: status.HTTP_400_BAD_REQUEST,
+}
+_DOMAIN_STATUS: dict[type[Exception], int] = {**REGISTRY_STATUS, **MONITORING_STATUS}
+DOMAIN_ERRORS = (ApiError, registry.RegistryError, monitoring.MonitoringError)
+
 
 def status_for(exc: BaseException) -> int:
     if isinstance(exc, ApiError):
         return exc.status_code
-    if isinstance(exc, registry.RegistryError):
+    if isinstance(exc, DOMAIN_ERRORS):
         for cls in type(exc).__mro__:
-            if cls in REGISTRY_STATUS:
-                return REGISTRY_STATUS[cls]
+            if cls in _DOMAIN_STATUS:
+                return _DOMAIN_STATUS[cls]
         return status.HTTP_400_BAD_REQUEST
     raise TypeError(f"not a domain error: {exc!r}")
 
@@ -189,7 +196,7 @@ def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: domain errors by table, DRF's own with a code."""
-    if isinstance(exc, (ApiError, registry.RegistryError)):
+    if isinstance(exc, DOMAIN_ERRORS):
         extra = getattr(exc, "extra", {})
         response = Response(
             error_body(exc.message, exc.code, **extra), status=status_for(exc)

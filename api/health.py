@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitoring.requestlog import writer
 from registry.warmup import load_active
-
-from .requestlog import writer
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:

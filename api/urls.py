@@ -1,9 +1,9 @@
-"""API, health and dashboard routes."""
+"""API and health routes."""
 
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import dashboard, errors, views
+from . import errors, views
 
 # Django tries patterns in order: the root URLconf puts these first, outside
 # any include (each level of include is another resolver and match object).
@@ -51,6 +51,5 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="openapi-schema"),
         name="api-docs",
     ),
-    path("dashboard/", dashboard.dashboard, name="dashboard"),
     re_path(r"^api/", errors.api_not_found),
 ]

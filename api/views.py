@@ -22,7 +22,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import catalog, publishing, rollup, services, stats
+from monitoring import rollup, stats
+
+from . import catalog, publishing, services
 from .access import authenticate, is_authenticated, require_token, throttle
 from .health import readiness
 from .http import query_flag, query_version, read_body

@@ -20,7 +20,7 @@ import time
 
 from django.conf import settings
 
-from api.requestlog import LogEntry, RequestLogWriter
+from monitoring.requestlog import LogEntry, RequestLogWriter
 
 BATCH = int(os.environ.get("MODELHUB_BENCH_LOG_BATCH", "64"))
 MAX_AGE = float(os.environ.get("MODELHUB_BENCH_LOG_MAX_AGE", "1"))
@@ -49,12 +49,12 @@ class BufferedWriter(RequestLogWriter):
 
 def install() -> BufferedWriter:
     """Make this process's request log use a BufferedWriter."""
-    import api.middleware
-    import api.requestlog
+    import monitoring.middleware
+    import monitoring.requestlog
 
     writer = BufferedWriter()
     # The middleware looks its writer up at call time; gunicorn's worker_exit
-    # hook flushes api.requestlog.writer.
-    api.middleware.writer = writer
-    api.requestlog.writer = writer
+    # hook flushes monitoring.requestlog.writer.
+    monitoring.middleware.writer = writer
+    monitoring.requestlog.writer = writer
     return writer

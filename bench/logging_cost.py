@@ -15,7 +15,7 @@ over all modes. Modes:
 
 - off             MODELHUB_LOG_MODE=off: no row written (the baseline)
 - sync            the app's writer (one INSERT; the rollup is folded from the
-                  rows once a second, api.rollup) before the response is sent
+                  rows once a second, monitoring.rollup) before the response is sent
 - after_response  the same write once the response has been sent (default)
 - buffered        bench-only prototype (bench/buffered_wsgi.py): rows kept in
                   memory and written 64 at a time by the app's own
@@ -284,7 +284,7 @@ def _micro_entries(n: int, rng):  # noqa: ANN001, ANN202
 
     from django.utils import timezone
 
-    from api.requestlog import LogEntry
+    from monitoring.requestlog import LogEntry
 
     return [
         LogEntry(
@@ -308,8 +308,8 @@ def write_designs(postgres: bool) -> dict:
 
     from django.db import connection
 
-    from api.models import RequestLog
-    from api.requestlog import RequestLogWriter
+    from monitoring.models import RequestLog
+    from monitoring.requestlog import RequestLogWriter
 
     rng = random.Random(7)
     quote = connection.ops.quote_name
@@ -394,7 +394,7 @@ def writer_profile() -> list[str]:
     import pstats
     import random
 
-    from api.requestlog import RequestLogWriter
+    from monitoring.requestlog import RequestLogWriter
 
     batch = _micro_entries(MICRO_ROWS, random.Random(8))
     writer = RequestLogWriter()
@@ -417,9 +417,9 @@ def full_stack(postgres: bool, rounds: int) -> dict:
     from django.conf import settings
     from django.core.handlers.wsgi import WSGIHandler
 
-    import api.middleware
-    from api.requestlog import RequestLogWriter
+    import monitoring.middleware
     from bench.buffered_writer import BufferedWriter
+    from monitoring.requestlog import RequestLogWriter
 
     app = WSGIHandler()
     body = json.dumps(IRIS_BODY).encode()
@@ -489,7 +489,7 @@ def full_stack(postgres: bool, rounds: int) -> dict:
         shift = round_number % len(names)
         for mode in names[shift:] + names[:shift]:
             settings.MODELHUB_LOG_MODE, writer_class = modes[mode]
-            api.middleware.writer = writer = timed(writer_class)
+            monitoring.middleware.writer = writer = timed(writer_class)
             pg_before = processes_cpu("postgres") if postgres else 0.0
             cpu = time.process_time()
             for _ in range(STACK_BLOCK):

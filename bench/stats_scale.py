@@ -17,17 +17,18 @@ dropped at the end — and seeds it:
   realistic status mix (~96% 200, 400s with their codes, 404, 422, 503, 504);
   latencies lognormal per model, errors faster than successes;
 - the matching RequestStat rollup at every resolution the writer keeps
-  (minute, hour, day: api.rollup._periods), aggregated in Python while
+  (minute, hour, day: monitoring.rollup._periods), aggregated in Python while
   generating with the writer's own key (resolution, start, slug, version or
-  0, error, api.latency.bucket_of), so it is exactly what the writer would
+  0, error, monitoring.latency.bucket_of), so it is exactly what the writer would
   have produced; the script checks every resolution counts every request.
 
 Log rows go in with one executemany (SQLite) or COPY (PostgreSQL); PostgreSQL
 then gets VACUUM ANALYZE, as autovacuum would do after a bulk load. Then it
 times, in-process (first call, best and median of --repeat):
-api.stats.summary, api.stats.series and api.stats.recent_errors for the 24h
-and 7d windows; GET /api/stats/?since=24h and ?since=7d through Django's test
-Client as a staff user; and GET /dashboard/?since=... if that URL exists.
+monitoring.stats.summary, monitoring.stats.series and
+monitoring.stats.recent_errors for the 24h and 7d windows; GET
+/api/stats/?since=24h and ?since=7d through Django's test Client as a staff
+user; and GET /dashboard/?since=... if that URL exists.
 One extra call of each records the number of SQL queries and time spent in
 them; cases slower than 100 ms are profiled with cProfile (in the JSON, and
 the top own-time functions in the Markdown).
@@ -92,8 +93,8 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
     """Log rows (tuples in column order, time-ascending) and the rollup dict."""
     import numpy as np
 
-    from api.latency import bucket_of
-    from api.rollup import _periods  # the rollup's own periods
+    from monitoring.latency import bucket_of
+    from monitoring.rollup import _periods  # the rollup's own periods
 
     rng = np.random.default_rng(20261122)
     span = DAYS * 86400.0
@@ -205,7 +206,7 @@ def vacuum_analyze() -> None:
     """PostgreSQL only: what autovacuum does after a bulk load, done now."""
     from django.db import connection
 
-    from api.models import RequestLog, RequestStat
+    from monitoring.models import RequestLog, RequestStat
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -216,9 +217,9 @@ def vacuum_analyze() -> None:
 def seed(n: int) -> dict:
     from django.utils import timezone
 
-    from api.models import RequestLog, RequestStat
-    from api.requestlog import LOG_COLUMNS
-    from api.rollup import STAT_KEY, STAT_SUMS
+    from monitoring.models import RequestLog, RequestStat
+    from monitoring.requestlog import LOG_COLUMNS
+    from monitoring.rollup import STAT_KEY, STAT_SUMS
 
     timings = {}
     t = time.perf_counter()
@@ -325,7 +326,7 @@ def measure(client, has_dashboard: bool, repeat: int) -> list[dict]:  # noqa: AN
     """Time every case for the 24h and 7d windows."""
     from django.utils import timezone
 
-    from api import stats
+    from monitoring import stats
 
     def get(url: str):  # noqa: ANN202
         def call() -> None:
@@ -352,7 +353,7 @@ def measure(client, has_dashboard: bool, repeat: int) -> list[dict]:  # noqa: AN
             )
         # Sanity: the rollup's answer against a count of the log itself (the
         # rollup starts at the minute ``since`` falls in: a few more rows).
-        from api.models import RequestLog
+        from monitoring.models import RequestLog
 
         measurements.append(
             {

@@ -4,7 +4,7 @@ Run by hand (not a test):
 
     .venv/bin/python bench/writer_cost.py [--rows 1000] [--pg postgres://postgres@127.0.0.1:5432/test]
 
-Writes rows through api.requestlog.writer exactly as a worker does after each
+Writes rows through monitoring.requestlog.writer exactly as a worker does after each
 response (autocommit, one row at a time: the log row plus its minute, hour and
 day rollup rows), on a throw-away SQLite file and on a scratch PostgreSQL
 database. Steadier than load tests on a shared machine; the figure includes
@@ -39,8 +39,8 @@ def child(url: str, rows: int) -> None:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from api.models import RequestLog
-    from api.requestlog import LogEntry, writer
+    from monitoring.models import RequestLog
+    from monitoring.requestlog import LogEntry, writer
 
     call_command("migrate", verbosity=0)
 

@@ -93,8 +93,8 @@ def post_worker_init(worker) -> None:  # noqa: ANN001
 def worker_exit(server, worker) -> None:  # noqa: ANN001
     """Graceful exit (TERM, HUP, max_requests): write rows still buffered and
     fold them into the dashboard's rollup."""
-    from api import rollup
-    from api.requestlog import writer
+    from monitoring import rollup
+    from monitoring.requestlog import writer
 
     writer.flush()
     rollup.refresh()

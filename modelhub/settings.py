@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "registry",
+    "monitoring",
     "api",
 ]
 
@@ -134,7 +135,7 @@ MIDDLEWARE = [
     "api.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "api.middleware.RequestIDMiddleware",
-    "api.middleware.RequestLogMiddleware",
+    "monitoring.middleware.RequestLogMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "api.middleware.SessionMiddleware",
     "api.middleware.CommonMiddleware",
@@ -313,8 +314,9 @@ MODELHUB_LOG_CLIENT = env_bool("MODELHUB_LOG_CLIENT", False)
 MODELHUB_LOG_PAYLOADS = env_bool("MODELHUB_LOG_PAYLOADS", False)
 MODELHUB_LOG_PAYLOAD_BYTES = env_int("MODELHUB_LOG_PAYLOAD_BYTES", 4096, minimum=1)
 MODELHUB_LOG_RETENTION_DAYS = env_int("MODELHUB_LOG_RETENTION_DAYS", 30, minimum=1)
-# How often a worker folds new log rows into the dashboard's rollup (api.rollup);
-# the dashboard, the stats API and prunelogs catch up themselves before reading.
+# How often a worker folds new log rows into the dashboard's rollup
+# (monitoring.rollup); the dashboard, the stats API and prunelogs catch up
+# themselves before reading.
 MODELHUB_LOG_ROLLUP_MS = env_int("MODELHUB_LOG_ROLLUP_MS", 1000)
 # On a SQLite file, a route resolved while the registry's generation stands
 # (registry.generation) is served without a query for at most this long; 0 =

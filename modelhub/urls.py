@@ -1,4 +1,4 @@
-"""URL wiring: the admin, the health endpoints and the API."""
+"""URL wiring: the admin, the health endpoints, the API and the dashboard."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -16,6 +16,7 @@ urlpatterns = [
     *prediction_urlpatterns,  # the hot path: matched first, at the top level
     path("admin/", admin.site.urls),
     path("", include("api.urls")),
+    path("", include("monitoring.urls")),
     path("", include("django_prometheus.urls")),
 ]
 

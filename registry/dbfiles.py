@@ -2,7 +2,7 @@
 
 Every process that uses such a database can write next to it (SQLite's own
 ``-wal`` and ``-shm`` live there), and every writer is on this machine: the
-writers' lock (api.writer_lock) and the registry's generation
+writers' lock (monitoring.writer_lock) and the registry's generation
 (registry.generation) rely on both.
 """
 

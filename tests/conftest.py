@@ -209,7 +209,7 @@ def staff_client(client, staff_user):
 @pytest.fixture(autouse=True)
 def fresh_serving_state():
     """Every test starts with an empty model cache and no remembered routes."""
-    from api.requestlog import writer
+    from monitoring.requestlog import writer
     from registry import routing, serving
     from registry.cache import model_cache
 

@@ -442,7 +442,8 @@ def test_postgres_outage_buffers_up_to_the_limit_and_records_the_overflow_as_a_g
     # ... and the stats count it (the last line: `shell` may print a banner).
     window = install.shell(
         "from datetime import timedelta\nfrom django.utils import timezone\n"
-        "from api import rollup, stats\nnow = timezone.now()\nrollup.refresh()\n"
+        "from monitoring import rollup, stats\n"
+        "now = timezone.now()\nrollup.refresh()\n"
         "print(stats.summary(now - timedelta(hours=1), now)['totals'])"
     )
     totals = ast.literal_eval(window.strip().splitlines()[-1])
@@ -480,7 +481,7 @@ def test_postgres_cut_between_a_commit_and_its_acknowledgement_logs_the_row_once
     sent = [warm, unacknowledged, after]
     assert_served(sent, 1, install.predictions[1])
     assert_one_row_per_request(postgres_log(install), sent)
-    install.shell("from api import rollup\nrollup.refresh()")  # as readers do
+    install.shell("from monitoring import rollup\nrollup.refresh()")  # as readers do
     rollup = postgres_rows(
         install,
         'SELECT resolution, SUM("count") FROM api_requeststat GROUP BY resolution',

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from api.models import RequestLog
+from monitoring.models import RequestLog
 from registry import actions
 from registry.cache import model_cache
 from registry.models import ModelVersion

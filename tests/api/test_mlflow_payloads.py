@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.models import RequestLog
+from monitoring.models import RequestLog
 from registry import actions, mlflow_models
 from tests.mlflow_models import mlflow_predictions, mlflow_refuses, save_mlflow_model
 

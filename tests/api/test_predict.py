@@ -322,7 +322,7 @@ def test_warm_predict_costs_one_query_and_no_reload(
     logging = [sql for sql in statements if "api_request" in sql]
     assert len(registry) == 1, "slug resolution is one query"
     # One insert: the dashboard's rollup is folded from the rows apart from
-    # requests (api.rollup).
+    # requests (monitoring.rollup).
     assert len(logging) == 1
     assert len(statements) == 2
     assert model_cache.misses == misses

@@ -10,7 +10,7 @@ from django.urls import get_resolver, resolve
 from prometheus_client import REGISTRY
 
 from api.apps import caches_need_closing
-from api.metrics import UNRESOLVED
+from monitoring.metrics import UNRESOLVED
 from tests.api.test_errors import IRIS_ROW, post
 from tests.api.test_web_only_middleware import sample
 

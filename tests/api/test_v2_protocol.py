@@ -18,7 +18,7 @@ import pytest
 from django.core.cache import cache
 from prometheus_client import REGISTRY
 
-from api.models import RequestLog
+from monitoring.models import RequestLog
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ import pytest
 tritonclient_http = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from api.models import RequestLog  # noqa: E402
+from monitoring.models import RequestLog  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -123,29 +123,6 @@ def test_v2_infer_is_counted_by_modelhub_metrics_not_generic_ones(api, iris):
 
 
 @pytest.mark.parametrize(
-    ("path", "slug"),
-    [
-        ("/api/predict/iris/", "iris"),
-        ("/api/predict/iris/v2/", "iris"),
-        ("/api/predict/iris", "iris"),
-        ("/v2/models/iris/infer", "iris"),
-        ("/v2/models/iris/versions/3/infer", "iris"),
-        ("/v2/models/iris/versions/x/infer", "iris"),
-        ("/v2/models/iris", None),
-        ("/v2/models/iris/ready", None),
-        ("/v2/models/iris/infer/", None),
-        ("/v2/models/a/b/infer", None),
-        ("/v2", None),
-        ("/api/models/iris/", None),
-    ],
-)
-def test_prediction_slug_names_the_logged_model(path, slug):
-    from api.middleware import prediction_slug
-
-    assert prediction_slug(path) == slug
-
-
-@pytest.mark.parametrize(
     ("path", "bypassed"),
     [
         ("/api/predict/iris/", True),

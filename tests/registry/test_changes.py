@@ -16,7 +16,7 @@ import pytest
 from django.db import transaction
 from django.db.utils import ConnectionHandler
 
-from api.models import RequestLog
+from monitoring.models import RequestLog
 from registry import actions, generation, routing
 from registry.models import MLModel, ModelVersion
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.db.backends.sqlite3.base import DatabaseWrapper
 
-from api import writer_lock
+from monitoring import writer_lock
 
 
 def sqlite_db(name: str) -> DatabaseWrapper:
@@ -97,7 +97,7 @@ def test_a_lock_file_that_cannot_be_made_means_writing_without_it(tmp_path, capl
     directory where the lock file would go)."""
     (tmp_path / f"db.sqlite3{writer_lock.SUFFIX}").mkdir()
     db = sqlite_db(str(tmp_path / "db.sqlite3"))
-    with caplog.at_level(logging.WARNING, logger="api.writer_lock"):
+    with caplog.at_level(logging.WARNING, logger="monitoring.writer_lock"):
         with writer_lock.held(db):
             pass
     assert "no writer queue" in caplog.text

@@ -1,4 +1,8 @@
-"""The request log and its per-minute rollup for the dashboard."""
+"""The request log and its per-minute rollup for the dashboard.
+
+The tables keep the names they had in the api app (api_requestlog, ...): the
+move to monitoring changed only Django's state, never the database.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class RequestLog(models.Model):
     payload = models.TextField(null=True, blank=True)
 
     class Meta:
+        db_table = "api_requestlog"
         indexes = [
             models.Index(
                 fields=["slug", "version", "created_at"], name="requestlog_slug_time"
@@ -47,8 +52,8 @@ class RequestStat(models.Model):
     """Requests per period, model, version, error flag and latency bucket.
 
     Kept at three resolutions (minute, hour, day), folded from the log rows
-    past ``RollupMark`` (api.rollup), so a window of any length is read from
-    a few thousand rows: whole days, then whole hours, then minutes at the
+    past ``RollupMark`` (monitoring.rollup), so a window of any length is read
+    from a few thousand rows: whole days, then whole hours, then minutes at the
     edge. ``version`` 0 = none resolved.
     """
 
@@ -68,6 +73,7 @@ class RequestStat(models.Model):
     latency_sum_ms = models.FloatField()
 
     class Meta:
+        db_table = "api_requeststat"
         constraints = [
             models.UniqueConstraint(
                 fields=["resolution", "start", "slug", "version", "error", "bucket"],
@@ -81,6 +87,9 @@ class RollupMark(models.Model):
 
     last_id = models.BigIntegerField(default=0)
 
+    class Meta:
+        db_table = "api_rollupmark"
+
 
 class LogGap(models.Model):
     """Log rows that overflowed a worker's buffer during a database outage."""
@@ -88,3 +97,6 @@ class LogGap(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     dropped = models.PositiveIntegerField()
     since = models.DateTimeField()
+
+    class Meta:
+        db_table = "api_loggap"

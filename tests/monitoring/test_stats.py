@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from api.requestlog import LogEntry, writer
+from monitoring.requestlog import LogEntry, writer
 
 pytestmark = pytest.mark.django_db
 
@@ -154,8 +154,8 @@ def test_stats_need_staff(client, django_user_model):
 @pytest.mark.parametrize("since", ["7m", "90m", "5h", "30h", "3d", "8d"])
 def test_windows_of_any_length_count_exactly_the_requests_inside(staff_client, since):
     """Days, hours and minutes of the rollup add up to the log rows in the window."""
-    from api.models import RequestLog
-    from api.stats import parse_since
+    from monitoring.models import RequestLog
+    from monitoring.stats import parse_since
 
     now = timezone.now()
     for i in range(0, 7 * 24 * 60, 37):

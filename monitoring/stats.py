@@ -16,7 +16,7 @@ from django.db.models import Max, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .exceptions import PayloadError
+from .exceptions import InvalidSince
 from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
 
@@ -24,12 +24,6 @@ _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DEFAULT_WINDOW = "24h"
 PERCENTILES = (50.0, 95.0, 99.0)
-
-
-class InvalidSince(PayloadError):
-    """'since' is neither ISO-8601 nor a relative window like 15m, 24h, 7d."""
-
-    code = "invalid_since"
 
 
 def parse_since(raw: str | None, now: datetime) -> datetime:

@@ -1,4 +1,4 @@
-/* ModelHub dashboard: draws the series embedded by api/dashboard.html with Chart.js. */
+/* ModelHub dashboard: draws the series embedded by monitoring/dashboard.html with Chart.js. */
 "use strict";
 
 (function () {

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from . import rollup, stats
 
-TEMPLATE = "api/dashboard.html"
+TEMPLATE = "monitoring/dashboard.html"
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")
 
 

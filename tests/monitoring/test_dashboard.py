@@ -15,8 +15,8 @@ from django.contrib.staticfiles import finders
 from django.urls import reverse
 from django.utils import timezone
 
-from api.models import LogGap, RequestLog
-from api.requestlog import LogEntry, writer
+from monitoring.models import LogGap, RequestLog
+from monitoring.requestlog import LogEntry, writer
 from tests.browser import ARTIFACTS, NO_PLAYWRIGHT, chromium_page
 
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -61,7 +61,7 @@ def test_dashboard_shows_per_model_and_version_traffic(staff_client, iris):
     send_traffic(staff_client)
     response = staff_client.get("/dashboard/")
     assert response.status_code == 200
-    assert [t.name for t in response.templates][0] == "api/dashboard.html"
+    assert [t.name for t in response.templates][0] == "monitoring/dashboard.html"
 
     [model] = response.context["models"]
     assert model["slug"] == "iris"
@@ -103,12 +103,12 @@ def test_dashboard_embeds_series_as_json_with_iso_times(staff_client, iris):
 def test_dashboard_serves_charts_from_own_static_files(staff_client, iris):
     html = staff_client.get("/dashboard/").content.decode()
     scripts = re.findall(r'<script[^>]* src="([^"]+)"', html)
-    assert "/static/api/vendor/chart.umd.min.js" in scripts
-    assert "/static/api/dashboard.js" in scripts
+    assert "/static/monitoring/vendor/chart.umd.min.js" in scripts
+    assert "/static/monitoring/dashboard.js" in scripts
     assert all(src.startswith("/static/") for src in scripts), scripts
-    chart_js = finders.find("api/vendor/chart.umd.min.js")
+    chart_js = finders.find("monitoring/vendor/chart.umd.min.js")
     assert chart_js and "Chart.js v4." in open(chart_js).read(200)
-    assert finders.find("api/vendor/chart.js.LICENSE.md")
+    assert finders.find("monitoring/vendor/chart.js.LICENSE.md")
 
 
 @pytest.mark.parametrize("since", ["yesterday", "15x", "-5m", "2026-13-45"])

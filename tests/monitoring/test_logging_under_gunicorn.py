@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import pytest
 
-from api import writer_lock
-from api.metrics import UNRESOLVED
+from monitoring import writer_lock
+from monitoring.metrics import UNRESOLVED
 from tests.servers import (
     IRIS_ROW,
     Install,
@@ -137,7 +137,7 @@ def stat_totals(server: Server) -> dict[bool, int]:
     Read as the dashboard reads them: after folding the rows not yet folded.
     """
     install = server.extra["install"]
-    install.shell("from api import rollup\nrollup.refresh()")
+    install.shell("from monitoring import rollup\nrollup.refresh()")
     rows = install.query(
         'SELECT resolution, error, SUM("count") FROM api_requeststat '
         "GROUP BY resolution, error"

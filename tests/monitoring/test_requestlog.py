@@ -9,10 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from api import rollup
-from api.management.commands import prunelogs
-from api.models import LogGap, RequestLog, RequestStat, RollupMark
-from api.requestlog import writer
+from monitoring import rollup
+from monitoring.management.commands import prunelogs
+from monitoring.models import LogGap, RequestLog, RequestStat, RollupMark
+from monitoring.requestlog import writer
 
 pytestmark = pytest.mark.django_db
 
@@ -135,7 +135,7 @@ def test_database_failure_buffers_rows_without_failing_predictions(
     client, iris, settings
 ):
     """In autocommit, as in a worker: the direct write path fails and recovers."""
-    from api import metrics
+    from monitoring import metrics
 
     settings.MODELHUB_LOG_BUFFER_SIZE = 3
     dropped_before = metrics.LOG_ROWS_DROPPED._value.get()
@@ -204,7 +204,7 @@ def test_catch_up_counts_each_row_once(client, iris, settings):
 def test_rollup_keeps_latency_buckets_errors_and_rows_per_version(
     client, iris, settings
 ):
-    from api.latency import bucket_of
+    from monitoring.latency import bucket_of
 
     settings.MODELHUB_LOG_ROLLUP_MS = 60_000
     post(client, "/api/predict/iris/", {"inputs": [ROW, ROW]})

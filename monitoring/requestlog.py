@@ -5,8 +5,8 @@ request — written right after the response is sent (or before it, in "sync"
 mode). If the database is down, rows wait in a bounded per-worker buffer and
 are written with the next successful flush; what overflows is counted
 (metric, and a LogGap row once the database is back). The dashboard's rollup
-is folded from the rows separately (api.rollup). Raw SQL, because the ORM's
-per-row overhead is most of the cost.
+is folded from the rows separately (monitoring.rollup). Raw SQL, because the
+ORM's per-row overhead is most of the cost.
 """
 
 from __future__ import annotations

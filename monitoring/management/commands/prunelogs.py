@@ -9,9 +9,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from api.exceptions import PayloadError
-from api.models import LogGap, RequestLog, RequestStat
-from api.stats import parse_since
+from monitoring.exceptions import InvalidSince
+from monitoring.models import LogGap, RequestLog, RequestStat
+from monitoring.stats import parse_since
 
 _BATCH = 10_000
 
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         if options["older_than"]:
             try:
                 cutoff = parse_since(options["older_than"], now)
-            except PayloadError as exc:
+            except InvalidSince as exc:
                 raise CommandError(exc.message) from None
         else:
             cutoff = now - timedelta(days=settings.MODELHUB_LOG_RETENTION_DAYS)

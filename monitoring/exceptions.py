@@ -1,0 +1,19 @@
+"""Monitoring errors, each with a stable machine code for the API and the CLI."""
+
+from __future__ import annotations
+
+
+class MonitoringError(Exception):
+    """Base class for everything monitoring refuses."""
+
+    code = "monitoring_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidSince(MonitoringError):
+    """'since' is neither ISO-8601 nor a relative window like 15m, 24h, 7d."""
+
+    code = "invalid_since"
