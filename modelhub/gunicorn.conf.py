@@ -7,8 +7,15 @@ MODELHUB_WORKERS and the model cache size settings.
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+# gunicorn reads this file before it imports the app: the project must be
+# importable for the settings' own readers of the environment.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from modelhub.env import env_bool, env_int, env_str  # noqa: E402
 
 # Prometheus multiprocess mode: every worker writes its metrics to files in
 # this directory and /metrics sums them. Set before any worker imports
@@ -23,37 +30,22 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ[_OWN_METRICS_DIR_VAR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not an integer") from None
-
-
-bind = os.environ.get("MODELHUB_BIND", "127.0.0.1:8000")
-workers = _int("MODELHUB_WORKERS", 2)
-threads = _int("MODELHUB_THREADS", 1)
+bind = env_str("MODELHUB_BIND", "127.0.0.1:8000")
+workers = env_int("MODELHUB_WORKERS", 2, minimum=1)
+threads = env_int("MODELHUB_THREADS", 1, minimum=1)
 # Worker recycling caps slow leaks in user model code; jitter avoids all
 # workers restarting at once.
-max_requests = _int("MODELHUB_MAX_REQUESTS", 0)
-max_requests_jitter = _int("MODELHUB_MAX_REQUESTS_JITTER", 0)
-timeout = _int("MODELHUB_WORKER_TIMEOUT", 60)
-graceful_timeout = _int("MODELHUB_GRACEFUL_TIMEOUT", 30)
-keepalive = _int("MODELHUB_KEEPALIVE", 5)
+max_requests = env_int("MODELHUB_MAX_REQUESTS", 0)
+max_requests_jitter = env_int("MODELHUB_MAX_REQUESTS_JITTER", 0)
+timeout = env_int("MODELHUB_WORKER_TIMEOUT", 60)
+graceful_timeout = env_int("MODELHUB_GRACEFUL_TIMEOUT", 30)
+keepalive = env_int("MODELHUB_KEEPALIVE", 5)
 # The app is imported once in the master and forked: a new worker (after a
 # crash, max_requests or HUP) serves within milliseconds instead of paying
 # Django's and scikit-learn's imports again, and shares their memory. Code
 # changes then need a restart (or USR2), not HUP.
-preload_app = os.environ.get("MODELHUB_PRELOAD_APP", "1").strip().lower() not in {
-    "0",
-    "false",
-    "no",
-    "off",
-}
-accesslog = os.environ.get("MODELHUB_ACCESS_LOG") or None
+preload_app = env_bool("MODELHUB_PRELOAD_APP", True)
+accesslog = env_str("MODELHUB_ACCESS_LOG") or None
 errorlog = "-"
 # gunicorn's control socket lives in $HOME and would be shared by every
 # instance on the machine; ModelHub is managed with signals instead.

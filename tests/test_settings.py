@@ -213,3 +213,53 @@ def test_local_secret_key_is_shared_by_workers_starting_at_once(tmp_path):
     assert len(keys) == 1
     assert keys.pop() == (tmp_path / "secret_key").read_text().strip()
     assert not list(tmp_path.glob("secret_key.*"))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MODELHUB_PRELOAD_APP", "yes please"),
+        ("MODELHUB_WORKERS", "two"),
+        ("MODELHUB_WORKERS", "0"),
+        ("MODELHUB_WORKER_TIMEOUT", "1m"),
+    ],
+)
+def test_gunicorn_refuses_to_start_on_a_bad_setting_naming_it(tmp_path, name, value):
+    """gunicorn.conf.py reads the environment with the settings' own readers."""
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    result = subprocess.run(
+        [str(gunicorn), "--config", "modelhub/gunicorn.conf.py", "--check-config"],
+        cwd=PROJECT_ROOT,
+        env=clean_env(tmp_path, **{name: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {name}=" in result.stderr
+    assert value in result.stderr
+
+
+def test_gunicorn_settings_come_from_the_environment(tmp_path):
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    env = clean_env(
+        tmp_path, MODELHUB_WORKERS="3", MODELHUB_PRELOAD_APP="off", MODELHUB_THREADS=""
+    )
+    result = subprocess.run(
+        [str(gunicorn), "--config", "modelhub/gunicorn.conf.py", "--print-config"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = {
+        name.strip(): value.strip()
+        for name, _, value in (
+            line.partition("=") for line in result.stdout.splitlines()
+        )
+    }
+    assert printed["workers"] == "3"
+    assert printed["preload_app"] == "False"
+    assert printed["threads"] == "1"
