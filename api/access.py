@@ -2,7 +2,9 @@
 
 /api/predict/ and the V2 endpoints answer outside DRF's dispatch (it would
 cost each prediction more than the prediction), so they call these in its
-place: the same token, the same refusals, the same rate.
+place: the same token, the same refusals, the same rate. PredictView declares
+AUTHENTICATION and THROTTLE, the classes used here, for DRF's other methods
+and the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -12,11 +14,33 @@ from django.http import HttpRequest
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import NotAuthenticated, Throttled
 from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
 
-from .throttling import PredictRateThrottle
 
+class PredictRateThrottle(SimpleRateThrottle):
+    """MODELHUB_THROTTLE_RATE per token user, or per client address.
+
+    Counters live in the default cache: per process unless REDIS_URL is set.
+    """
+
+    scope = "predict"
+
+    def get_rate(self) -> str | None:
+        return settings.MODELHUB_THROTTLE_RATE or None
+
+    def get_cache_key(self, request, view) -> str:  # type: ignore[no-untyped-def]
+        user = getattr(request, "user", None)
+        ident = user.pk if user is not None and user.is_authenticated else None
+        return self.cache_format % {
+            "scope": self.scope,
+            "ident": ident if ident is not None else self.get_ident(request),
+        }
+
+
+AUTHENTICATION = TokenAuthentication
+THROTTLE = PredictRateThrottle
 # Stateless, so one instance serves every request.
-_TOKENS = TokenAuthentication()
+_TOKENS = AUTHENTICATION()
 
 
 def authenticate(request: HttpRequest) -> None:
@@ -56,6 +80,6 @@ def throttle(request: HttpRequest) -> None:
     """
     if not settings.MODELHUB_THROTTLE_RATE:
         return
-    limiter = PredictRateThrottle()
+    limiter = THROTTLE()
     if not limiter.allow_request(request, None):
         raise Throttled(limiter.wait())

@@ -1,8 +1,11 @@
-"""Readiness: should a load balancer send this instance traffic?"""
+"""Liveness and readiness: should a load balancer send this instance traffic?"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
 
 from monitoring.requestlog import writer
 from registry.warmup import load_active
@@ -26,3 +29,15 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         "request_log": "ok" if not buffered else f"{buffered} row(s) buffered",
         "models": states,
     }
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: answers while the process lives, touches nothing."""
+    return JsonResponse({"status": "alive"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    ready, body = readiness()
+    return JsonResponse(body, status=200 if ready else 503)

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from rest_framework.request import Request
 
-from .exceptions import InvalidParams, PayloadTooLarge
+from .errors import InvalidParams, PayloadTooLarge
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -29,7 +29,6 @@ def read_body(request: HttpRequest | Request) -> bytes:
     body = request.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"The body is larger than the {limit:,} byte limit.")
-    request.log_body = body
     return body
 
 

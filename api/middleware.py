@@ -52,8 +52,9 @@ def web_only(path: str) -> type:
     Sessions, Django's auth, messages, the slash-appending redirect and the
     generic HTTP metrics serve the admin and the dashboard. A prediction
     never touches them (tokens are DRF's; modelhub_* metrics count every
-    prediction), and running them is a third of the API's own CPU time per
-    request.
+    prediction), and running them was a large share of the API's own CPU per
+    request (bench/README.md). This replaces listing Django's classes in
+    MIDDLEWARE: the same classes, skipped on the data plane's paths.
     """
     inner_class = import_string(path)
 

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from api.urls import prediction_urlpatterns
+from api.dataplane.urls import urlpatterns as prediction_urlpatterns
 
 admin.site.site_header = "ModelHub"
 admin.site.site_title = "ModelHub admin"

@@ -17,10 +17,6 @@ def bucket_of(ms: float) -> int:
     return min(LAST, math.ceil(PER_DECADE * math.log10(ms / BASE_MS)))
 
 
-def upper_edge(bucket: int) -> float:
-    return BASE_MS * 10 ** (bucket / PER_DECADE)
-
-
 def representative(bucket: int) -> float:
     """Geometric middle of the bucket: at most ~6% from any value in it."""
     if bucket == 0:

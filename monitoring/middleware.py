@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import metrics
+from .record import PredictionRecord, attach
 from .requestlog import LogEntry, sanitize_payload, writer
 
 PREDICT_PREFIX = "/api/predict/"
@@ -33,10 +34,8 @@ def prediction_slug(path: str) -> str | None:
 
 class RequestLogMiddleware:
     """Logs and counts every request to a prediction endpoint (/api/predict/…
-    and V2 infer), whatever its fate.
-
-    Views note what they learned on the request (log_version, log_rows,
-    log_model_ms, log_body); errors carry their code on the response.
+    and V2 infer), whatever its fate, from the request's PredictionRecord
+    (monitoring.record), which the data plane and the error handlers fill in.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -46,10 +45,11 @@ class RequestLogMiddleware:
         slug = prediction_slug(request.path)
         if slug is None:
             return self.get_response(request)
+        record = attach(request, slug)
         started = time.perf_counter()
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
-        entry = _entry(request, response, elapsed, slug)
+        entry = _entry(request, record, response.status_code, elapsed)
         metrics.observe_request(
             slug=entry.slug,
             version=entry.version,
@@ -59,31 +59,39 @@ class RequestLogMiddleware:
         )
         mode = settings.MODELHUB_LOG_MODE
         if mode == "after_response":
-            # Runs when the server closes the response: after the client has
-            # its bytes, before this worker reads its next request.
-            response._resource_closers.append(partial(writer.submit, entry))
+            after_response(response, partial(writer.submit, entry))
         elif mode == "sync":
             writer.submit(entry)
         return response
 
 
+def after_response(response: HttpResponse, work: Callable[[], None]) -> None:
+    """Run ``work`` when the server closes ``response``: after the client has
+    its bytes, before this worker reads its next request.
+
+    Django's own list of closers (HttpResponse._resource_closers, private):
+    the request_finished signal would be public, but it runs for every request
+    of the process and would have to find this request's entry in a
+    thread-local. Writing the row after the response instead of before it is
+    what MODELHUB_LOG_MODE=after_response measures in bench/logging_cost.py.
+    """
+    response._resource_closers.append(work)
+
+
 def _entry(
-    request: HttpRequest, response: HttpResponse, elapsed: float, slug: str
+    request: HttpRequest, record: PredictionRecord, status: int, elapsed: float
 ) -> LogEntry:
-    status = response.status_code
-    code = getattr(response, "error_code", "") or (
-        f"http_{status}" if status >= 400 else ""
-    )
-    body = getattr(request, "log_body", None)
+    code = record.error_code or (f"http_{status}" if status >= 400 else "")
+    body = record.body
     return LogEntry(
         created_at=timezone.now(),
-        slug=slug[:100],
-        version=getattr(request, "log_version", None),
+        slug=record.slug[:100],
+        version=record.version,
         status=status,
         error_code=code[:50],
-        rows=getattr(request, "log_rows", 0),
+        rows=record.rows,
         latency_ms=elapsed * 1000,
-        model_ms=getattr(request, "log_model_ms", None),
+        model_ms=record.model_ms,
         request_id=getattr(request, "request_id", ""),
         client=request.META.get("REMOTE_ADDR", "")[:64]
         if settings.MODELHUB_LOG_CLIENT

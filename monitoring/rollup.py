@@ -8,7 +8,7 @@ themselves are the record. The dashboard and the stats API catch up before
 they read, so what they show is exact.
 
 Why not an UPSERT next to every row: without it (and its transaction) a
-request took 2.25M instead of 2.36M instructions in process (bench/README.md).
+request costs measurably less (bench/README.md has the instruction counts).
 """
 
 from __future__ import annotations

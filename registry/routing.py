@@ -123,7 +123,7 @@ def forget() -> None:
 
 
 # The per-request query, compiled by the ORM once per process and database
-# vendor: compiling it is most of its cost (about 1 ms), running it is not.
+# vendor: compiling it is most of its cost, running it is not (bench/README.md).
 _SLUG, _NUMBER = "\x00slug", 987_654_321
 _MAX_NUMBER = 2_147_483_647  # PositiveIntegerField's range on every backend
 
@@ -148,7 +148,7 @@ def _fetch_one(
     """Run the statement on the DB-API connection itself.
 
     Django's cursor wrapper and SQLite placeholder rewriting cost more than
-    this indexed lookup (about 30 of 55 µs on SQLite); errors still surface
+    this indexed lookup (bench/README.md has the figures); errors still surface
     as Django's DatabaseError. With DEBUG or a test capturing queries, the
     query goes through Django's cursor so that it is recorded.
     """

@@ -69,7 +69,7 @@ def test_monitoring_never_imports_api():
 def test_import_walk_sees_relative_and_function_level_imports():
     source = (
         "from .. import api\n"
-        "from ..api.exceptions import ApiError\n"
+        "from ..api.errors import ApiError\n"
         "def later():\n"
         "    import api.views\n"
         "    from . import stats\n"
@@ -77,7 +77,7 @@ def test_import_walk_sees_relative_and_function_level_imports():
     found = [name for _, name in imported_modules(source, "monitoring.commands.x")]
     assert found == [
         "monitoring",
-        "monitoring.api.exceptions",
+        "monitoring.api.errors",
         "api.views",
         "monitoring.commands",
     ]

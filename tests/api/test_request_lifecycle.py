@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from api.apps import caches_need_closing
 from monitoring.metrics import UNRESOLVED
-from tests.api.test_errors import IRIS_ROW, post
+from tests.api.dataplane.test_errors import IRIS_ROW, post
 from tests.api.test_web_only_middleware import sample
 
 

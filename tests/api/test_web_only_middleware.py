@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.api.test_errors import IRIS_ROW, post
+from tests.api.dataplane.test_errors import IRIS_ROW, post
 
 
 @pytest.fixture

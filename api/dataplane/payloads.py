@@ -21,17 +21,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
-from .exceptions import (
+from ..errors import (
     AmbiguousFormat,
     DuplicateFeatures,
-    EmptyInput,
     InvalidParams,
     InvalidShape,
     InvalidString,
@@ -40,78 +38,25 @@ from .exceptions import (
     MissingFeatures,
     NonFiniteNumber,
     NullValue,
-    TooManyRows,
     UnknownFeatures,
     UnsupportedMediaType,
     WrongType,
 )
+from .features import (
+    ID_KEY,
+    MAX_NAMED,
+    DecodedInput,
+    InputSpec,
+    assemble,
+    check_rows,
+    quote,
+    short,
+)
 
 FORMAT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs", "data")
-ID_KEY = "id"
 _NUMBER_TYPES = (int, float)
-_MAX_NAMED = 10
-_MAX_NAME_CHARS = 100
 # pandas' to_dict(orient="split") adds "index"; MLflow ignores it, and so do we.
 _SPLIT_KEYS = frozenset({"columns", "data", "index"})
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """A version's input schema prepared once for the hot path."""
-
-    names: tuple[str, ...]
-    index: dict[str, int]
-    string_positions: frozenset[int]
-    allow_nan: bool
-    needs_frame: bool
-
-    @property
-    def known(self) -> bool:
-        return bool(self.names)
-
-    @property
-    def takes_ids(self) -> bool:
-        return ID_KEY not in self.index
-
-
-def prepare_spec(
-    schema: dict[str, Any],
-    *,
-    selects_by_name: bool,
-    fitted_names: list[str] | None = None,
-) -> InputSpec:
-    """``fitted_names`` (the estimator's feature_names_in_) fix the column order.
-
-    A schema from metadata or an edit may list features in another order; a
-    float array must follow the fitted order. If the names differ from the
-    fitted ones, a DataFrame is sent so sklearn itself checks them.
-    """
-    features = list(schema.get("features") or [])
-    named = bool(schema.get("named"))
-    mismatch = False
-    if fitted_names:
-        by_name = {str(f["name"]): f for f in features}
-        if set(by_name) == set(fitted_names):
-            features = [by_name[name] for name in fitted_names]
-        else:
-            mismatch = True
-    names = tuple(str(f["name"]) for f in features)
-    strings = frozenset(i for i, f in enumerate(features) if f.get("type") == "string")
-    return InputSpec(
-        names=names,
-        index={name: i for i, name in enumerate(names)},
-        string_positions=strings,
-        allow_nan=bool(schema.get("allow_nan")),
-        needs_frame=mismatch or (named and (bool(strings) or selects_by_name)),
-    )
-
-
-@dataclass
-class DecodedInput:
-    data: Any
-    rows: int
-    ids: list[Any] | None
-    params: dict[str, Any]
 
 
 def decode(
@@ -193,7 +138,7 @@ def _split_format(doc: dict[str, Any], spec: InputSpec) -> tuple[str, Any, Any]:
     if unexpected:
         raise InvalidShape(
             f"Unexpected keys beside '{key}': "
-            + ", ".join(repr(_short(k)) for k in unexpected[:_MAX_NAMED])
+            + ", ".join(repr(short(k)) for k in unexpected[:MAX_NAMED])
             + "."
         )
     return key, doc[key], doc.get("params", {})
@@ -210,19 +155,10 @@ def _check_params(params: Any) -> dict[str, Any]:
     return params
 
 
-def _check_count(count: int, max_rows: int) -> None:
-    if count == 0:
-        raise EmptyInput("The payload holds no rows.")
-    if count > max_rows:
-        raise TooManyRows(
-            f"{count} rows is more than the limit of {max_rows} per request."
-        )
-
-
 def _from_list(
     items: list[Any], spec: InputSpec, max_rows: int, *, key: str
 ) -> tuple[list[list[Any]], list[Any] | None]:
-    _check_count(len(items), max_rows)
+    check_rows(len(items), max_rows, holder="payload")
     first = items[0]
     if isinstance(first, dict):
         return _from_records(items, spec, max_rows)
@@ -238,7 +174,7 @@ def _from_list(
 def _from_records(
     records: list[Any], spec: InputSpec, max_rows: int
 ) -> tuple[list[list[Any]], list[Any] | None]:
-    _check_count(len(records), max_rows)
+    check_rows(len(records), max_rows, holder="payload")
     if not spec.known:
         raise InvalidShape(
             "This model has no input schema, so records cannot be mapped to "
@@ -288,7 +224,7 @@ def _check_keys(record: dict[str, Any], spec: InputSpec, position: int, total: i
     missing = [n for n in spec.names if n not in record]
     if missing:
         raise MissingFeatures(
-            f"Missing features{where}: {_quote(missing)}", features=missing[:_MAX_NAMED]
+            f"Missing features{where}: {quote(missing)}", features=missing[:MAX_NAMED]
         )
     unknown = [
         k
@@ -297,8 +233,8 @@ def _check_keys(record: dict[str, Any], spec: InputSpec, position: int, total: i
     ]
     if unknown:
         raise UnknownFeatures(
-            f"Unknown features{where}: {_quote(unknown)}",
-            features=[_short(k) for k in unknown[:_MAX_NAMED]],
+            f"Unknown features{where}: {quote(unknown)}",
+            features=[short(k) for k in unknown[:MAX_NAMED]],
         )
 
 
@@ -329,10 +265,10 @@ def _from_split(
     if extra:
         raise InvalidShape(
             "'dataframe_split' takes 'columns', 'data' and 'index'; got "
-            + ", ".join(repr(_short(k)) for k in extra[:_MAX_NAMED])
+            + ", ".join(repr(short(k)) for k in extra[:MAX_NAMED])
             + "."
         )
-    _check_count(len(data), max_rows)
+    check_rows(len(data), max_rows, holder="payload")
     if columns is None:
         return _from_positional(data, spec), None
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
@@ -359,7 +295,7 @@ def _from_columns(
     lengths = {len(v) for v in values}
     if len(lengths) != 1:
         raise InvalidShape("Every column in 'inputs' must have the same length.")
-    _check_count(lengths.pop(), max_rows)
+    check_rows(lengths.pop(), max_rows, holder="payload")
     return _reorder(columns, [list(row) for row in zip(*values, strict=True)], spec)
 
 
@@ -378,7 +314,7 @@ def _reorder(
     """Rows given with their own column order -> rows in schema order."""
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
-        raise DuplicateFeatures(f"Duplicate features: {_quote(duplicates)}")
+        raise DuplicateFeatures(f"Duplicate features: {quote(duplicates)}")
     if not spec.known:
         raise InvalidShape(
             "This model has no input schema: send positional rows instead."
@@ -412,7 +348,7 @@ def decode_csv(body: bytes, spec: InputSpec, *, max_rows: int) -> DecodedInput:
         # pandas' to_csv() writes the index first, under an empty name;
         # MLflow's scoring server drops it, and so do we.
         header, data = header[1:], [row[1:] for row in data]
-    _check_count(len(data), max_rows)
+    check_rows(len(data), max_rows, holder="payload")
     for position, row in enumerate(data):
         if len(row) != len(header):
             raise MalformedCSV(
@@ -456,21 +392,14 @@ def _build(
     else:
         columns = [_column(flat[i::width], i, spec) for i in range(width)]
         matrix = None
-    if spec.needs_frame:
+    if matrix is None:
+        data = assemble(columns, spec, len(rows))
+    elif spec.needs_frame:
         import pandas as pd
 
-        if columns is None:
-            data = pd.DataFrame(matrix, columns=list(spec.names))
-        else:
-            data = pd.DataFrame(dict(zip(spec.names, columns, strict=True)))
-    elif matrix is not None:
-        data = matrix
+        data = pd.DataFrame(matrix, columns=list(spec.names))
     else:
-        data = (
-            np.column_stack(columns)
-            if not spec.string_positions
-            else np.array(list(zip(*columns, strict=True)), dtype=object)
-        )
+        data = matrix
     return DecodedInput(data, len(rows), ids, params)
 
 
@@ -556,15 +485,3 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return type(value).__name__
-
-
-def _short(name: Any) -> str:
-    """A name as an error echoes it: a 100 KB key must not come back whole."""
-    text = str(name)
-    return text if len(text) <= _MAX_NAME_CHARS else text[:_MAX_NAME_CHARS] + "…"
-
-
-def _quote(names: list[Any]) -> str:
-    shown = ", ".join(f"'{_short(n)}'" for n in names[:_MAX_NAMED])
-    more = len(names) - _MAX_NAMED
-    return shown + (f" and {more} more" if more > 0 else "")

@@ -1,4 +1,4 @@
-"""The per-request time limit on model code (api.timeouts)."""
+"""The per-request time limit on model code (api.dataplane.timeouts)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from api import timeouts
-from api.exceptions import PredictionTimeout
-from api.timeouts import time_limit
+from api.dataplane import timeouts
+from api.dataplane.timeouts import time_limit
+from api.errors import PredictionTimeout
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 scikit-learn's ``Parallel`` re-installs every process-wide warning filter
 around each task it runs, so a 100-tree forest pays for the filter list a
-hundred times per request: about 5 ms of its 13 ms for the dozen filters
+hundred times per request: a large share of its predict time for the dozen
 Django, numpy and friends install, tens of ms with more. Predict therefore
 runs with a single filter (for the warning every request would raise),
 recording what else is warned; what an operator should see is logged once
@@ -36,7 +36,7 @@ _QUIET_CATEGORIES = (
 )
 # Expected on every request: all-numeric input goes to DataFrame-fitted
 # models as a float array in the fitted order (a DataFrame costs ~1 ms per
-# request; api.services), so scikit-learn's warning about missing names is
+# request; api.dataplane.infer), so scikit-learn's warning about missing names is
 # noise. Ignored process-wide (for threads, below) and as the only filter
 # during predict: an empty list would make scikit-learn warn on every task.
 _EXPECTED = "X does not have valid feature names"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .exceptions import PredictionTimeout
+from ..errors import PredictionTimeout
 
 
 class _Expired(BaseException):

@@ -1,64 +1,11 @@
-"""Response shapes, for the OpenAPI schema (views render plain dicts)."""
+"""The control plane's request and response shapes, for the OpenAPI schema
+(views render plain dicts)."""
 
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField(help_text="Stable machine code, e.g. missing_features")
-    column = serializers.CharField(required=False)
-    features = serializers.ListField(child=serializers.CharField(), required=False)
-    field = serializers.CharField(
-        required=False, help_text="The request field at fault (management API)"
-    )
-
-
-class PredictionSerializer(serializers.Serializer):
-    model = serializers.CharField(help_text="The slug")
-    version = serializers.IntegerField()
-    request_id = serializers.CharField()
-    predictions = serializers.ListField(child=serializers.JSONField())
-    probabilities = serializers.ListField(
-        child=serializers.DictField(child=serializers.FloatField(allow_null=True)),
-        required=False,
-        help_text="One object per row keyed by str(label); only with proba.",
-    )
-    ids = serializers.ListField(
-        child=serializers.JSONField(),
-        required=False,
-        help_text="The rows' 'id' values, aligned with predictions.",
-    )
-
-
-class PredictRequestSerializer(serializers.Serializer):
-    """One of the accepted shapes; see the examples."""
-
-    data = serializers.JSONField(required=False)
-    dataframe_split = serializers.JSONField(required=False)
-    dataframe_records = serializers.ListField(
-        child=serializers.DictField(), required=False
-    )
-    instances = serializers.ListField(child=serializers.JSONField(), required=False)
-    inputs = serializers.JSONField(required=False)
-    params = serializers.DictField(
-        required=False, allow_null=True, help_text="null is the same as {}"
-    )
-
-
-# The body may also be a bare JSON array of records (api.payloads.decode_document).
-PredictBodySerializer = PolymorphicProxySerializer(
-    component_name="PredictBody",
-    serializers=[
-        PredictRequestSerializer,
-        serializers.ListSerializer(child=serializers.DictField()),
-    ],
-    resource_type_field_name=None,
-    many=False,
-)
 
 
 class VersionSerializer(serializers.Serializer):
@@ -131,7 +78,7 @@ class StatsSerializer(serializers.Serializer):
     models = ModelStatsSerializer(many=True)
 
 
-# The management API (api.publishing): request bodies and the version resource.
+# The management API (api.control.publishing): request bodies and the version resource.
 
 
 class ModelCreateSerializer(serializers.Serializer):

@@ -193,7 +193,7 @@ def test_unknown_v2_paths_answer_protocol_json_404(api, iris):
 
 
 def test_a_crash_on_a_v2_path_answers_protocol_json_500(api, iris, monkeypatch):
-    from api import openinference
+    from api.v2 import protocol as openinference
 
     def crash() -> None:
         raise RuntimeError("a bug")

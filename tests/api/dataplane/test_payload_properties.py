@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from api import payloads
-from api.exceptions import PayloadError
+from api.dataplane import features as inputspec
+from api.dataplane import payloads
+from api.errors import PayloadError
 
 MAX_ROWS = 50
 IRIS = (
@@ -29,7 +30,7 @@ IRIS = (
     "petal length (cm)",
     "petal width (cm)",
 )
-RESERVED = {*payloads.FORMAT_KEYS, "params", payloads.ID_KEY}
+RESERVED = {*payloads.FORMAT_KEYS, "params", inputspec.ID_KEY}
 JSON = "application/json"
 CSV = "text/csv"
 
@@ -40,14 +41,14 @@ def spec(
     named: bool = True,
     allow_nan: bool = False,
     selects_by_name: bool = False,
-) -> payloads.InputSpec:
-    """A spec built the way api.services.spec_for builds one."""
+) -> inputspec.InputSpec:
+    """A spec built the way api.dataplane.infer.spec_for builds one."""
     schema = {
         "features": [{"name": n, "type": t} for n, t in features],
         "named": named,
         "allow_nan": allow_nan,
     }
-    return payloads.prepare_spec(schema, selects_by_name=selects_by_name)
+    return inputspec.prepare_spec(schema, selects_by_name=selects_by_name)
 
 
 SPECS = {
@@ -59,7 +60,7 @@ SPECS = {
     "one-feature": spec([("x", "number")], named=False),
     "feature-named-data": spec([("data", "number"), ("params", "number")]),
     "feature-named-id": spec([("id", "number"), ("y", "string")]),
-    "no-schema": payloads.prepare_spec({}, selects_by_name=False),
+    "no-schema": inputspec.prepare_spec({}, selects_by_name=False),
 }
 
 
@@ -95,7 +96,7 @@ def wire(value: Any) -> bytes:
     return json.dumps(value, allow_nan=True).encode()
 
 
-def check_decoded(decoded: payloads.DecodedInput, spec: payloads.InputSpec) -> None:
+def check_decoded(decoded: inputspec.DecodedInput, spec: inputspec.InputSpec) -> None:
     """What the model receives is consistent, whatever the input was."""
     assert 1 <= decoded.rows <= MAX_ROWS
     assert isinstance(decoded.params, dict)
@@ -111,8 +112,8 @@ def check_decoded(decoded: payloads.DecodedInput, spec: payloads.InputSpec) -> N
 
 
 def decode_or_refuse(
-    body: bytes, content_type: str, spec: payloads.InputSpec
-) -> payloads.DecodedInput | None:
+    body: bytes, content_type: str, spec: inputspec.InputSpec
+) -> inputspec.DecodedInput | None:
     try:
         decoded = payloads.decode(body, content_type, spec, max_rows=MAX_ROWS)
     except PayloadError as exc:

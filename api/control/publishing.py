@@ -23,8 +23,8 @@ from registry.exceptions import (
 )
 from registry.models import Activation, MLModel, ModelVersion
 
-from .exceptions import InvalidField, MissingFile
-from .http import ascii_digits, form_flag
+from ..errors import InvalidField, MissingFile
+from ..http import ascii_digits, form_flag
 
 # As the path's and api.http.query_version's documented range.
 MAX_VERSION = 999_999_999

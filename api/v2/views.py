@@ -18,22 +18,27 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException, Throttled
 
-from registry.exceptions import RegistryError
+from monitoring.record import note_error
+from monitoring.record import of as record_of
 from registry.loading import LoadedModel
 
-from . import access, openinference, services
-from .exceptions import ApiError, UnsupportedMediaType, status_for
-from .health import readiness
-from .http import read_body
+from .. import access
+from ..dataplane import infer as dataplane
+from ..dataplane.infer import serve_model
+from ..errors import DOMAIN_ERRORS, status_for
+from ..health import readiness
+from . import protocol
+from .codec import V2Decoder, encode_response
 
 View = Callable[..., HttpResponse]
 
 
-def error_response(message: str, status: int, code: str) -> JsonResponse:
-    """The protocol's error body; the code is kept for the request log."""
-    response = JsonResponse({"error": message}, status=status)
-    response.error_code = code
-    return response
+def error_response(
+    request: HttpRequest, message: str, status: int, code: str
+) -> JsonResponse:
+    """The protocol's error body; the code is noted for the request log."""
+    note_error(request, code)
+    return JsonResponse({"error": message}, status=status)
 
 
 def v2_endpoint(*methods: str) -> Callable[[View], View]:
@@ -45,17 +50,20 @@ def v2_endpoint(*methods: str) -> Callable[[View], View]:
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
                 response = error_response(
-                    f"Method {request.method} not allowed.", 405, "method_not_allowed"
+                    request,
+                    f"Method {request.method} not allowed.",
+                    405,
+                    "method_not_allowed",
                 )
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
                 return view(request, *args, **kwargs)
-            except (ApiError, RegistryError) as exc:
-                return error_response(exc.message, status_for(exc), exc.code)
+            except DOMAIN_ERRORS as exc:
+                return error_response(request, exc.message, status_for(exc), exc.code)
             except APIException as exc:  # DRF's auth and throttle refusals
                 response = error_response(
-                    str(exc.detail), exc.status_code, str(exc.get_codes())
+                    request, str(exc.detail), exc.status_code, str(exc.get_codes())
                 )
                 if isinstance(exc, Throttled) and exc.wait is not None:
                     response["Retry-After"] = str(math.ceil(exc.wait))
@@ -70,25 +78,16 @@ def v2_endpoint(*methods: str) -> Callable[[View], View]:
 
 def _served_model(request: HttpRequest, slug: str, version: int | None) -> LoadedModel:
     access.authenticate(request)
-    ref = services.resolve(slug, version)
-    access.require_token(request, private=ref.private)
-    return services.load(ref, pinned=version is not None)
-
-
-def _body(request: HttpRequest) -> bytes:
-    # META, not request.headers: that would be built from the whole environ.
-    encoding = request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
-    if encoding != "identity":
-        raise UnsupportedMediaType(
-            f"Content-Encoding '{encoding[:40]}' is not supported: send the body "
-            "uncompressed."
-        )
-    return read_body(request)
+    return serve_model(
+        slug=slug,
+        version=version,
+        authorize=lambda ref: access.require_token(request, private=ref.private),
+    )
 
 
 @v2_endpoint("GET")
 def server_metadata(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(openinference.server_metadata())
+    return JsonResponse(protocol.server_metadata())
 
 
 @v2_endpoint("GET")
@@ -108,8 +107,8 @@ def model_metadata(
     request: HttpRequest, slug: str, version: int | None = None
 ) -> JsonResponse:
     loaded = _served_model(request, slug, version)
-    versions = openinference.ready_versions(slug)
-    return JsonResponse(openinference.model_metadata(loaded, versions=versions))
+    versions = protocol.ready_versions(slug)
+    return JsonResponse(protocol.model_metadata(loaded, versions=versions))
 
 
 @v2_endpoint("GET")
@@ -126,36 +125,33 @@ def model_ready(
 def infer(request: HttpRequest, slug: str, version: int | None = None) -> HttpResponse:
     access.authenticate(request)
     access.throttle(request)
-    ref = services.resolve(slug, version)
-    request.log_version = ref.number
-    access.require_token(request, private=ref.private)
-    started = time.perf_counter()
-    loaded = services.load(ref, pinned=version is not None)
-    request.log_version = loaded.ref.number  # the last good one on a fallback
-    result = openinference.infer(
-        loaded=loaded,
-        body=_body(request),
-        header_length=request.META.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH"),
-        request_id=getattr(request, "request_id", ""),
-        load_ms=(time.perf_counter() - started) * 1000,
+    record = record_of(request)
+    inference = dataplane.infer(
+        slug=slug,
+        version=version,
+        decoder=V2Decoder(request, record),
+        authorize=lambda ref: access.require_token(request, private=ref.private),
+        record=record,
     )
-    request.log_rows = result.rows
-    request.log_model_ms = result.timings["predict"]
-    binary = result.header_length is not None
+    encoding = time.perf_counter()
+    body, header_length = encode_response(
+        inference, request_id=getattr(request, "request_id", "")
+    )
+    encode_ms = (time.perf_counter() - encoding) * 1000
+    binary = header_length is not None
     response = HttpResponse(
-        result.body,
-        content_type="application/octet-stream" if binary else "application/json",
+        body, content_type="application/octet-stream" if binary else "application/json"
     )
     if binary:
-        response["Inference-Header-Content-Length"] = str(result.header_length)
-    response["X-Model-Version"] = str(loaded.ref.number)
-    response["Server-Timing"] = ", ".join(
-        f"{k};dur={v:.3f}" for k, v in result.timings.items()
-    )
+        response["Inference-Header-Content-Length"] = str(header_length)
+    response["X-Model-Version"] = str(inference.ref.number)
+    response["Server-Timing"] = inference.server_timing(encode_ms)
     return response
 
 
 @v2_endpoint("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any other /v2 path, in the protocol's error shape."""
-    return error_response(f"No such endpoint: {request.path[:200]}", 404, "not_found")
+    return error_response(
+        request, f"No such endpoint: {request.path[:200]}", 404, "not_found"
+    )

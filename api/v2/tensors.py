@@ -13,7 +13,7 @@ import numpy as np
 
 from registry.jsonvalues import to_json_value
 
-from .exceptions import InvalidString, PayloadError, WrongType
+from ..errors import InvalidString, PayloadError, WrongType
 
 # Little-endian whatever the host: the extension says so.
 NUMERIC_DTYPES: dict[str, np.dtype] = {

@@ -1,4 +1,5 @@
-"""Open Inference Protocol inputs -> the model's input, as payloads.py builds it.
+"""Open Inference Protocol inputs -> the model's input, as the REST payloads
+become it (api.dataplane.features).
 
 One tensor of shape [rows, features] in schema order, or one input per
 feature (shape [rows] or [rows, 1], the ``content_type: "pd"`` convention)
@@ -12,26 +13,30 @@ from typing import Any
 
 import numpy as np
 
-from . import payloads
-from .exceptions import (
+from ..dataplane.features import (
+    MAX_NAMED,
+    DecodedInput,
+    InputSpec,
+    assemble,
+    check_rows,
+    quote,
+)
+from ..errors import (
     DuplicateFeatures,
-    EmptyInput,
     InvalidShape,
     MissingFeatures,
     NonFiniteNumber,
-    TooManyRows,
     UnknownFeatures,
     WrongType,
 )
 from .tensors import BYTES, Tensor
 
 TENSOR_INPUT = "input-0"
-_MAX_NAMED = 10
 
 
 def model_input(
-    inputs: list[Tensor], spec: payloads.InputSpec, *, pandas: bool, max_rows: int
-) -> payloads.DecodedInput:
+    inputs: list[Tensor], spec: InputSpec, *, pandas: bool, max_rows: int
+) -> DecodedInput:
     """Per-feature inputs when asked (``pd``) or named after features; else one
     [rows, features] tensor."""
     width = len(spec.names)
@@ -45,21 +50,19 @@ def model_input(
     if len(inputs) != 1:
         raise InvalidShape(
             "Send one input of shape [rows, features], or one input per feature "
-            f"named after it ({_quote(list(spec.names)) or 'this model has none'})."
+            f"named after it ({quote(list(spec.names)) or 'this model has none'})."
         )
     return _from_tensor(inputs[0], spec, max_rows)
 
 
-def _from_tensor(
-    tensor: Tensor, spec: payloads.InputSpec, max_rows: int
-) -> payloads.DecodedInput:
+def _from_tensor(tensor: Tensor, spec: InputSpec, max_rows: int) -> DecodedInput:
     if len(tensor.shape) != 2:
         raise InvalidShape(
             f"Input '{tensor.name[:100]}' has shape {list(tensor.shape)}; a single "
             "input must have shape [rows, features]."
         )
     rows, width = tensor.shape
-    _check_rows(rows, max_rows)
+    check_rows(rows, max_rows, holder="request")
     if spec.known and width != len(spec.names):
         raise InvalidShape(
             f"Input '{tensor.name[:100]}' has {width} features per row; the model "
@@ -87,12 +90,12 @@ def _from_tensor(
         import pandas as pd
 
         data = pd.DataFrame(data, columns=list(spec.names))
-    return payloads.DecodedInput(data, rows, None, {})
+    return DecodedInput(data, rows, None, {})
 
 
 def _from_features(
-    tensors: list[Tensor], spec: payloads.InputSpec, max_rows: int
-) -> payloads.DecodedInput:
+    tensors: list[Tensor], spec: InputSpec, max_rows: int
+) -> DecodedInput:
     if not spec.known:
         raise InvalidShape(
             "This model has no input schema, so inputs cannot be mapped to "
@@ -101,21 +104,21 @@ def _from_features(
     names = [t.name for t in tensors]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise DuplicateFeatures(f"Duplicate inputs: {_quote(duplicates)}")
+        raise DuplicateFeatures(f"Duplicate inputs: {quote(duplicates)}")
     missing = [n for n in spec.names if n not in names]
     if missing:
         raise MissingFeatures(
-            f"Missing features: {_quote(missing)}", features=missing[:_MAX_NAMED]
+            f"Missing features: {quote(missing)}", features=missing[:MAX_NAMED]
         )
     unknown = [n for n in names if n not in spec.index]
     if unknown:
         raise UnknownFeatures(
-            f"Unknown features: {_quote(unknown)}",
-            features=[n[:100] for n in unknown[:_MAX_NAMED]],
+            f"Unknown features: {quote(unknown)}",
+            features=[n[:100] for n in unknown[:MAX_NAMED]],
         )
     by_name = {t.name: t for t in tensors}
     rows = _feature_rows(tensors[0])
-    _check_rows(rows, max_rows)
+    check_rows(rows, max_rows, holder="request")
     columns = []
     for position, name in enumerate(spec.names):
         tensor = by_name[name]
@@ -133,17 +136,7 @@ def _from_features(
             columns.append(tensor.array.reshape(rows))
         else:
             columns.append(_numbers(tensor.array.reshape(rows), tensor, spec))
-    if spec.needs_frame:
-        import pandas as pd
-
-        data: Any = pd.DataFrame(dict(zip(spec.names, columns, strict=True)))
-    elif not spec.string_positions:
-        data = np.column_stack(columns)
-    else:
-        data = np.empty((rows, len(columns)), dtype=object)
-        for position, column in enumerate(columns):
-            data[:, position] = column
-    return payloads.DecodedInput(data, rows, None, {})
+    return DecodedInput(assemble(columns, spec, rows), rows, None, {})
 
 
 def _feature_rows(tensor: Tensor) -> int:
@@ -156,7 +149,7 @@ def _feature_rows(tensor: Tensor) -> int:
     )
 
 
-def _numbers(array: np.ndarray, tensor: Tensor, spec: payloads.InputSpec) -> Any:
+def _numbers(array: np.ndarray, tensor: Tensor, spec: InputSpec) -> Any:
     """float64 values (exact for every FP and INT32 type), finite unless the
     model takes NaN."""
     if tensor.datatype in (BYTES, "BOOL"):
@@ -175,18 +168,3 @@ def _numbers(array: np.ndarray, tensor: Tensor, spec: payloads.InputSpec) -> Any
             column=tensor.name[:100],
         )
     return values
-
-
-def _check_rows(rows: int, max_rows: int) -> None:
-    if rows == 0:
-        raise EmptyInput("The request holds no rows.")
-    if rows > max_rows:
-        raise TooManyRows(
-            f"{rows} rows is more than the limit of {max_rows} per request."
-        )
-
-
-def _quote(names: list[str]) -> str:
-    shown = ", ".join(f"'{n[:100]}'" for n in names[:_MAX_NAMED])
-    more = len(names) - _MAX_NAMED
-    return shown + (f" and {more} more" if more > 0 else "")

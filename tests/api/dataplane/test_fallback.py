@@ -16,7 +16,7 @@ from monitoring.models import RequestLog
 from registry import actions
 from registry.cache import model_cache
 from registry.models import ModelVersion
-from tests.api.test_errors import IRIS_ROW, assert_error, post
+from tests.api.dataplane.test_errors import IRIS_ROW, assert_error, post
 
 
 @pytest.fixture

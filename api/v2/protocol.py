@@ -1,36 +1,34 @@
-"""The Open Inference Protocol (KServe V2) for registered models.
+"""The Open Inference Protocol (KServe V2): its infer request and documents.
 
-An infer request (JSON, or a JSON header followed by binary tensor data)
-becomes the model's input (inference_inputs.py), the predictions become the
-response (``predict`` and, when asked, ``predict_proba``), and the server
-and each model describe themselves in the protocol's metadata documents.
+An infer request is a JSON header, perhaps followed by binary tensor data;
+``parse_request`` reads it and checks the outputs asked for; the server and
+each model describe themselves in the protocol's metadata documents. The
+decoder and encoder around the data plane's infer() are in codec.py.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 
-from registry.loading import LoadedModel, VersionRef
+from registry.loading import LoadedModel
 from registry.models import ModelVersion
 
-from . import payloads, services
-from .exceptions import InvalidParams, InvalidShape, PayloadError
-from .http import ascii_digits
-from .inference_inputs import TENSOR_INPUT, model_input
-from .renderers import dumps
+from ..dataplane.infer import spec_for
+from ..dataplane.payloads import parse_json
+from ..errors import InvalidParams, InvalidShape, PayloadError
+from ..http import ascii_digits
+from .inputs import TENSOR_INPUT
 from .tensors import (
     BYTES,
     InvalidBinaryData,
     Tensor,
     binary_size,
-    encode_binary,
     encode_json,
     output_array,
     read_tensor,
@@ -69,21 +67,13 @@ class InferRequest:
     pandas: bool
 
 
-@dataclass
-class InferResponse:
-    body: bytes
-    header_length: int | None
-    rows: int
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 # --- requests -------------------------------------------------------------------------
 
 
 def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     """The JSON header and, after it, each input's binary data in order."""
     if header_length is None:
-        document, raw = payloads.parse_json(body), memoryview(b"")
+        document, raw = parse_json(body), memoryview(b"")
     else:
         size = header_length.strip()
         if not ascii_digits(size) or int(size) > len(body):
@@ -92,7 +82,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
                 f"than the body ({len(body)} bytes); got {header_length[:40]!r}."
             )
         view = memoryview(body)
-        document = payloads.parse_json(bytes(view[: int(size)]))
+        document = parse_json(bytes(view[: int(size)]))
         raw = view[int(size) :]
     if not isinstance(document, dict):
         raise InvalidShape("The inference request must be a JSON object.")
@@ -169,7 +159,7 @@ def _requested_outputs(specs: Any) -> list[RequestedOutput] | None:
     return outputs
 
 
-def _resolved_outputs(
+def resolved_outputs(
     request: InferRequest, loaded: LoadedModel
 ) -> list[RequestedOutput]:
     """The outputs to send, each binary or not (the output's own flag wins)."""
@@ -194,82 +184,6 @@ def _resolved_outputs(
 
 def output_names(loaded: LoadedModel) -> list[str]:
     return [PREDICT, PREDICT_PROBA] if loaded.has_proba else [PREDICT]
-
-
-# --- infer ----------------------------------------------------------------------------
-
-
-def infer(
-    *,
-    loaded: LoadedModel,
-    body: bytes,
-    header_length: str | None,
-    request_id: str,
-    load_ms: float = 0.0,
-) -> InferResponse:
-    """One infer request served by ``loaded``, through services.run_model."""
-    started = time.perf_counter()
-    request = parse_request(body, header_length)
-    outputs = _resolved_outputs(request, loaded)
-    decoded = model_input(
-        request.inputs,
-        services.spec_for(loaded),
-        pandas=request.pandas,
-        max_rows=settings.MODELHUB_MAX_ROWS,
-    )
-    decoded_at = time.perf_counter()
-    proba = any(o.name == PREDICT_PROBA for o in outputs)
-    raw, raw_proba = services.run_model(loaded, decoded.data, proba=proba)
-    predicted_at = time.perf_counter()
-    values = {PREDICT: raw, PREDICT_PROBA: raw_proba}
-    body_out, header = _encode(loaded.ref, request.id or request_id, outputs, values)
-    finished = time.perf_counter()
-    return InferResponse(
-        body=body_out,
-        header_length=header,
-        rows=decoded.rows,
-        timings={
-            "load": load_ms,
-            "decode": (decoded_at - started) * 1000,
-            "predict": (predicted_at - decoded_at) * 1000,
-            "encode": (finished - predicted_at) * 1000,
-            "total": load_ms + (finished - started) * 1000,
-        },
-    )
-
-
-def _encode(
-    ref: VersionRef,
-    request_id: str,
-    outputs: list[RequestedOutput],
-    values: dict[str, Any],
-) -> tuple[bytes, int | None]:
-    entries, chunks = [], []
-    for output in outputs:
-        datatype, array = output_array(values[output.name])
-        entry: dict[str, Any] = {
-            "name": output.name,
-            "datatype": datatype,
-            "shape": list(array.shape),
-        }
-        if output.binary:
-            chunk = encode_binary(datatype, array)
-            entry["parameters"] = {"binary_data_size": len(chunk)}
-            chunks.append(chunk)
-        else:
-            entry["data"] = encode_json(datatype, array)
-        entries.append(entry)
-    header = dumps(
-        {
-            "model_name": ref.slug,
-            "model_version": str(ref.number),
-            "id": request_id,
-            "outputs": entries,
-        }
-    )
-    if not chunks:
-        return header, None
-    return b"".join([header, *chunks]), len(header)
 
 
 # --- metadata -------------------------------------------------------------------------
@@ -299,7 +213,7 @@ def model_metadata(loaded: LoadedModel, *, versions: list[int]) -> dict[str, Any
     A numeric model also takes one [rows, features] tensor in the order of
     its inputs, which the protocol's metadata cannot express."""
     ref = loaded.ref
-    spec = services.spec_for(loaded)
+    spec = spec_for(loaded)
     document: dict[str, Any] = {
         "name": ref.slug,
         "versions": [str(v) for v in versions],

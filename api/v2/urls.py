@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import v2_views
+from . import views as v2_views
 
 _MODEL = "v2/models/<slug:slug>"
 _VERSION = f"{_MODEL}/versions/<int:version>"

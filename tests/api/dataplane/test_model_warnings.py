@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from api import model_warnings
+from api.dataplane import model_warnings
 
 pytestmark = pytest.mark.django_db
-LOGGER = "api.model_warnings"
+LOGGER = "api.dataplane.model_warnings"
 
 
 class WarnsOnPredict:

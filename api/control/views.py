@@ -1,0 +1,226 @@
+"""The control plane's HTTP layer: the management API, the catalog and the
+stats API. Parse, call one function, render."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from monitoring import rollup, stats
+
+from ..access import is_authenticated, require_token
+from ..baseview import ApiView
+from ..dataplane.infer import serve_model
+from ..openapi import PATH_VERSION, SLUG, TOKEN, ErrorSerializer, errors
+from . import catalog, publishing
+from .permissions import StaffWithPermission
+from .serializers import (
+    ActivateSerializer,
+    ModelCreateSerializer,
+    ModelDetailSerializer,
+    ModelHealthSerializer,
+    ModelSummarySerializer,
+    StatsSerializer,
+    VersionDetailSerializer,
+    VersionEditSerializer,
+    VersionUploadSerializer,
+)
+
+if TYPE_CHECKING:
+    from registry.models import ModelVersion
+
+
+class ManagementView(ApiView):
+    """Reads keep the catalog's rules; writes need a staff token.
+
+    Writes accept no session: a token is no ambient credential, so there is
+    no CSRF to check, and automation is what this API is for.
+    """
+
+    write_permissions: dict[str, str] = {}
+
+    def get_authenticators(self) -> list[TokenAuthentication]:
+        # self.request is the HttpRequest by now (View.setup), except while
+        # drf-spectacular builds a mock request for the schema.
+        request = getattr(self, "request", None)
+        if request is None or request.method in SAFE_METHODS:
+            return super().get_authenticators()
+        return [TokenAuthentication()]
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.request.method in SAFE_METHODS:
+            return super().get_permissions()
+        return [StaffWithPermission(self.write_permissions.get(self.request.method))]
+
+
+def _created(version: ModelVersion) -> Response:
+    url = reverse("model-version", args=[version.model.slug, version.number])
+    return Response(
+        catalog.version_detail(version), status=201, headers={"Location": url}
+    )
+
+
+class ModelListView(ManagementView):
+    parser_classes = [JSONParser]
+    write_permissions = {"POST": "registry.add_mlmodel"}
+
+    @extend_schema(responses={200: ModelSummarySerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        require_token(request)
+        models = catalog.visible_models(authenticated=is_authenticated(request))
+        return Response([catalog.model_summary(m) for m in models])
+
+    @extend_schema(
+        request=ModelCreateSerializer,
+        responses={201: ModelDetailSerializer, **errors(400, 401, 403, 409, 415)},
+        auth=TOKEN,
+    )
+    def post(self, request: Request) -> Response:
+        model = publishing.create_model(publishing.read_new_model(request.data))
+        url = reverse("model-detail", args=[model.slug])
+        return Response(
+            catalog.model_detail(model), status=201, headers={"Location": url}
+        )
+
+
+class ModelDetailView(ApiView):
+    @extend_schema(
+        parameters=[SLUG],
+        responses={200: ModelDetailSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        require_token(request)
+        model = catalog.get_visible_model(slug, authenticated=is_authenticated(request))
+        return Response(catalog.model_detail(model))
+
+
+class VersionListView(ManagementView):
+    parser_classes = [MultiPartParser]
+    write_permissions = {"POST": "registry.add_modelversion"}
+
+    @extend_schema(
+        parameters=[SLUG],
+        request={"multipart/form-data": VersionUploadSerializer},
+        responses={
+            201: VersionDetailSerializer,
+            **errors(400, 401, 403, 404, 413, 415),
+        },
+        auth=TOKEN,
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        model = publishing.get_model(slug)  # a 404 before reading the file
+        upload = publishing.read_upload(request)
+        return _created(
+            publishing.publish(model=model, upload=upload, user=request.user)
+        )
+
+
+class VersionDetailView(ManagementView):
+    parser_classes = [JSONParser]
+    write_permissions = {
+        "DELETE": "registry.delete_modelversion",
+        "PATCH": "registry.change_modelversion",
+    }
+
+    @extend_schema(
+        parameters=[SLUG, PATH_VERSION],
+        responses={200: VersionDetailSerializer, **errors(401, 404)},
+    )
+    def get(self, request: Request, slug: str, version: int) -> Response:
+        require_token(request)
+        found = catalog.get_visible_version(
+            slug, version, authenticated=is_authenticated(request)
+        )
+        return Response(catalog.version_detail(found))
+
+    @extend_schema(
+        parameters=[SLUG, PATH_VERSION],
+        request=VersionEditSerializer,
+        responses={
+            200: VersionDetailSerializer,
+            **errors(400, 401, 403, 404, 415),
+        },
+        auth=TOKEN,
+    )
+    def patch(self, request: Request, slug: str, version: int) -> Response:
+        change = publishing.read_version_change(request.data)
+        edited = publishing.edit(
+            slug=slug, number=version, change=change, user=request.user
+        )
+        return Response(catalog.version_detail(edited))
+
+    @extend_schema(
+        parameters=[SLUG, PATH_VERSION],
+        responses={204: None, **errors(401, 403, 404, 409)},
+        auth=TOKEN,
+    )
+    def delete(self, request: Request, slug: str, version: int) -> Response:
+        publishing.delete(slug=slug, number=version)
+        return Response(status=204)
+
+
+class ActivateView(ManagementView):
+    parser_classes = [JSONParser]
+    write_permissions = {"POST": "registry.change_mlmodel"}
+
+    @extend_schema(
+        parameters=[SLUG],
+        request=ActivateSerializer,
+        responses={
+            200: VersionDetailSerializer,
+            **errors(400, 401, 403, 404, 409, 415),
+        },
+        auth=TOKEN,
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        number = publishing.read_version_number(request.data)
+        version = publishing.activate(slug=slug, number=number, user=request.user)
+        return Response(catalog.version_detail(version))
+
+
+class ModelHealthView(ApiView):
+    @extend_schema(
+        parameters=[SLUG],
+        responses={
+            200: ModelHealthSerializer,
+            404: ErrorSerializer,
+            503: ErrorSerializer,
+        },
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        ref = serve_model(
+            slug=slug,
+            version=None,
+            authorize=lambda ref: require_token(request, private=ref.private),
+        ).ref
+        return Response(
+            {"model": ref.slug, "version": ref.number, "status": "ok", "kind": ref.kind}
+        )
+
+
+class StatsView(ApiView):
+    """Traffic per model and version (staff session or staff token)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "since", str, description="ISO-8601 or 15m, 24h, 7d (default 24h)"
+            )
+        ],
+        responses={200: StatsSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        until = timezone.now()
+        since = stats.parse_since(request.query_params.get("since"), until)
+        rollup.refresh()
+        return Response(stats.summary(since, until))

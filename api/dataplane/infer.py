@@ -1,0 +1,174 @@
+"""infer(): the one entry point of the data plane, for both protocols.
+
+As MLServer's ``DataPlane.infer``: resolve the route, get the loaded model
+(or the last good version when the active one cannot load), decode the
+request with the protocol's decoder, predict within the time limit, and
+return an Inference carrying everything the protocol's response and the
+request log need. /api/predict/ (api.dataplane.views) and the Open Inference
+Protocol (api.v2.views) differ only in their decoder and their encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from monitoring.record import PredictionRecord
+from registry import routing, serving
+from registry.inspection import selects_columns_by_name
+from registry.loading import LoadedModel, VersionRef
+
+from ..errors import ModelRejectedInput, PredictionTimeout
+from . import model_warnings
+from .features import InputSpec, prepare_spec
+from .timeouts import time_limit
+
+logger = logging.getLogger(__name__)
+
+Authorize = Callable[[VersionRef], None]
+
+
+class ModelInput(Protocol):
+    """What a protocol's decoder hands to the model."""
+
+    data: Any
+    rows: int
+
+
+class Decoder(Protocol):
+    """Turns the request into the model's input for the model that answers
+    (its input spec, its outputs); raises a PayloadError on bad input."""
+
+    def __call__(self, loaded: LoadedModel) -> tuple[ModelInput, bool]:
+        """The model input, and whether predict_proba is wanted too."""
+        ...
+
+
+@dataclass
+class Inference:
+    """One prediction: the model that answered, its input and its raw output."""
+
+    loaded: LoadedModel
+    model_input: Any  # the decoder's ModelInput (ids, outputs... per protocol)
+    predictions: Any
+    probabilities: Any | None
+    load_ms: float
+    decode_ms: float
+    predict_ms: float
+
+    @property
+    def ref(self) -> VersionRef:
+        return self.loaded.ref
+
+    def server_timing(self, encode_ms: float) -> str:
+        """The ``Server-Timing`` header, once the protocol has encoded."""
+        timings = {
+            "load": self.load_ms,
+            "decode": self.decode_ms,
+            "predict": self.predict_ms,
+            "encode": encode_ms,
+            "total": self.load_ms + self.decode_ms + self.predict_ms + encode_ms,
+        }
+        return ", ".join(f"{k};dur={v:.3f}" for k, v in timings.items())
+
+
+def serve_model(
+    *,
+    slug: str,
+    version: int | None,
+    authorize: Authorize,
+    record: PredictionRecord | None = None,
+) -> LoadedModel:
+    """The loaded model that answers for ``slug`` (pinned to ``version``).
+
+    ``authorize`` sees the resolved version before anything is loaded: a
+    private model refuses a caller without a token here.
+    """
+    ref = routing.resolve(slug, version)
+    if record is not None:
+        record.version = ref.number
+    authorize(ref)
+    loaded = serving.serve(ref, pinned=version is not None)
+    if record is not None:
+        record.version = loaded.ref.number  # the last good one on a fallback
+    return loaded
+
+
+def infer(
+    *,
+    slug: str,
+    version: int | None,
+    decoder: Decoder,
+    authorize: Authorize,
+    record: PredictionRecord | None = None,
+) -> Inference:
+    """Serve one prediction request, whatever its protocol."""
+    started = time.perf_counter()
+    loaded = serve_model(slug=slug, version=version, authorize=authorize, record=record)
+    loaded_at = time.perf_counter()
+    model_input, proba = decoder(loaded)
+    decoded_at = time.perf_counter()
+    predictions, probabilities = run_model(
+        loaded, model_input.data, proba=proba and loaded.has_proba
+    )
+    predicted_at = time.perf_counter()
+    inference = Inference(
+        loaded=loaded,
+        model_input=model_input,
+        predictions=predictions,
+        probabilities=probabilities,
+        load_ms=(loaded_at - started) * 1000,
+        decode_ms=(decoded_at - loaded_at) * 1000,
+        predict_ms=(predicted_at - decoded_at) * 1000,
+    )
+    if record is not None:
+        record.rows = model_input.rows
+        record.model_ms = inference.predict_ms
+    return inference
+
+
+def spec_for(loaded: LoadedModel) -> InputSpec:
+    """The prepared input spec, built once per loaded version (and again after
+    an edit of its schema: registry.cache hands out a fresh ``extra``)."""
+    spec = loaded.extra.get("spec")
+    if spec is None:
+        estimator = loaded.estimator
+        fitted = getattr(estimator, "feature_names_in_", None)
+        spec = prepare_spec(
+            loaded.ref.input_schema,
+            selects_by_name=selects_columns_by_name(estimator)
+            or bool(getattr(estimator, "needs_dataframe", False)),
+            fitted_names=[str(n) for n in fitted] if fitted is not None else None,
+        )
+        loaded.extra["spec"] = spec
+    return spec
+
+
+def run_model(loaded: LoadedModel, data: Any, *, proba: bool) -> tuple[Any, Any]:
+    """``predict`` (and ``predict_proba``) under the time limit; any payload
+    format ends here, so a model's own error is a 422 whatever the protocol."""
+    ref = loaded.ref
+    limit = settings.MODELHUB_PREDICT_TIMEOUT
+    try:
+        with (
+            time_limit(limit, f"'{ref.slug}' v{ref.number}"),
+            model_warnings.captured(ref),
+        ):
+            raw = loaded.estimator.predict(data)
+            raw_proba = loaded.estimator.predict_proba(data) if proba else None
+    except PredictionTimeout:
+        logger.warning("%s v%s timed out", ref.slug, ref.number)
+        raise
+    except Exception as exc:  # noqa: BLE001 - the model's own error becomes a 422
+        logger.info("%s v%s rejected input: %r", ref.slug, ref.number, exc)
+        summary = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ModelRejectedInput(
+            f"The model rejected the input: {type(exc).__name__}"
+            + (f": {summary}" if summary else ""),
+        ) from None
+    return raw, raw_proba

@@ -1,0 +1,33 @@
+"""OpenAPI pieces every room's views share: the error body and path parameters."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="Stable machine code, e.g. missing_features")
+    column = serializers.CharField(required=False)
+    features = serializers.ListField(child=serializers.CharField(), required=False)
+    field = serializers.CharField(
+        required=False, help_text="The request field at fault (management API)"
+    )
+
+
+def errors(*codes: int) -> dict[int, type[ErrorSerializer]]:
+    return {code: ErrorSerializer for code in codes}
+
+
+# What Django's <slug:…> converter matches; anything else is a 404 before the view.
+SLUG = OpenApiParameter(
+    "slug", str, OpenApiParameter.PATH, required=True, pattern=r"^[-a-zA-Z0-9_]+$"
+)
+PATH_VERSION = OpenApiParameter(
+    "version",
+    {"type": "integer", "minimum": 1, "maximum": 999_999_999},
+    OpenApiParameter.PATH,
+    required=True,
+)
+TOKEN = [{"tokenAuth": []}]

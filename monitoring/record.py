@@ -1,0 +1,44 @@
+"""What one prediction request did, as the request log and the metrics need it.
+
+The log middleware attaches a record to every prediction request before the
+view runs; the data plane fills it in as the request proceeds (the version
+that answered, rows, model time, the body), whatever the protocol, and the
+error handlers note an error's code on it. It is the one channel between the
+views and the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+
+_ATTRIBUTE = "modelhub_prediction"
+
+
+@dataclass(slots=True)
+class PredictionRecord:
+    slug: str
+    version: int | None = None
+    rows: int = 0
+    model_ms: float | None = None
+    error_code: str = ""
+    body: bytes | None = None
+
+
+def attach(request: HttpRequest, slug: str) -> PredictionRecord:
+    record = PredictionRecord(slug=slug)
+    setattr(request, _ATTRIBUTE, record)
+    return record
+
+
+def of(request: HttpRequest) -> PredictionRecord | None:
+    """The record of a prediction request; None for any other request."""
+    return getattr(request, _ATTRIBUTE, None)
+
+
+def note_error(request: HttpRequest, code: str) -> None:
+    """The stable code of the error a prediction request is answered with."""
+    record = of(request)
+    if record is not None:
+        record.error_code = code
