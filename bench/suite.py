@@ -1327,10 +1327,11 @@ def main() -> None:
     require_wrk()
     started = time.monotonic()
     sklearn = metadata.version("scikit-learn")
-    baseline = None
+    baseline = head = None
     if args.baseline:
         print(f"baseline: a checkout of {args.baseline}", flush=True)
         baseline = baseline_checkout(args.baseline)
+        head = head_info()  # now: the tree may be committed to during the run
     work = Path(tempfile.mkdtemp(prefix="modelhub-suite-"))
     problems: list[str] = []
     targets: list[Target] = []
@@ -1405,7 +1406,7 @@ def main() -> None:
     if baseline:
         payload |= {
             "baseline": baseline,
-            "head": head_info(),
+            "head": head,
             "in_process_baseline": {
                 name: spread(v, 4) for name, v in timings[BASE].items()
             },
