@@ -975,13 +975,20 @@ def noise(values: list[float]) -> float | None:
     return round(max(values) / min(values) - 1, 4)
 
 
-def compare(before: list[float], after: list[float], *, higher_is_faster: bool) -> dict:
+def compare(
+    before: list[float],
+    after: list[float],
+    *,
+    higher_is_faster: bool,
+    pool: list[list[float]],
+) -> dict:
     """Two sides measured round by round (``before[i]`` and ``after[i]`` in
     the same round): after ÷ before per round, then mean (min–max); each
-    side's noise; the rounds where after was slower; and whether the
-    difference is beyond the noise: the mean ratio outside [1/(1+n), 1+n],
-    n the larger of the two sides' noise, and every round on the same side
-    (with few runs, max/min can come out small by chance)."""
+    side's noise; the noise of the scenario, n = the largest noise among
+    ``pool`` (every series of the scenario, both sides: with a few runs one
+    server's max/min can come out small by chance); the rounds where after
+    was slower; and whether the difference is beyond the noise: the mean
+    ratio outside [1/(1+n), 1+n] and every round on that side."""
     pairs = [
         (b, a)
         for b, a in zip(before, after, strict=True)
@@ -989,12 +996,13 @@ def compare(before: list[float], after: list[float], *, higher_is_faster: bool) 
     ]
     ratio = spread([a / b for b, a in pairs])
     slower = sum((a < b) if higher_is_faster else (a > b) for b, a in pairs)
-    sides = noise(before), noise(after)
-    if None in sides or math.isnan(ratio["mean"]):
+    pooled = [noise(series) for series in pool]
+    scenario = None if None in pooled or not pooled else max(pooled)
+    if scenario is None or math.isnan(ratio["mean"]):
         beyond = "unknown"
     else:
-        high, low = 1 + max(sides), 1 / (1 + max(sides))
-        up, down = ratio["mean"] > high, ratio["mean"] < low
+        up = ratio["mean"] > 1 + scenario
+        down = ratio["mean"] < 1 / (1 + scenario)
         if higher_is_faster:
             up, down = down, up
         if up and slower == len(pairs):
@@ -1007,8 +1015,9 @@ def compare(before: list[float], after: list[float], *, higher_is_faster: bool) 
         "before": spread(before, 4),
         "after": spread(after, 4),
         "ratio": ratio,
-        "noise_before": sides[0],
-        "noise_after": sides[1],
+        "noise_before": noise(before),
+        "noise_after": noise(after),
+        "noise_scenario": scenario,
         "slower_rounds": slower,
         "rounds": len(pairs),
         "beyond_noise": beyond,
@@ -1030,25 +1039,32 @@ def verdict(parts: dict[str, dict]) -> str:
 
 def before_after(runs: list[dict]) -> list[dict]:
     """Each ModelHub server against its baseline twin, per scenario: req/s
-    and server CPU ms/req, paired by run."""
+    and server CPU ms/req, paired by run; the scenario's noise is pooled over
+    every ModelHub server of both sides."""
     rows = []
     targets = {r["target"] for r in runs}
     for scenario in dict.fromkeys(r["scenario"] for r in runs):
         by = {(r["target"], r["round"]): r for r in runs if r["scenario"] == scenario}
-        for mh in MODELHUB_TARGETS:
-            base = mh + BASE
-            if not {mh, base} <= targets:
-                continue
+        pairs = [
+            (mh, mh + BASE) for mh in MODELHUB_TARGETS if {mh, mh + BASE} <= targets
+        ]
+        for mh, base in pairs:
             rounds = sorted(n for t, n in by if t == mh and (base, n) in by)
             row: dict[str, Any] = {"scenario": scenario, "server": mh}
             for key, label, faster in (
                 ("rps", "req/s", True),
                 ("server_cpu_ms_per_request", "CPU", False),
             ):
+                pool = [
+                    [r[key] for (t, _), r in by.items() if t == name]
+                    for pair in pairs
+                    for name in pair
+                ]
                 row[label] = compare(
                     [by[base, n][key] for n in rounds],
                     [by[mh, n][key] for n in rounds],
                     higher_is_faster=faster,
+                    pool=pool,
                 )
             row["verdict"] = verdict({"req/s": row["req/s"], "CPU": row["CPU"]})
             rows.append(row)
@@ -1057,17 +1073,25 @@ def before_after(runs: list[dict]) -> list[dict]:
 
 def in_process_before_after(timings: dict[str, dict[str, list[float]]]) -> list:
     """Each in-process case, the current tree against the baseline, paired by
-    round (the floor and the bare handler run the same code on both sides:
-    their ratios show the in-process noise)."""
+    round. The noise is pooled over the three cases of the same model and
+    rows on both sides: the floor and the bare handler run the same code on
+    both sides, so their spread is the in-process noise itself."""
     rows = []
     for case, after in timings[""].items():
-        ms = compare(timings[BASE][case], after, higher_is_faster=False)
+        model_rows = case.split()[:2]  # "<slug> <rows> <case>"
+        pool = [
+            series
+            for side in timings.values()
+            for name, series in side.items()
+            if name.split()[:2] == model_rows
+        ]
+        ms = compare(timings[BASE][case], after, higher_is_faster=False, pool=pool)
         rows.append({"case": case, "ms": ms, "verdict": verdict({"ms": ms})})
     return rows
 
 
 def fmt_noise(part: dict) -> str:
-    sides = (part["noise_before"], part["noise_after"])
+    sides = (part["noise_before"], part["noise_after"], part["noise_scenario"])
     return " / ".join("—" if n is None else f"{n:.1%}" for n in sides)
 
 
@@ -1120,9 +1144,12 @@ def before_after_header(payload: dict) -> list[str]:
         f"In process, ModelHub's code: before `{layouts[BASE]}`, after "
         f"`{layouts['']}`.",
         "- **Noise** = max/min − 1 of one server's figure over the "
-        f"{payload['args']['runs']} run(s). A difference is beyond noise when "
-        "the mean of after ÷ before lies outside [1/(1+n), 1+n], n the larger "
-        "noise of the two sides, and every run points the same way.",
+        f"{payload['args']['runs']} run(s): before, after, and *all* = the "
+        "largest among every ModelHub server of the scenario, both sides (in "
+        "process: the floor, bare handler and ModelHub cases of that model and "
+        "row count). A difference is beyond noise when the mean of after ÷ "
+        "before lies outside [1/(1+all), 1+all] and every run points the same "
+        "way.",
         f"- **Outcome**: {outcome}",
         "",
     ]
@@ -1148,8 +1175,8 @@ def report(payload: dict, when: str) -> str:
     lines += ["## In process (timeit, ms per call, best of 5 per round)", ""]
     if baseline:
         lines += [
-            "| case | before ms | after ms | after ÷ before | noise before / after "
-            "| verdict |",
+            "| case | before ms | after ms | after ÷ before "
+            "| noise before / after / all | verdict |",
             "|---|---|---|---|---|---|",
         ]
         for row in payload["in_process_before_after"]:
@@ -1216,8 +1243,9 @@ def report(payload: dict, when: str) -> str:
             "then mean (min–max))",
             "",
             "| scenario | server | req/s before → after | after ÷ before "
-            "| noise before / after | CPU ms/req before → after | after ÷ before "
-            "| noise before / after | runs slower (req/s, CPU) | verdict |",
+            "| noise before / after / all | CPU ms/req before → after "
+            "| after ÷ before | noise before / after / all "
+            "| runs slower (req/s, CPU) | verdict |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in payload["before_after"]:
