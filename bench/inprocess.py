@@ -67,6 +67,9 @@ def modelhub_handler(slug: str) -> Handler:
     the branch below. (``from api import x`` would report a missing ``x`` as
     ``api`` itself: import the module by its dotted name.)
     """
+    # Issue 17's layout (api.dataplane...) goes here, above the old one, as a
+    # branch of the same form: see the docstring.
+
     # Up to issue 17's refactor: api.services and api.renderers.
     try:
         import api.renderers
