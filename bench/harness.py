@@ -309,18 +309,30 @@ def scratch_postgres(name: str, template: str | None = None) -> Iterator[str]:
         admin.close()
 
 
-def prepare_site(env: dict[str, str]) -> None:
-    """migrate + loaddemos against env's DATABASE_URL and MODELHUB_MEDIA_ROOT."""
-    for command in (["migrate", "-v0"], ["loaddemos"]):
-        subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *command],
+def manage(root: Path, env: dict[str, str], *command: str) -> str:
+    """``manage.py <command>`` of the checkout ``root`` (its own code, in its
+    own directory, with this virtualenv); returns stdout. A failure raises
+    SystemExit with the command's stderr."""
+    try:
+        return subprocess.run(
+            [sys.executable, str(root / "manage.py"), *command],
             env=env,
-            cwd=ROOT,
+            cwd=root,
             check=True,
             capture_output=True,
             text=True,
             timeout=300,
-        )
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(
+            f"manage.py {' '.join(command)} failed in {root}:\n{exc.stderr[-3000:]}"
+        ) from None
+
+
+def prepare_site(env: dict[str, str], root: Path = ROOT) -> None:
+    """migrate + loaddemos against env's DATABASE_URL and MODELHUB_MEDIA_ROOT."""
+    for command in (["migrate", "-v0"], ["loaddemos"]):
+        manage(root, env, *command)
 
 
 def site_env(directory: Path, database_url: str | None = None) -> dict[str, str]:
@@ -488,6 +500,8 @@ class Server(Service):
     SQLite file, when database_url is None) are copied instead of running
     migrate and loaddemos again, so a fresh server starts in seconds; with
     PostgreSQL pass a database created from the prepared one as template.
+    ``root`` = the checkout whose code and gunicorn settings run (another
+    revision's worktree for a before/after comparison), with this virtualenv.
     """
 
     name = "modelhub"
@@ -501,19 +515,23 @@ class Server(Service):
         app: str | None = None,
         prepared: Path | None = None,
         ready_timeout: float = 90,
+        root: Path = ROOT,
     ) -> None:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         command = [str(gunicorn), "--config", "modelhub/gunicorn.conf.py"]
         if app:
             command.append(app)
-        super().__init__(command, ready_path="/readyz", ready_timeout=ready_timeout)
+        super().__init__(
+            command, cwd=root, ready_path="/readyz", ready_timeout=ready_timeout
+        )
+        self.root = root
         self.database_url = database_url or f"sqlite:///{self.work / 'db.sqlite3'}"
         self.env.update(
             {
                 **site_env(self.work, self.database_url),
                 "MODELHUB_BIND": f"127.0.0.1:{self.port}",
                 "MODELHUB_WORKERS": str(workers),
-                "PYTHONPATH": str(ROOT),
+                "PYTHONPATH": str(root),
                 **(env or {}),
             }
         )
@@ -525,4 +543,4 @@ class Server(Service):
             if self.database_url.endswith(str(self.work / "db.sqlite3")):
                 shutil.copy2(self.prepared / "db.sqlite3", self.work / "db.sqlite3")
         else:
-            prepare_site(self.env)
+            prepare_site(self.env, self.root)

@@ -3,13 +3,13 @@
 Run by hand (not a test):
 
     .venv/bin/python bench/suite.py [--duration 10] [--runs 3] [--quick]
-        [--no-compare] [--workers 2] [--quiet-wait 5]
+        [--no-compare] [--workers 2] [--quiet-wait 5] [--baseline REV]
 
 In one invocation, side by side so the ratios hold on a noisy machine:
 
-1. in process (a child with Django set up): ``model.predict`` for 1 and
-   1,000 rows (the floor), and decode + predict + encode through ModelHub's
-   own code (api.services.predict, api.renderers.dumps) against a bare
+1. in process (bench/inprocess.py, a child with Django set up in the
+   checkout measured): ``model.predict`` for 1 and 1,000 rows (the floor),
+   and decode + predict + encode through ModelHub's own code against a bare
    handler (json.loads -> float array in schema order -> predict ->
    json.dumps), timeit, for the demo iris LogisticRegression (4 features)
    and a 100-tree random-forest pipeline (20 features);
@@ -25,6 +25,12 @@ In one invocation, side by side so the ratios hold on a noisy machine:
 3. memory: RSS of a ModelHub worker with 1, 10 and 50 distinct models
    cached, with MODELHUB_MODEL_CACHE_SIZE=16 (the bound) and 64.
 
+--baseline REV: the same for ModelHub at REV too (a git worktree under
+bench/.envs/, see bench/baseline.py; its own site, this virtualenv): each
+ModelHub server gets a twin named <name>@base, run just before or after it,
+the in-process children take turns, and the report adds after ÷ before per
+scenario with the noise (the spread between runs of one server).
+
 --quick: 2-second runs, 1 run, no comparisons (a smoke check, ~2 minutes).
 The report goes to bench/results/suite-<stamp>.md and .json; bench/README.md
 explains the rows and ratios. Helpers live in bench/harness.py.
@@ -33,10 +39,12 @@ explains the rows and ratios. Helpers live in bench/harness.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import re
+import select
 import shutil
 import statistics
 import subprocess
@@ -52,6 +60,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from baseline import ENVS, baseline_checkout, baseline_site, head_info  # noqa: E402
 from harness import (  # noqa: E402
     RESULTS,
     ROOT,
@@ -68,7 +77,8 @@ from harness import (  # noqa: E402
 )
 
 BENCH = ROOT / "bench"
-ENVS = BENCH / ".envs"
+# The baseline's servers and in-process figures: modelhub@base, ...
+BASE = "@base"
 MODELS = ("iris", "rf20")
 BATCH_ROWS = 1000
 MEMORY_MODELS = 50
@@ -145,10 +155,10 @@ def _register(path: Path, slug: str, meta: dict[str, Any], *, activate: bool) ->
     )
 
 
-def build_site(directory: Path, models_dir: Path, runs: int) -> dict:
-    """Child: train the two models, register them in a fresh site in
-    ``directory``, then time the in-process rows. Returns sample rows and the
-    in-process figures."""
+def build_site(directory: Path, models_dir: Path) -> dict:
+    """Child: train the two models, save them in ``models_dir`` (with their
+    metadata files) and register them in a fresh site in ``directory``.
+    Returns the sample rows."""
     import joblib
     import pandas as pd
     from sklearn.datasets import make_classification
@@ -182,80 +192,13 @@ def build_site(directory: Path, models_dir: Path, runs: int) -> dict:
     for slug, model, meta in (("iris", iris, iris_meta), ("rf20", forest, forest_meta)):
         joblib.dump(model, models_dir / f"{slug}.joblib")
         _register(models_dir / f"{slug}.joblib", slug, meta, activate=True)
-    return {"sample": sample, "in_process": in_process(sample, runs)}
+    return {"sample": sample}
 
 
 def _iris_rows() -> list[list[float]]:
     from sklearn.datasets import load_iris
 
     return load_iris().data.tolist()
-
-
-def in_process(sample: dict, runs: int) -> dict:
-    """Floor (predict alone) and ModelHub's decode+predict+encode vs a bare
-    handler, per model and row count; ``runs`` interleaved rounds, each the
-    best of 5 timeit repeats."""
-    import timeit
-
-    import numpy as np
-
-    from api import renderers, services
-
-    cases: dict[str, Callable[[], object]] = {}
-    for slug in MODELS:
-        loaded = services.load(services.resolve(slug, None))
-        model = loaded.estimator
-        names = [str(n) for n in model.feature_names_in_]
-        for rows in (1, BATCH_ROWS):
-            batch = records(sample, slug, rows)
-            array = np.array([[r[n] for n in names] for r in batch], dtype=float)
-            body = json.dumps({"dataframe_records": batch}).encode()
-            cases[f"{slug} {rows} floor: model.predict"] = lambda m=model, a=array: (
-                m.predict(a)
-            )
-            cases[f"{slug} {rows} bare handler (json)"] = _bare(model, names, body)
-            cases[f"{slug} {rows} ModelHub decode+predict+encode"] = _modelhub(
-                services, renderers, loaded, body
-            )
-    numbers = {name: timeit.Timer(call).autorange()[0] for name, call in cases.items()}
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    names = list(cases)
-    for round_number in range(runs):
-        shift = round_number % len(names)
-        for name in names[shift:] + names[:shift]:
-            timer = timeit.Timer(cases[name])
-            best = min(timer.repeat(repeat=5, number=numbers[name]))
-            samples[name].append(best * 1000 / numbers[name])
-    return {name: spread(values, 4) for name, values in samples.items()}
-
-
-def _bare(model: Any, names: list[str], body: bytes) -> Callable[[], bytes]:
-    import numpy as np
-
-    def handler() -> bytes:
-        rows = json.loads(body)["dataframe_records"]
-        array = np.array([[r[n] for n in names] for r in rows], dtype=float)
-        return json.dumps({"predictions": model.predict(array).tolist()}).encode()
-
-    return handler
-
-
-def _modelhub(services: Any, renderers: Any, loaded: Any, body: bytes) -> Callable:
-    def handler() -> bytes:
-        result = services.predict(
-            loaded=loaded, body=body, content_type="application/json", proba=None
-        )
-        # the response body the predict view renders
-        return renderers.dumps(
-            {
-                "model": loaded.ref.slug,
-                "version": loaded.ref.number,
-                "request_id": "0" * 32,
-                "predictions": result.predictions,
-            }
-        )
-
-    return handler
 
 
 def build_memory_site(directory: Path, models_dir: Path) -> dict:
@@ -306,7 +249,7 @@ def build_memory_site(directory: Path, models_dir: Path) -> dict:
     }
 
 
-def run_child(kind: str, directory: Path, models_dir: Path, runs: int) -> dict:
+def run_child(kind: str, directory: Path, models_dir: Path) -> dict:
     command = [
         sys.executable,
         __file__,
@@ -314,7 +257,6 @@ def run_child(kind: str, directory: Path, models_dir: Path, runs: int) -> dict:
         kind,
         str(directory),
         str(models_dir),
-        str(runs),
     ]
     try:
         out = subprocess.run(
@@ -323,6 +265,121 @@ def run_child(kind: str, directory: Path, models_dir: Path, runs: int) -> dict:
     except subprocess.CalledProcessError as exc:
         raise SystemExit(f"{kind} setup failed:\n{exc.stderr[-3000:]}") from None
     return json.loads(out.strip().splitlines()[-1])
+
+
+# --- checkouts: the current tree and, with --baseline, another revision ---------
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A checkout measured: the current tree (suffix "") or the baseline's
+    worktree (suffix BASE), and its prepared site (db.sqlite3 and media)."""
+
+    suffix: str
+    root: Path
+    site: Path
+
+
+class InProcess:
+    """bench/inprocess.py running in one checkout, on a throw-away copy of
+    its site (the protocol is in that file's docstring)."""
+
+    timeout = 900
+
+    def __init__(
+        self, tree: Tree, work: Path, sample_file: Path, models_dir: Path
+    ) -> None:
+        site = work / f"inprocess{tree.suffix}"
+        shutil.copytree(tree.site, site)
+        env = {**site_env(site), "DJANGO_SETTINGS_MODULE": "modelhub.settings"}
+        env.pop("PYTHONPATH", None)
+        self.root = tree.root
+        self.log = work / f"inprocess{tree.suffix}.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(BENCH / "inprocess.py"),
+                    str(sample_file),
+                    str(models_dir),
+                ],
+                cwd=tree.root,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        self.ready = self.answer()
+
+    def answer(self) -> dict:
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            tail = self.log.read_text()[-3000:]
+            raise SystemExit(f"in-process child in {self.root} failed:\n{tail}")
+        return json.loads(line)
+
+    def round(self, numbers: dict[str, int]) -> dict[str, float]:
+        self.process.stdin.write(json.dumps({"numbers": numbers}) + "\n")
+        self.process.stdin.flush()
+        return self.answer()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def in_process(
+    trees: list[Tree],
+    sample: dict,
+    models_dir: Path,
+    work: Path,
+    *,
+    runs: int,
+    quiet_wait: float,
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, str]]:
+    """ms per call, per tree (by suffix), case and round; the trees take turns
+    round by round (A B, then B A) with the same timeit loop counts, after
+    wait_quiet(). Also returns each tree's layout (which ModelHub code was
+    called)."""
+    sample_file = work / "sample.json"
+    sample_file.write_text(json.dumps(sample))
+    children: list[tuple[Tree, InProcess]] = []
+    try:
+        for tree in trees:
+            children.append((tree, InProcess(tree, work, sample_file, models_dir)))
+        names = list(children[0][1].ready["numbers"])
+        numbers = {
+            name: max(child.ready["numbers"][name] for _, child in children)
+            for name in names
+        }
+        samples: dict[str, dict[str, list[float]]] = {
+            tree.suffix: {name: [] for name in names} for tree in trees
+        }
+        for round_number in range(runs):
+            order = children if round_number % 2 == 0 else children[::-1]
+            for tree, child in order:
+                wait_quiet(quiet_wait)
+                for name, ms in child.round(numbers).items():
+                    samples[tree.suffix][name].append(ms)
+                mh = samples[tree.suffix]["iris 1 ModelHub decode+predict+encode"]
+                print(
+                    f"  run {round_number + 1} in process{tree.suffix:6} "
+                    f"iris 1 row ModelHub {mh[-1]:.4f} ms",
+                    flush=True,
+                )
+        layouts = {tree.suffix: child.ready["layout"] for tree, child in children}
+    finally:
+        for _, child in children:
+            child.close()
+    return samples, layouts
 
 
 # --- servers --------------------------------------------------------------------
@@ -346,7 +403,13 @@ class Target:
         return self.services[model if self.per_model else ""]
 
 
-MODELHUB_TARGETS = ("modelhub", "modelhub-log-off", "modelhub-v2")
+# name, settings, V2 protocol: every one is also run at the baseline (+ BASE)
+MODELHUB_SERVERS = (
+    ("modelhub", {"MODELHUB_LOG_MODE": "after_response"}, False),
+    ("modelhub-log-off", {"MODELHUB_LOG_MODE": "off"}, False),
+    ("modelhub-v2", {"MODELHUB_LOG_MODE": "after_response"}, True),
+)
+MODELHUB_TARGETS = tuple(name for name, _, _ in MODELHUB_SERVERS)
 
 
 def mlflow_body(rows: list[dict]) -> object:
@@ -388,19 +451,29 @@ class Reference(Service):
 
 
 def modelhub_target(
-    name: str, template: Path, workers: int, env: dict, *, v2: bool = False
+    name: str,
+    tree: Tree,
+    workers: int,
+    env: dict,
+    *,
+    v2: bool = False,
+    about: str = "",
 ) -> Target:
     """ModelHub's own endpoint with MLflow's body, or (``v2``) its Open
-    Inference Protocol endpoint with the very body MLServer gets."""
+    Inference Protocol endpoint with the very body MLServer gets; the code
+    and site of ``tree``."""
     return Target(
-        name=name,
-        start=lambda _: Server(workers=workers, prepared=template, env=env),
+        name=name + tree.suffix,
+        start=lambda _: Server(
+            workers=workers, prepared=tree.site, env=env, root=tree.root
+        ),
         path=(lambda model: f"/v2/models/{model}/infer")
         if v2
         else (lambda model: f"/api/predict/{model}/"),
         body=v2_body if v2 else mlflow_body,
         notes=", ".join(
-            [f"{k}={v}" for k, v in env.items()]
+            ([about] if about else [])
+            + [f"{k}={v}" for k, v in env.items()]
             + (["V2 JSON tensor (FP64), as sent to MLServer"] if v2 else [])
         ),
     )
@@ -680,7 +753,7 @@ def measure_all(
     runs = []
     for round_number in range(1, args.runs + 1):
         for scenario in SCENARIOS:
-            for target in targets:
+            for target in round_order(targets, round_number):
                 busy = wait_quiet(args.quiet_wait)
                 service = target.service(scenario.model)
                 result = service.measure(
@@ -698,7 +771,7 @@ def measure_all(
                 result["errors"] = result["non_2xx"] + result["socket_errors_total"]
                 runs.append(result)
                 print(
-                    f"  run {round_number} {scenario.key:22} {target.name:15} "
+                    f"  run {round_number} {scenario.key:22} {target.name:21} "
                     f"{result['rps']:8.0f} req/s  cpu "
                     f"{result['server_cpu_ms_per_request']:7.3f} ms/req  "
                     f"p50 {result['p50_ms']:7.2f}  p99 {result['p99_ms']:7.2f}  "
@@ -706,6 +779,18 @@ def measure_all(
                     flush=True,
                 )
     return runs
+
+
+def round_order(targets: list[Target], round_number: int) -> list[Target]:
+    """``targets`` as listed (each baseline server just before its current
+    twin), except that on even rounds each twin pair swaps: A B, then B A, so
+    neither side always runs first."""
+    order = list(targets)
+    if round_number % 2 == 0:
+        for i in range(len(order) - 1):
+            if order[i].name == order[i + 1].name + BASE:
+                order[i], order[i + 1] = order[i + 1], order[i]
+    return order
 
 
 def metric(base: str, name: str) -> float:
@@ -826,7 +911,7 @@ def ratios(runs: list[dict]) -> list[dict]:
     targets = {r["target"] for r in runs}
     for scenario in dict.fromkeys(r["scenario"] for r in runs):
         single = " 1 row " in scenario
-        for mh in MODELHUB_TARGETS:
+        for mh in (n + s for n in MODELHUB_TARGETS for s in (BASE, "")):
             if mh not in targets:
                 continue
             row: dict[str, Any] = {"scenario": scenario, "modelhub": mh}
@@ -880,12 +965,194 @@ def checks(scenario: str, single: bool, row: dict) -> dict[str, bool]:
     return out
 
 
+def noise(values: list[float]) -> float | None:
+    """max/min − 1 over the runs of one server (or the rounds of one tree in
+    process): how far repeats of the very same thing land apart. None with
+    fewer than two."""
+    values = [v for v in values if v > 0 and not math.isnan(v)]
+    if len(values) < 2:
+        return None
+    return round(max(values) / min(values) - 1, 4)
+
+
+def compare(
+    before: list[float],
+    after: list[float],
+    *,
+    higher_is_faster: bool,
+    pool: list[list[float]],
+) -> dict:
+    """Two sides measured round by round (``before[i]`` and ``after[i]`` in
+    the same round): after ÷ before per round, then mean (min–max); each
+    side's noise; the noise of the scenario, n = the largest noise among
+    ``pool`` (every series of the scenario, both sides: with a few runs one
+    server's max/min can come out small by chance); the rounds where after
+    was slower; and whether the difference is beyond the noise: the mean
+    ratio outside [1/(1+n), 1+n] and every round on that side."""
+    pairs = [
+        (b, a)
+        for b, a in zip(before, after, strict=True)
+        if b > 0 and not (math.isnan(a) or math.isnan(b))
+    ]
+    ratio = spread([a / b for b, a in pairs])
+    slower = sum((a < b) if higher_is_faster else (a > b) for b, a in pairs)
+    pooled = [noise(series) for series in pool]
+    scenario = None if None in pooled or not pooled else max(pooled)
+    if scenario is None or math.isnan(ratio["mean"]):
+        beyond = "unknown"
+    else:
+        up = ratio["mean"] > 1 + scenario
+        down = ratio["mean"] < 1 / (1 + scenario)
+        if higher_is_faster:
+            up, down = down, up
+        if up and slower == len(pairs):
+            beyond = "slower"
+        elif down and slower == 0:
+            beyond = "faster"
+        else:
+            beyond = "within"
+    return {
+        "before": spread(before, 4),
+        "after": spread(after, 4),
+        "ratio": ratio,
+        "noise_before": noise(before),
+        "noise_after": noise(after),
+        "noise_scenario": scenario,
+        "slower_rounds": slower,
+        "rounds": len(pairs),
+        "beyond_noise": beyond,
+    }
+
+
+def verdict(parts: dict[str, dict]) -> str:
+    """One line from compare()'s results, by label (req/s, CPU, ms)."""
+    beyond = {label: part["beyond_noise"] for label, part in parts.items()}
+    if "unknown" in beyond.values():
+        return "noise unknown (needs ≥ 2 runs)"
+    out = []
+    for word, flag in (("slower", "⚠ "), ("faster", "")):
+        labels = [label for label, b in beyond.items() if b == word]
+        if labels:
+            out.append(f"{flag}{word} beyond noise: {', '.join(labels)}")
+    return "; ".join(out) or "within noise"
+
+
+def before_after(runs: list[dict]) -> list[dict]:
+    """Each ModelHub server against its baseline twin, per scenario: req/s
+    and server CPU ms/req, paired by run; the scenario's noise is pooled over
+    every ModelHub server of both sides."""
+    rows = []
+    targets = {r["target"] for r in runs}
+    for scenario in dict.fromkeys(r["scenario"] for r in runs):
+        by = {(r["target"], r["round"]): r for r in runs if r["scenario"] == scenario}
+        pairs = [
+            (mh, mh + BASE) for mh in MODELHUB_TARGETS if {mh, mh + BASE} <= targets
+        ]
+        for mh, base in pairs:
+            rounds = sorted(n for t, n in by if t == mh and (base, n) in by)
+            row: dict[str, Any] = {"scenario": scenario, "server": mh}
+            for key, label, faster in (
+                ("rps", "req/s", True),
+                ("server_cpu_ms_per_request", "CPU", False),
+            ):
+                pool = [
+                    [r[key] for (t, _), r in by.items() if t == name]
+                    for pair in pairs
+                    for name in pair
+                ]
+                row[label] = compare(
+                    [by[base, n][key] for n in rounds],
+                    [by[mh, n][key] for n in rounds],
+                    higher_is_faster=faster,
+                    pool=pool,
+                )
+            row["verdict"] = verdict({"req/s": row["req/s"], "CPU": row["CPU"]})
+            rows.append(row)
+    return rows
+
+
+def in_process_before_after(timings: dict[str, dict[str, list[float]]]) -> list:
+    """Each in-process case, the current tree against the baseline, paired by
+    round. The noise is pooled over the three cases of the same model and
+    rows on both sides: the floor and the bare handler run the same code on
+    both sides, so their spread is the in-process noise itself."""
+    rows = []
+    for case, after in timings[""].items():
+        model_rows = case.split()[:2]  # "<slug> <rows> <case>"
+        pool = [
+            series
+            for side in timings.values()
+            for name, series in side.items()
+            if name.split()[:2] == model_rows
+        ]
+        ms = compare(timings[BASE][case], after, higher_is_faster=False, pool=pool)
+        rows.append({"case": case, "ms": ms, "verdict": verdict({"ms": ms})})
+    return rows
+
+
+def fmt_noise(part: dict) -> str:
+    sides = (part["noise_before"], part["noise_after"], part["noise_scenario"])
+    return " / ".join("—" if n is None else f"{n:.1%}" for n in sides)
+
+
 def fmt(s: dict | None, digits: int = 2) -> str:
     if not s or math.isnan(s["mean"]):
         return "—"
     if s["n"] == 1:
         return f"{s['mean']:.{digits}f}"
     return f"{s['mean']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def before_after_header(payload: dict) -> list[str]:
+    """What was compared with what, and the verdicts in one line."""
+    base, head = payload["baseline"], payload["head"]
+    changes = (
+        "with uncommitted changes to tracked files (measured as they are)"
+        if head["tracked_changes"]
+        else "no uncommitted changes to tracked files"
+    )
+    slower = [
+        f"{row['scenario']} {row['server']}"
+        for row in payload["before_after"]
+        if "slower" in row["verdict"]
+    ] + [
+        f"in process: {row['case']}"
+        for row in payload["in_process_before_after"]
+        if "slower" in row["verdict"]
+    ]
+    unknown = any(
+        "unknown" in row["verdict"]
+        for row in payload["before_after"] + payload["in_process_before_after"]
+    )
+    if slower:
+        outcome = "⚠ slower beyond noise: " + "; ".join(slower) + "."
+    elif unknown:
+        outcome = "noise unknown with one run: repeat with --runs 3 or more."
+    else:
+        outcome = "no scenario slower beyond noise."
+    checkout = Path(base["checkout"]).relative_to(ROOT)
+    layouts = payload["in_process_layouts"]
+    return [
+        "## Before and after",
+        "",
+        f"- **Before**: `{base['rev']}` = {base['sha']} (worktree {checkout}, "
+        f"{'reused' if base['reused'] else 'made for this run'}); servers and "
+        f"figures marked `{BASE}`.",
+        f"- **After**: the current tree, HEAD {head['sha']}, {changes}.",
+        "- Same virtualenv, model files, settings and wrk scripts on both sides; "
+        "each side's own site (migrate and loadmodel by its own manage.py). "
+        f"In process, ModelHub's code: before `{layouts[BASE]}`, after "
+        f"`{layouts['']}`.",
+        "- **Noise** = max/min − 1 of one server's figure over the "
+        f"{payload['args']['runs']} run(s): before, after, and *all* = the "
+        "largest among every ModelHub server of the scenario, both sides (in "
+        "process: the floor, bare handler and ModelHub cases of that model and "
+        "row count). A difference is beyond noise when the mean of after ÷ "
+        "before lies outside [1/(1+all), 1+all] and every run points the same "
+        "way.",
+        f"- **Outcome**: {outcome}",
+        "",
+    ]
 
 
 def report(payload: dict, when: str) -> str:
@@ -901,25 +1168,57 @@ def report(payload: dict, when: str) -> str:
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         "",
-        "## In process (timeit, ms per call, best of 5 per round)",
-        "",
-        "| case | ms |",
-        "|---|---|",
     ]
-    for name, s in payload["in_process"].items():
-        lines.append(f"| {name} | {fmt(s, 4)} |")
-    lines += ["", "| model, rows | ModelHub ÷ bare handler | target |", "|---|---|---|"]
+    baseline = payload.get("baseline")
+    if baseline:
+        lines += before_after_header(payload)
+    lines += ["## In process (timeit, ms per call, best of 5 per round)", ""]
+    if baseline:
+        lines += [
+            "| case | before ms | after ms | after ÷ before "
+            "| noise before / after / all | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in payload["in_process_before_after"]:
+            ms = row["ms"]
+            lines.append(
+                f"| {row['case']} | {fmt(ms['before'], 4)} | {fmt(ms['after'], 4)} "
+                f"| {fmt(ms['ratio'], 3)} | {fmt_noise(ms)} | {row['verdict']} |"
+            )
+    else:
+        lines += ["| case | ms |", "|---|---|"]
+        for name, s in payload["in_process"].items():
+            lines.append(f"| {name} | {fmt(s, 4)} |")
+    sides = {"in_process": "ModelHub ÷ bare handler"}
+    if baseline:
+        sides = {
+            "in_process_baseline": "ModelHub ÷ bare handler, before",
+            "in_process": "after",
+        }
+    lines += [
+        "",
+        f"| model, rows | {' | '.join(sides.values())} | target |",
+        "|---|" + "---|" * len(sides) + "---|",
+    ]
     for slug in MODELS:
         for rows in (1, BATCH_ROWS):
-            mh = payload["in_process"][f"{slug} {rows} ModelHub decode+predict+encode"]
-            bare = payload["in_process"][f"{slug} {rows} bare handler (json)"]
-            ratio = mh["mean"] / bare["mean"]
+            cells = []
+            for key in sides:
+                timing = payload[key]
+                mh = timing[f"{slug} {rows} ModelHub decode+predict+encode"]
+                bare = timing[f"{slug} {rows} bare handler (json)"]
+                cells.append(mh["mean"] / bare["mean"])
+            ratio = cells[-1]
             target = ""
             if slug == "iris" and rows == BATCH_ROWS:
                 target = f"≤ {TARGET_IN_PROCESS}× " + (
                     "✅" if ratio <= TARGET_IN_PROCESS else "❌"
                 )
-            lines.append(f"| {slug}, {rows} | {ratio:.2f}× | {target} |")
+            lines.append(
+                f"| {slug}, {rows} | "
+                + " | ".join(f"{c:.2f}×" for c in cells)
+                + f" | {target} |"
+            )
     lines += [
         "",
         "## Under load",
@@ -936,6 +1235,29 @@ def report(payload: dict, when: str) -> str:
                 f"{fmt(s['p99_ms'])} | {fmt(s['server_cpu_ms_per_request'], 3)} | "
                 f"{flag} | "
                 f"{s['background_cpu_share']['max']:.0%} max |"
+            )
+    if baseline:
+        lines += [
+            "",
+            "## Before and after, under load (after ÷ before paired per run, "
+            "then mean (min–max))",
+            "",
+            "| scenario | server | req/s before → after | after ÷ before "
+            "| noise before / after / all | CPU ms/req before → after "
+            "| after ÷ before | noise before / after / all "
+            "| runs slower (req/s, CPU) | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in payload["before_after"]:
+            rps, cpu = row["req/s"], row["CPU"]
+            lines.append(
+                f"| {row['scenario']} | {row['server']} | "
+                f"{rps['before']['mean']:.0f} → {rps['after']['mean']:.0f} | "
+                f"{fmt(rps['ratio'], 3)} | {fmt_noise(rps)} | "
+                f"{cpu['before']['mean']:.3f} → {cpu['after']['mean']:.3f} | "
+                f"{fmt(cpu['ratio'], 3)} | {fmt_noise(cpu)} | "
+                f"{rps['slower_rounds']}, {cpu['slower_rounds']} of {rps['rounds']} | "
+                f"{row['verdict']} |"
             )
     lines += [
         "",
@@ -959,7 +1281,8 @@ def report(payload: dict, when: str) -> str:
     lines += [
         "",
         f"## Memory: one ModelHub worker, {mem['models']['estimator']} "
-        f"({mem['models']['file_bytes'] / 1e6:.2f} MB file each), request log off",
+        f"({mem['models']['file_bytes'] / 1e6:.2f} MB file each), request log off"
+        + (" (current tree only)" if baseline else ""),
         "",
         "| MODELHUB_MODEL_CACHE_SIZE | distinct models requested | models loaded "
         "(/metrics) | worker VmRSS MB | worker RssAnon MB | master VmRSS MB |",
@@ -999,11 +1322,10 @@ def report(payload: dict, when: str) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--child":
-        kind, directory, models_dir, runs = sys.argv[2:]
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        kind, directory, models_dir = sys.argv[2:]
         build = build_site if kind == "site" else build_memory_site
-        extra = (int(runs),) if kind == "site" else ()
-        print(json.dumps(build(Path(directory), Path(models_dir), *extra)))
+        print(json.dumps(build(Path(directory), Path(models_dir))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
@@ -1021,20 +1343,47 @@ def main() -> None:
         default=5,
         help="seconds to wait at most for the machine to calm down before each block",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure ModelHub at this git revision (e.g. main~5), "
+        "interleaved with the current tree, and report after ÷ before",
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.runs, args.no_compare, args.quiet_wait = 2, 1, True, 1
     require_wrk()
     started = time.monotonic()
     sklearn = metadata.version("scikit-learn")
+    baseline = head = None
+    if args.baseline:
+        print(f"baseline: a checkout of {args.baseline}", flush=True)
+        baseline = baseline_checkout(args.baseline)
+        head = head_info()  # now: the tree may be committed to during the run
     work = Path(tempfile.mkdtemp(prefix="modelhub-suite-"))
     problems: list[str] = []
+    targets: list[Target] = []
     try:
-        print("setting up: models, sites, in-process timings", flush=True)
-        site = run_child("site", work / "site", work / "models", max(args.runs, 1))
+        print("setting up: models, sites", flush=True)
+        site = run_child("site", work / "site", work / "models")
         sample = site["sample"]
-        mem_models = run_child("memory", work / "memory", work / "memory-models", 1)
-        targets = [
+        trees = [Tree("", ROOT, work / "site")]
+        if baseline:
+            print(f"setting up: the site of {baseline['sha'][:12]}", flush=True)
+            checkout = Path(baseline["checkout"])
+            baseline_site(checkout, work / "site-base", work / "models", MODELS)
+            trees.insert(0, Tree(BASE, checkout, work / "site-base"))
+        mem_models = run_child("memory", work / "memory", work / "memory-models")
+        print("in process", flush=True)
+        timings, layouts = in_process(
+            trees,
+            sample,
+            work / "models",
+            work,
+            runs=max(args.runs, 1),
+            quiet_wait=args.quiet_wait,
+        )
+        targets.append(
             Target(
                 name="reference",
                 start=lambda _: Reference(work / "models", args.workers),
@@ -1042,27 +1391,18 @@ def main() -> None:
                 body=mlflow_body,
                 notes="bench/reference_wsgi.py under ModelHub's gunicorn settings "
                 "(orjson → float array → predict → orjson)",
-            ),
-            modelhub_target(
-                "modelhub",
-                work / "site",
-                args.workers,
-                {"MODELHUB_LOG_MODE": "after_response"},
-            ),
-            modelhub_target(
-                "modelhub-log-off",
-                work / "site",
-                args.workers,
-                {"MODELHUB_LOG_MODE": "off"},
-            ),
-            modelhub_target(
-                "modelhub-v2",
-                work / "site",
-                args.workers,
-                {"MODELHUB_LOG_MODE": "after_response"},
-                v2=True,
-            ),
-        ]
+            )
+        )
+        for name, env, v2 in MODELHUB_SERVERS:
+            for tree in trees:
+                about = (
+                    f"ModelHub at {baseline['rev']} ({baseline['sha'][:12]})"
+                    if tree.suffix
+                    else ""
+                )
+                targets.append(
+                    modelhub_target(name, tree, args.workers, env, v2=v2, about=about)
+                )
         comparisons: dict = {}
         if not args.no_compare:
             print("comparisons: preparing bench environments", flush=True)
@@ -1070,9 +1410,9 @@ def main() -> None:
                 work / "models", work, sample, args.workers, sklearn
             )
             targets += more
-        print("starting servers", flush=True)
-        problems += list(start_targets(targets))
         try:
+            print("starting servers", flush=True)
+            problems += list(start_targets(targets))
             print("under load", flush=True)
             runs = measure_all(targets, sample, args)
         finally:
@@ -1084,11 +1424,24 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     when = stamp()
-    payload = {
+    payload: dict[str, Any] = {
         "scenario": "suite",
         "args": vars(args),
         "machine": machine(),
-        "in_process": site["in_process"],
+        "in_process": {name: spread(v, 4) for name, v in timings[""].items()},
+        "in_process_layouts": layouts,
+    }
+    if baseline:
+        payload |= {
+            "baseline": baseline,
+            "head": head,
+            "in_process_baseline": {
+                name: spread(v, 4) for name, v in timings[BASE].items()
+            },
+            "in_process_before_after": in_process_before_after(timings),
+            "before_after": before_after(runs),
+        }
+    payload |= {
         "targets": {t.name: t.notes for t in targets},
         "comparisons": comparisons,
         "problems": problems,
@@ -1099,6 +1452,7 @@ def main() -> None:
             "rows": memory_rows,
         },
         "runs": runs,
+        "in_process_rounds": timings,
         "elapsed_s": round(time.monotonic() - started),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
