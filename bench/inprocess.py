@@ -67,13 +67,46 @@ def modelhub_handler(slug: str) -> Handler:
     the branch below. (``from api import x`` would report a missing ``x`` as
     ``api`` itself: import the module by its dotted name.)
     """
-    # Issue 17's layout (api.dataplane...) goes here, above the old one, as a
-    # branch of the same form: see the docstring.
+    # Issue 17's layout: api.dataplane.infer's steps minus HTTP and routing.
+    try:
+        import api.dataplane.infer
+        import api.dataplane.rest
+        import api.renderers
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("api.dataplane", "api.dataplane.infer"):
+            raise
+    else:
+        infer = api.dataplane.infer
+        rest = api.dataplane.rest
+        loaded = infer.serve_model(slug=slug, version=None, authorize=lambda ref: None)
+
+        def call(body: bytes) -> bytes:
+            decoded, proba = rest.decode_body(
+                loaded, body, "application/json", proba=None
+            )
+            predictions, probabilities = infer.run_model(
+                loaded, decoded.data, proba=proba and loaded.has_proba
+            )
+            inference = infer.Inference(
+                loaded=loaded,
+                model_input=decoded,
+                predictions=predictions,
+                probabilities=probabilities,
+                load_ms=0.0,
+                decode_ms=0.0,
+                predict_ms=0.0,
+            )
+            return api.renderers.dumps(
+                rest.response_body(inference, request_id="0" * 32)
+            )
+
+        return Handler("api.dataplane (decode_body, run_model, response_body)", call)
 
     # Up to issue 17's refactor: api.services and api.renderers.
     try:
-        import api.renderers
         import api.services
+
+        import api.renderers
     except ModuleNotFoundError as exc:
         if exc.name not in ("api.services", "api.renderers"):
             raise
