@@ -12,7 +12,6 @@ transaction commits (registry.changes); nothing else tells them.
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,20 +20,16 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.core.validators import validate_slug
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from . import changes, mlflow_models, staging
 from .exceptions import (
-    InvalidMetadata,
     InvalidModel,
     InvalidSchema,
-    InvalidSlug,
     ModelExists,
     NothingToChange,
     NothingToRollBack,
@@ -44,14 +39,14 @@ from .exceptions import (
     VersionActive,
     VersionNotReady,
 )
-from .inspection import SchemaError, check_metadata, normalize_features
+from .inspection import SchemaError, normalize_features
 from .models import Activation, MLModel, ModelVersion, VersionEdit
 from .serialization import PICKLE_FORMATS, detect_format, extension_for
+from .stored import check_metadata, check_slug, display_name, storable
 from .validation import local_file, preflight, recheck
 
 logger = logging.getLogger(__name__)
 UPLOAD_PERMISSION = "registry.upload_pickle"
-MAX_METADATA_DEPTH = 64
 
 
 def register_version(
@@ -77,8 +72,8 @@ def register_version(
     the pickle permission for joblib/pickle files. Nothing is stored unless
     the whole registration succeeds.
     """
-    metadata = _check_metadata(metadata)
-    _check_slug(slug)
+    metadata = check_metadata(metadata)
+    check_slug(slug)
     if not create and not MLModel.objects.filter(slug=slug).exists():
         raise UnknownModel(f"No model with slug '{slug}'.")
     with tempfile.TemporaryDirectory(prefix="modelhub-upload-") as workdir:
@@ -90,7 +85,7 @@ def register_version(
             unpacked = mlflow_models.unpack(
                 staged, Path(workdir), max_bytes=settings.MODELHUB_MAX_MODEL_BYTES
             )
-            metadata = _check_metadata({**unpacked.metadata, **metadata})
+            metadata = check_metadata({**unpacked.metadata, **metadata})
             staged, model_name = unpacked.path, unpacked.filename
             digest, size, head = unpacked.fingerprint
         fmt = detect_format(model_name, head)
@@ -126,7 +121,7 @@ def create_model(
     *, slug: str, name: str = "", description: str = "", private: bool = False
 ) -> MLModel:
     """A route with no version yet (the REST API's create; uploads add versions)."""
-    _check_slug(slug)
+    check_slug(slug)
     try:
         with transaction.atomic():
             model = MLModel.objects.create(
@@ -136,73 +131,6 @@ def create_model(
             return model
     except IntegrityError:
         raise ModelExists(f"A model with slug '{slug}' already exists.") from None
-
-
-def display_name(filename: str) -> str:
-    """The uploader's file name, for display only: its last path component
-    (either separator), without control characters (PostgreSQL text cannot
-    hold NUL), at most 255 characters. Stored files never use it."""
-    last = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    return "".join(c for c in last if c.isprintable())[:255]
-
-
-def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise InvalidMetadata("Metadata must be a JSON object.")
-    if not storable(metadata):
-        raise InvalidMetadata(
-            f"Metadata may not nest deeper than {MAX_METADATA_DEPTH} levels nor "
-            "hold NaN, infinities, U+0000 or lone surrogates."
-        )
-    try:
-        check_metadata(metadata)
-    except SchemaError as exc:
-        raise InvalidMetadata(f"Metadata: {exc}.") from None
-    return metadata
-
-
-def storable(value: Any) -> bool:
-    """What every channel (admin, CLI, REST) may store: PostgreSQL's jsonb
-    holds neither U+0000, lone surrogates nor NaN, and the API's JSON renderer
-    stops at 255 levels when it echoes metadata back."""
-    pending = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item or not _utf8(item):
-                return False
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return False
-        elif depth >= MAX_METADATA_DEPTH:
-            return False
-        elif isinstance(item, dict):
-            pending.extend((k, depth + 1) for k in item)
-            pending.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            pending.extend((v, depth + 1) for v in item)
-    return True
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_slug(slug: str) -> None:
-    try:
-        validate_slug(slug)
-    except ValidationError:
-        raise InvalidSlug(
-            f"'{slug}' is not a valid slug: use letters, digits, '-' and '_'."
-        ) from None
-    if len(slug) > MLModel._meta.get_field("slug").max_length:
-        raise InvalidSlug("Slugs are at most 100 characters long.")
 
 
 def _stage(source: IO[bytes], staged: Path) -> staging.Fingerprint:
@@ -445,7 +373,7 @@ def check_version_edit(
                 "surrogates."
             )
     if metadata is not None:
-        metadata = _check_metadata(metadata)
+        metadata = check_metadata(metadata)
     if schema is None and metadata is None:
         raise NothingToChange("Nothing to change: give an input schema or metadata.")
     new_metadata = version.metadata if metadata is None else metadata

@@ -22,6 +22,7 @@ from registry.exceptions import (
     ModelTooLarge,
 )
 from registry.models import Activation, MLModel, ModelVersion
+from registry.stored import storable
 
 from ..errors import InvalidField, MissingFile
 from ..http import ascii_digits, form_flag
@@ -197,7 +198,7 @@ def _text(
         raise InvalidField(
             f"'{field}' is at most {max_length} characters long.", field=field
         )
-    if not actions.storable(value):
+    if not storable(value):
         raise InvalidField(
             f"'{field}' may not contain U+0000 or lone surrogates.", field=field
         )
