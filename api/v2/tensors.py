@@ -11,8 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from registry.jsonvalues import to_json_value
-
 from ..errors import InvalidString, PayloadError, WrongType
 
 # Little-endian whatever the host: the extension says so.
@@ -245,8 +243,12 @@ def output_array(values: Any) -> tuple[str, np.ndarray]:
 
 
 def _plain_text(value: Any) -> str:
-    text = to_json_value(value)
-    return text if isinstance(text, str) else str(text)
+    """One label as text: numpy's str_ (the usual object-array label) as it is."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def encode_json(datatype: str, array: np.ndarray) -> list[Any]:
