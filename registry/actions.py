@@ -287,16 +287,23 @@ def _switch(
     MLModel.objects.filter(pk=model.pk).update(active_version=version)
     model.active_version = version
     changes.announce()
-    known_user = user if user is not None and user.pk else None
     return Activation.objects.create(
         model=model,
         from_number=previous,
         to_number=version.number,
         rollback=rollback,
-        channel=channel,
-        user=known_user,
-        username=known_user.get_username() if known_user else "",
+        **_made_by(user, channel),
     )
+
+
+def _made_by(user: AbstractBaseUser | None, channel: str) -> dict[str, Any]:
+    """A Change's who and how; ``None`` or an unsaved user is a local caller."""
+    known = user if user is not None and user.pk else None
+    return {
+        "channel": channel,
+        "user": known,
+        "username": known.get_username() if known else "",
+    }
 
 
 def delete_version(version: ModelVersion) -> None:
@@ -421,16 +428,13 @@ def apply_version_edit(
         )
     if not fields:
         return version
-    known_user = user if user is not None and user.pk else None
     with transaction.atomic():
         ModelVersion.objects.filter(pk=version.pk).update(**fields)
         VersionEdit.objects.create(
             model_id=version.model_id,
             number=version.number,
             changes=changed,
-            channel=channel,
-            user=known_user,
-            username=known_user.get_username() if known_user else "",
+            **_made_by(user, channel),
         )
         changes.announce()
     version.refresh_from_db()

@@ -128,21 +128,14 @@ class ModelVersion(models.Model):
         return f"{self.model.slug} v{self.number}"
 
 
-class Activation(models.Model):
-    """One switch of a model's active version: who, when, from what, how."""
+class Change(models.Model):
+    """Who changed the registry, when, and through which channel."""
 
     class Channel(models.TextChoices):
         ADMIN = "admin"
         CLI = "cli"
         API = "api"
 
-    model = models.ForeignKey(
-        MLModel, on_delete=models.CASCADE, related_name="activations"
-    )
-    # Plain numbers, so deleting an old version keeps the history readable.
-    from_number = models.PositiveIntegerField(null=True, blank=True)
-    to_number = models.PositiveIntegerField()
-    rollback = models.BooleanField(default=False)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -155,14 +148,27 @@ class Activation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at", "-id"]
+
+
+class Activation(Change):
+    """One switch of a model's active version: who, when, from what, how."""
+
+    model = models.ForeignKey(
+        MLModel, on_delete=models.CASCADE, related_name="activations"
+    )
+    # Plain numbers, so deleting an old version keeps the history readable.
+    from_number = models.PositiveIntegerField(null=True, blank=True)
+    to_number = models.PositiveIntegerField()
+    rollback = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         origin = f"v{self.from_number}" if self.from_number else "none"
         return f"{self.model.slug}: {origin} -> v{self.to_number} ({self.channel})"
 
 
-class VersionEdit(models.Model):
+class VersionEdit(Change):
     """One edit of how a version serves (schema, metadata): who, when, what, how."""
 
     model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="edits")
@@ -170,19 +176,6 @@ class VersionEdit(models.Model):
     number = models.PositiveIntegerField()
     # {"input_schema": {"from": [names], "to": [names]}, "metadata": [keys]}
     changes = models.JSONField(default=dict)
-    channel = models.CharField(max_length=10, choices=Activation.Channel.choices)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    username = models.CharField(max_length=150, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.model.slug} v{self.number}: {', '.join(self.changes)}"
