@@ -19,15 +19,11 @@ from ..access import (
 )
 from ..baseview import ApiView
 from ..http import query_version
-from ..openapi import SLUG, ErrorSerializer
+from ..openapi import SLUG, errors
 from ..renderers import dumps
 from .infer import infer
 from .openapi import EXAMPLES, VERSION, PredictBodySerializer, PredictionSerializer
 from .rest import RestDecoder, response_body
-
-_ERRORS = {
-    code: ErrorSerializer for code in (400, 401, 404, 413, 415, 422, 429, 503, 504)
-}
 
 
 class PredictView(ApiView):
@@ -57,7 +53,10 @@ class PredictView(ApiView):
             "application/json": PredictBodySerializer,
             "text/csv": {"type": "string"},
         },
-        responses={200: PredictionSerializer, **_ERRORS},
+        responses={
+            200: PredictionSerializer,
+            **errors(400, 401, 404, 413, 415, 422, 429, 503, 504),
+        },
         examples=EXAMPLES,
         parameters=[
             SLUG,
