@@ -373,6 +373,20 @@ def make_install(run_dir: Path, database_url: str | None = None, **env: str) -> 
     return Install(settings_env, run_dir, predictions)
 
 
+def corrupt_version_file(install: Install, number: int) -> None:
+    """Flips one bit of iris v``number``'s file: its sha256 no longer matches."""
+    ((name,),) = install.query(
+        "SELECT v.file FROM registry_modelversion v "
+        "JOIN registry_mlmodel m ON m.id = v.model_id "
+        "WHERE m.slug = 'iris' AND v.number = %s",
+        (number,),
+    )
+    path = install.media / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     if url.startswith("sqlite"):
         import sqlite3

@@ -21,6 +21,7 @@ from tests.servers import (
     Outcome,
     Server,
     Traffic,
+    corrupt_version_file,
     metric_samples,
     report_gate,
     send_all,
@@ -53,19 +54,6 @@ def assert_one_row_per_response(install: Install, prefix: str, outcomes) -> None
     logged = wait_for_rows(install, prefix, len(outcomes))
     expected = {o.request_id: [(o.status, int(o.version))] for o in outcomes}
     assert logged == expected
-
-
-def corrupt_version_file(install: Install, number: int) -> None:
-    ((name,),) = install.query(
-        "SELECT v.file FROM registry_modelversion v "
-        "JOIN registry_mlmodel m ON m.id = v.model_id "
-        "WHERE m.slug = 'iris' AND v.number = %s",
-        (number,),
-    )
-    path = install.media / name
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
 
 
 @pytest.mark.slow

@@ -329,3 +329,8 @@ def test_admin_edits_input_schema_with_validation(
     edit = VersionEdit.objects.get()
     assert (edit.number, edit.channel, edit.user) == (1, "admin", staff_user)
     assert edit.changes == {"metadata": ["owner"]}
+    page = staff_client.get(
+        reverse("admin:registry_mlmodel_change", args=[iris_model.pk])
+    ).content.decode()
+    assert "Version edits" in page
+    assert f"v1 metadata: owner · admin · {staff_user.username}" in page

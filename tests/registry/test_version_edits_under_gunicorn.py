@@ -32,6 +32,7 @@ from tests.servers import (
     Install,
     Response,
     Server,
+    corrupt_version_file,
     manage,
     start_gunicorn,
 )
@@ -353,19 +354,6 @@ def test_schema_edited_through_the_management_api_is_served_by_every_warm_worker
     assert_serves_renamed_schema(cold, "cold", plain)
     cold.stop()
     assert_serves_renamed_schema(server, "after", plain)
-
-
-def corrupt_version_file(install: Install, number: int) -> None:
-    ((name,),) = install.query(
-        "SELECT v.file FROM registry_modelversion v "
-        "JOIN registry_mlmodel m ON m.id = v.model_id "
-        "WHERE m.slug = 'iris' AND v.number = %s",
-        (number,),
-    )
-    path = install.media / name
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
 
 
 def assert_refuses_v2_as_invalid(server: Server, prefix: str) -> None:
