@@ -1034,6 +1034,17 @@ def verdict(parts: dict[str, dict]) -> str:
         labels = [label for label, b in beyond.items() if b == word]
         if labels:
             out.append(f"{flag}{word} beyond noise: {', '.join(labels)}")
+    # Within the pooled noise, but slower in every round: worth a look (a
+    # V2 label conversion was found this way).
+    steady = [
+        label
+        for label, part in parts.items()
+        if part["beyond_noise"] == "within"
+        and part["rounds"] >= 3
+        and part["slower_rounds"] == part["rounds"]
+    ]
+    if steady:
+        out.append(f"⚠ slower in every run: {', '.join(steady)}")
     return "; ".join(out) or "within noise"
 
 
@@ -1114,11 +1125,20 @@ def before_after_header(payload: dict) -> list[str]:
     slower = [
         f"{row['scenario']} {row['server']}"
         for row in payload["before_after"]
-        if "slower" in row["verdict"]
+        if "slower beyond" in row["verdict"]
     ] + [
         f"in process: {row['case']}"
         for row in payload["in_process_before_after"]
-        if "slower" in row["verdict"]
+        if "slower beyond" in row["verdict"]
+    ]
+    steady = [
+        f"{row['scenario']} {row['server']}"
+        for row in payload["before_after"]
+        if "slower in every run" in row["verdict"]
+    ] + [
+        f"in process: {row['case']}"
+        for row in payload["in_process_before_after"]
+        if "slower in every run" in row["verdict"]
     ]
     unknown = any(
         "unknown" in row["verdict"]
@@ -1130,6 +1150,9 @@ def before_after_header(payload: dict) -> list[str]:
         outcome = "noise unknown with one run: repeat with --runs 3 or more."
     else:
         outcome = "no scenario slower beyond noise."
+    if steady and not unknown:
+        outcome += " Within the noise but slower in every run: " + "; ".join(steady)
+        outcome += "."
     checkout = Path(base["checkout"]).relative_to(ROOT)
     layouts = payload["in_process_layouts"]
     return [
