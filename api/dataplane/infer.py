@@ -89,11 +89,28 @@ def serve_model(
     ``authorize`` sees the resolved version before anything is loaded: a
     private model refuses a caller without a token here.
     """
+    ref = _resolve(slug=slug, version=version, authorize=authorize, record=record)
+    return _load(ref, pinned=version is not None, record=record)
+
+
+def _resolve(
+    *,
+    slug: str,
+    version: int | None,
+    authorize: Authorize,
+    record: PredictionRecord | None,
+) -> VersionRef:
     ref = routing.resolve(slug, version)
     if record is not None:
         record.version = ref.number
     authorize(ref)
-    loaded = serving.serve(ref, pinned=version is not None)
+    return ref
+
+
+def _load(
+    ref: VersionRef, *, pinned: bool, record: PredictionRecord | None
+) -> LoadedModel:
+    loaded = serving.serve(ref, pinned=pinned)
     if record is not None:
         record.version = loaded.ref.number  # the last good one on a fallback
     return loaded
@@ -108,8 +125,9 @@ def infer(
     record: PredictionRecord | None = None,
 ) -> Inference:
     """Serve one prediction request, whatever its protocol."""
-    started = time.perf_counter()
-    loaded = serve_model(slug=slug, version=version, authorize=authorize, record=record)
+    ref = _resolve(slug=slug, version=version, authorize=authorize, record=record)
+    started = time.perf_counter()  # Server-Timing's "load": the model, not the route
+    loaded = _load(ref, pinned=version is not None, record=record)
     loaded_at = time.perf_counter()
     model_input, proba = decoder(loaded)
     decoded_at = time.perf_counter()
