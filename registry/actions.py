@@ -398,9 +398,8 @@ def check_version_edit(
             f"{version}'s file is missing from storage: it cannot be checked."
         ) from None
     except InvalidModel as exc:
-        raise InvalidSchema(
-            f"The change does not fit the model: {exc.message}"
-        ) from None
+        detail = exc.message.removeprefix("The file is not a usable model: ")
+        raise InvalidSchema(f"The change does not fit the model: {detail}") from None
     return CheckedEdit(version=version, input_schema=schema, metadata=metadata)
 
 

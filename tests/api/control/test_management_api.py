@@ -664,7 +664,7 @@ def test_edit_version_renaming_the_fitted_names_of_a_model_is_400(
     body = assert_error(
         edit(api, staff, {"input_schema": renamed}, slug="iris"), 400, "invalid_schema"
     )
-    assert "does not fit the model" in body["detail"]
+    assert body["detail"].startswith("The change does not fit the model: ValueError")
 
 
 @pytest.mark.parametrize(
