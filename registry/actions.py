@@ -336,14 +336,29 @@ def _delete_files(names: list[str]) -> None:
 
 
 def update_model(
-    model: MLModel, *, name: str, description: str, private: bool
+    model: MLModel,
+    *,
+    name: str,
+    description: str,
+    private: bool,
+    slug: str | None = None,
 ) -> MLModel:
-    """Change a model's name, description or privacy (which routing serves)."""
-    with transaction.atomic():
-        MLModel.objects.filter(pk=model.pk).update(
-            name=name, description=description, private=private
-        )
-        changes.announce()
+    """Change a model's name, description, privacy or slug (the last two are
+    what routing serves)."""
+    fields: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "private": private,
+    }
+    if slug is not None:
+        check_slug(slug)
+        fields["slug"] = slug
+    try:
+        with transaction.atomic():
+            MLModel.objects.filter(pk=model.pk).update(**fields)
+            changes.announce()
+    except IntegrityError:
+        raise ModelExists(f"A model with slug '{slug}' already exists.") from None
     model.refresh_from_db()
     return model
 

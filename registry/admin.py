@@ -172,7 +172,11 @@ class MLModelAdmin(admin.ModelAdmin):
     ) -> None:
         if change:
             actions.update_model(
-                obj, name=obj.name, description=obj.description, private=obj.private
+                obj,
+                slug=obj.slug,
+                name=obj.name,
+                description=obj.description,
+                private=obj.private,
             )
         else:
             created = actions.create_model(

@@ -334,3 +334,34 @@ def test_admin_edits_input_schema_with_validation(
     ).content.decode()
     assert "Version edits" in page
     assert f"v1 metadata: owner · admin · {staff_user.username}" in page
+
+
+def test_admin_edits_a_model_through_the_actions_and_serves_it_at_once(
+    staff_client, iris_model, iris_path
+):
+    from registry import routing
+
+    upload(staff_client, iris_model, iris_path)
+    assert routing.resolve("iris").private is False
+    url = reverse("admin:registry_mlmodel_change", args=[iris_model.pk])
+    response = staff_client.post(
+        url,
+        {
+            "slug": "flowers",
+            "name": "Flowers",
+            "description": "renamed",
+            "private": "on",
+            "versions-TOTAL_FORMS": 0,
+            "versions-INITIAL_FORMS": 0,
+            "activations-TOTAL_FORMS": 0,
+            "activations-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 302
+    iris_model.refresh_from_db()
+    assert (iris_model.slug, iris_model.name, iris_model.private) == (
+        "flowers",
+        "Flowers",
+        True,
+    )
+    assert routing.resolve("flowers").private is True
