@@ -1114,6 +1114,19 @@ def fmt(s: dict | None, digits: int = 2) -> str:
     return f"{s['mean']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
+def flagged(payload: dict, phrase: str) -> list[str]:
+    """Every server and in-process case whose verdict says ``phrase``."""
+    return [
+        f"{row['scenario']} {row['server']}"
+        for row in payload["before_after"]
+        if phrase in row["verdict"]
+    ] + [
+        f"in process: {row['case']}"
+        for row in payload["in_process_before_after"]
+        if phrase in row["verdict"]
+    ]
+
+
 def before_after_header(payload: dict) -> list[str]:
     """What was compared with what, and the verdicts in one line."""
     base, head = payload["baseline"], payload["head"]
@@ -1122,24 +1135,8 @@ def before_after_header(payload: dict) -> list[str]:
         if head["tracked_changes"]
         else "no uncommitted changes to tracked files"
     )
-    slower = [
-        f"{row['scenario']} {row['server']}"
-        for row in payload["before_after"]
-        if "slower beyond" in row["verdict"]
-    ] + [
-        f"in process: {row['case']}"
-        for row in payload["in_process_before_after"]
-        if "slower beyond" in row["verdict"]
-    ]
-    steady = [
-        f"{row['scenario']} {row['server']}"
-        for row in payload["before_after"]
-        if "slower in every run" in row["verdict"]
-    ] + [
-        f"in process: {row['case']}"
-        for row in payload["in_process_before_after"]
-        if "slower in every run" in row["verdict"]
-    ]
+    slower = flagged(payload, "slower beyond")
+    steady = flagged(payload, "slower in every run")
     unknown = any(
         "unknown" in row["verdict"]
         for row in payload["before_after"] + payload["in_process_before_after"]
