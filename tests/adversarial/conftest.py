@@ -1,0 +1,128 @@
+"""Hostile input fired at real gunicorn with 2 workers.
+
+Each test sends one hostile request and hands the response to
+``Hostile.assert_refused``: the status and code, an answer within
+ANSWER_WITHIN seconds, a request-log row under its request id, and both
+workers (the one that refused included) serving a normal prediction right
+after, with no worker booted anew.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import (
+    IRIS_ROW,
+    Install,
+    Response,
+    Server,
+    copy_install,
+    start_gunicorn,
+    wait_for_rows,
+)
+
+ANSWER_WITHIN = 2.0
+# Enough single requests that both workers take some (connections are
+# accepted by whichever worker is free; a handful may all go to one).
+SERVE_ATTEMPTS = 60
+
+
+@dataclass
+class Sent:
+    response: Response
+    request_id: str
+    seconds: float
+
+
+@dataclass
+class Hostile:
+    server: Server
+    install: Install
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Sent:
+        """One request with its own X-Request-ID, timed from send to answer."""
+        request_id = f"hostile-{uuid.uuid4().hex[:12]}"
+        started = time.monotonic()
+        response = self.server.request(
+            method, path, body, headers={"X-Request-ID": request_id, **(headers or {})}
+        )
+        return Sent(response, request_id, time.monotonic() - started)
+
+    def assert_refused(
+        self, sent: Sent, status: int, code: str | None, *, logged: bool = True
+    ) -> None:
+        """The answer, its time, its log row, and both workers still serving."""
+        response = sent.response
+        assert response.status == status, response.text[:2000]
+        assert response.headers.get("Content-Type", "").startswith(
+            "application/json"
+        ), response.text[:500]
+        if code is not None:
+            assert response.json().get("code") == code, response.text[:2000]
+        assert sent.seconds <= ANSWER_WITHIN, f"answered in {sent.seconds:.2f}s"
+        if logged:
+            rows = wait_for_rows(self.install, sent.request_id, 1)
+            assert [s for s, _ in rows.get(sent.request_id, [])] == [status], rows
+        self.assert_still_serving(refused_by=self._pid_of(sent.request_id))
+
+    def assert_still_serving(self, refused_by: str | None = None) -> None:
+        booted = len(self.server.booted_workers())
+        prefix = f"normal-{uuid.uuid4().hex[:8]}"
+        for index in range(SERVE_ATTEMPTS):
+            answer = self.server.post(
+                "/api/predict/iris/",
+                {"data": IRIS_ROW},
+                headers={"X-Request-ID": f"{prefix}-{index}"},
+            )
+            assert answer.status == 200, answer.text[:2000]
+            served = self.server.pids_that_served(prefix)
+            if len(served) >= 2 and (refused_by is None or refused_by in served):
+                break
+        else:
+            pytest.fail(f"only workers {served} served {SERVE_ATTEMPTS} requests")
+        assert len(self.server.booted_workers()) == booted, "a worker was replaced"
+        assert self.server.workers == 2
+
+    def _pid_of(self, request_id: str) -> str | None:
+        pids = self.server.pids_that_served(request_id)
+        return next(iter(pids), None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.adversarial)
+
+
+@pytest.fixture(scope="module")
+def hostile_server(
+    iris_install: Install,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Hostile]:
+    """One gunicorn with 2 workers on a copy of the iris registry per module."""
+    run_dir: Path = tmp_path_factory.mktemp("hostile")
+    with copy_install(iris_install, run_dir / "install") as install:
+        server = start_gunicorn(install.env, run_dir, workers=2)
+        try:
+            yield Hostile(server, install)
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def hostile(hostile_server: Hostile) -> Hostile:
+    return hostile_server
