@@ -30,5 +30,17 @@ class ApiConfig(AppConfig):
     verbose_name = "Prediction API"
 
     def ready(self) -> None:
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+
+        from .access import keys
+        from .models import ApiKey
+
         if not caches_need_closing(settings.CACHES):
             request_finished.disconnect(close_caches)
+        # After the response: a used key's last-used time, at most once a minute.
+        request_finished.connect(keys.write_last_used, dispatch_uid="key_last_used")
+        for signal in (post_save, post_delete):
+            signal.connect(keys.forget, sender=ApiKey, dispatch_uid=f"key_{signal}")
+        m2m_changed.connect(
+            keys.forget, sender=ApiKey.allowed_models.through, dispatch_uid="key_m2m"
+        )

@@ -10,6 +10,8 @@ from django.views.decorators.http import require_GET
 from monitoring.requestlog import writer
 from registry.warmup import load_active
 
+from . import access
+
 
 def readiness() -> tuple[bool, dict[str, Any]]:
     """Ready when the database answers, the request log is written and at
@@ -23,12 +25,27 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     buffered = writer.pending()
     serving = any(state["status"] in {"ok", "fallback"} for state in states.values())
     ready = database_ok and not buffered and serving
+    serving_count = sum(s["status"] in {"ok", "fallback"} for s in states.values())
     return ready, {
         "status": "ready" if ready else "not ready",
         "database": "ok" if database_ok else "unavailable",
         "request_log": "ok" if not buffered else f"{buffered} row(s) buffered",
+        "counts": {
+            "models": len(states),
+            "serving": serving_count,
+            "failing": len(states) - serving_count,
+        },
         "models": states,
     }
+
+
+def readiness_for(request: HttpRequest) -> tuple[bool, dict[str, Any]]:
+    """Which models (and which failed to load) only for staff or a key that
+    may read the management API: to anyone else, private slugs stay unknown."""
+    ready, body = readiness()
+    if not access.sees_registry_detail(request):
+        del body["models"]
+    return ready, body
 
 
 @require_GET
@@ -39,5 +56,5 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    ready, body = readiness()
+    ready, body = readiness_for(request)
     return JsonResponse(body, status=200 if ready else 503)

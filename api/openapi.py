@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """How the schema documents api.access.ApiKeyAuthentication."""
+
+    target_class = "api.access.ApiKeyAuthentication"
+    name = "apiKeyAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "An API key: `Api-Key <key>` (or `Bearer <key>`).",
+        }
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -30,4 +48,4 @@ PATH_VERSION = OpenApiParameter(
     OpenApiParameter.PATH,
     required=True,
 )
-TOKEN = [{"tokenAuth": []}]
+TOKEN = [{"tokenAuth": []}, {"apiKeyAuth": []}]

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "registry",
@@ -193,6 +194,7 @@ LOGIN_URL = "admin:login"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
+        "api.access.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
@@ -259,8 +261,19 @@ MODELHUB_MAX_ROWS = env_int("MODELHUB_MAX_ROWS", 10_000, minimum=1)
 MODELHUB_PREDICT_TIMEOUT = env_int("MODELHUB_PREDICT_TIMEOUT", 30)
 # Every model requires an API token, not only those flagged private.
 MODELHUB_REQUIRE_TOKEN = env_bool("MODELHUB_REQUIRE_TOKEN", False)
-# DRF rate, e.g. "100/second"; empty disables throttling.
+# Requests per API key, user or client address, e.g. "100/second"; empty
+# disables throttling (a key's own rate in the admin still applies). Counted
+# once for every worker of a host, in MODELHUB_QUOTA_FILE (default: a file in
+# the temporary directory named for this install's database).
 MODELHUB_THROTTLE_RATE = env_str("MODELHUB_THROTTLE_RATE", "")
+MODELHUB_QUOTA_FILE = env_str("MODELHUB_QUOTA_FILE", "")
+# A verified API key is trusted by a worker for this long before it is read
+# again (a revocation elsewhere takes effect within it; at once in the
+# process that made it).
+MODELHUB_KEY_RECHECK_MS = env_int("MODELHUB_KEY_RECHECK_MS", 2000)
+# When set, /metrics answers only "Authorization: Bearer <this>"; when not,
+# private models' series are labelled by an opaque id instead of their slug.
+MODELHUB_METRICS_TOKEN = env_str("MODELHUB_METRICS_TOKEN", "")
 
 # Request log: "after_response" writes each row once the response is sent,
 # "sync" before it; "off" exists only to measure the cost in benchmarks.

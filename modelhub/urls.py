@@ -17,7 +17,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("api.urls")),
     path("", include("monitoring.urls")),
-    path("", include("django_prometheus.urls")),
 ]
 
 handler400 = "api.errors.bad_request"

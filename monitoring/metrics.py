@@ -7,9 +7,11 @@ worker imports this module, and /metrics sums every worker's files.
 
 from __future__ import annotations
 
+import hmac
 import os
 from typing import Any
 
+from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
 
 from registry.loading import VersionRef
@@ -113,10 +115,33 @@ _series: dict[tuple[str, int | None, int], _Series] = {}
 _MAX_SERIES = 4096  # cleared when full
 
 
+def model_label(slug: str, *, private: bool) -> str:
+    """A private model's series carry an opaque id unless /metrics is
+    protected (MODELHUB_METRICS_TOKEN): a scrape must not list what exists."""
+    if not private or settings.MODELHUB_METRICS_TOKEN:
+        return slug
+    return opaque_label(slug)
+
+
+def opaque_label(slug: str) -> str:
+    """Stable per install (keyed by SECRET_KEY); the model's admin page shows it."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), slug.encode(), "sha256")
+    return f"private-{digest.hexdigest()[:12]}"
+
+
 def observe_request(
-    *, slug: str, version: int | None, status: int, seconds: float, rows: int
+    *,
+    slug: str,
+    version: int | None,
+    status: int,
+    seconds: float,
+    rows: int,
+    private: bool = False,
 ) -> None:
-    model = slug if version is not None else UNRESOLVED
+    if version is None:
+        model = UNRESOLVED
+    else:
+        model = slug if not private else model_label(slug, private=True)
     key = (model, version, status)
     series = _series.get(key)
     if series is None:
@@ -135,12 +160,15 @@ def on_cache_event(event: str, ref: VersionRef, seconds: float, size: int) -> No
     """Listener for registry.cache: keeps the cache metrics current."""
     if event == "hit":
         CACHE_HITS.inc()
-    elif event == "loaded":
+        MODELS_LOADED.set(size)
+        return
+    labels = (model_label(ref.slug, private=ref.private), str(ref.number))
+    if event == "loaded":
         CACHE_MISSES.inc()
-        MODEL_LOAD_SECONDS.labels(ref.slug, str(ref.number)).observe(seconds)
+        MODEL_LOAD_SECONDS.labels(*labels).observe(seconds)
     elif event == "fallback":
-        FALLBACKS.labels(ref.slug, str(ref.number)).inc()
+        FALLBACKS.labels(*labels).inc()
     elif event == "load_failed":
         CACHE_MISSES.inc()
-        MODEL_LOAD_FAILURES.labels(ref.slug, str(ref.number)).inc()
+        MODEL_LOAD_FAILURES.labels(*labels).inc()
     MODELS_LOADED.set(size)

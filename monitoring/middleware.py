@@ -56,6 +56,7 @@ class RequestLogMiddleware:
             status=entry.status,
             seconds=elapsed,
             rows=entry.rows,
+            private=record.private,
         )
         mode = settings.MODELHUB_LOG_MODE
         if mode == "after_response":
@@ -99,4 +100,5 @@ def _entry(
         payload=sanitize_payload(body)
         if body is not None and settings.MODELHUB_LOG_PAYLOADS
         else None,
+        key_name=record.key_name,
     )

@@ -30,6 +30,9 @@ class RequestLog(models.Model):
     request_id = models.CharField(max_length=128)
     client = models.CharField(max_length=64, blank=True)
     payload = models.TextField(null=True, blank=True)
+    key_name = models.CharField(
+        max_length=50, blank=True, help_text="The API key that called (its name)."
+    )
 
     class Meta:
         db_table = "api_requestlog"

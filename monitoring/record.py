@@ -23,6 +23,8 @@ class PredictionRecord:
     rows: int = 0
     model_ms: float | None = None
     error_code: str = ""
+    private: bool = False  # the metrics label it by an opaque id
+    key_name: str = ""  # the API key that called, never the key
     body: bytes | None = None
 
 

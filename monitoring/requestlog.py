@@ -52,6 +52,7 @@ class LogEntry:
     request_id: str
     client: str = ""
     payload: str | None = None
+    key_name: str = ""
 
 
 LOG_COLUMNS = (
@@ -66,6 +67,7 @@ LOG_COLUMNS = (
     "request_id",
     "client",
     "payload",
+    "key_name",
 )
 # Rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -225,6 +227,7 @@ class RequestLogWriter:
                 e.request_id,
                 e.client,
                 e.payload,
+                e.key_name,
             )
             for e in batch
         ]

@@ -363,6 +363,15 @@ def update_model(
     return model
 
 
+def set_grants(model: MLModel, *, users: Iterable[Any], groups: Iterable[Any]) -> None:
+    """Who, beyond staff, a private model answers. Read per request, so no
+    worker holds a stale copy; announced anyway, as every registry change is."""
+    with transaction.atomic():
+        model.granted_users.set(list(users))
+        model.granted_groups.set(list(groups))
+        changes.announce()
+
+
 @dataclass(frozen=True)
 class CheckedEdit:
     """A version edit that passed the preflight's checks, ready to be applied."""

@@ -107,7 +107,16 @@ class MLModelAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "active", "version_count", "private", "updated_at"]
     search_fields = ["slug", "name", "description"]
     readonly_fields = ["active_version", "created_at", "updated_at", "edit_history"]
-    fields = ["slug", "name", "description", "private", *readonly_fields]
+    fields = [
+        "slug",
+        "name",
+        "description",
+        "private",
+        "granted_users",
+        "granted_groups",
+        *readonly_fields,
+    ]
+    filter_horizontal = ["granted_users", "granted_groups"]
     inlines = [VersionInline, ActivationInline]
     actions = ["roll_back"]
 
@@ -186,6 +195,17 @@ class MLModelAdmin(admin.ModelAdmin):
                 private=obj.private,
             )
             obj.pk = created.pk
+
+    def save_related(
+        self, request: HttpRequest, form: Any, formsets: Any, change: bool
+    ) -> None:
+        actions.set_grants(
+            form.instance,
+            users=form.cleaned_data.get("granted_users", []),
+            groups=form.cleaned_data.get("granted_groups", []),
+        )
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def delete_model(self, request: HttpRequest, obj: MLModel) -> None:
         actions.delete_models([obj])

@@ -27,8 +27,20 @@ class MLModel(models.Model):
     )
     private = models.BooleanField(
         default=False,
-        help_text="Require an API token for predictions and hide the model "
-        "from anonymous listings.",
+        help_text="Answer only staff, the users and groups granted it and API "
+        "keys scoped to it; to everyone else it does not exist (404).",
+    )
+    granted_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="granted_models",
+        help_text="Non-staff users who may call this model while it is private.",
+    )
+    granted_groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="granted_models",
+        help_text="Groups whose members may call this model while it is private.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -207,8 +207,15 @@ def staff_client(client, staff_user):
 
 
 @pytest.fixture(autouse=True)
+def own_quota_file(settings, tmp_path):
+    """Quota counters live in a file shared by a host's workers: one per test."""
+    settings.MODELHUB_QUOTA_FILE = str(tmp_path / "quota.sqlite3")
+
+
+@pytest.fixture(autouse=True)
 def fresh_serving_state():
     """Every test starts with an empty model cache and no remembered routes."""
+    from api.access import keys
     from monitoring.requestlog import writer
     from registry import routing, serving
     from registry.cache import model_cache
@@ -217,6 +224,7 @@ def fresh_serving_state():
     routing.forget()
     serving.forget()
     writer.reset()
+    keys.forget()
     yield
     model_cache.clear()
     routing.forget()

@@ -5,26 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from rest_framework.request import Request
 
-from registry.exceptions import UnknownModel, UnknownVersion
+from registry.exceptions import UnknownVersion
 from registry.models import MLModel, ModelVersion
 
+from .. import access
 
-def visible_models(*, authenticated: bool) -> QuerySet[MLModel]:
+
+def visible_models(request: Request) -> QuerySet[MLModel]:
     models = MLModel.objects.select_related("active_version").order_by("slug")
-    return models if authenticated else models.filter(private=False)
+    return access.visible(request, models)
 
 
-def get_visible_model(slug: str, *, authenticated: bool) -> MLModel:
-    """A private model is a 404 to anonymous clients: its existence is private too."""
-    model = visible_models(authenticated=authenticated).filter(slug=slug).first()
+def get_visible_model(slug: str, request: Request) -> MLModel:
+    """A private model is a 404 to whoever it does not answer: its existence
+    is private too."""
+    model = visible_models(request).filter(slug=slug).first()
     if model is None:
-        raise UnknownModel(f"No model with slug '{slug}'.")
+        raise access.unknown_model(slug)
     return model
 
 
-def get_visible_version(slug: str, number: int, *, authenticated: bool) -> ModelVersion:
-    model = get_visible_model(slug, authenticated=authenticated)
+def get_visible_version(slug: str, number: int, request: Request) -> ModelVersion:
+    model = get_visible_model(slug, request)
     version = model.versions.filter(number=number).first()
     if version is None:
         raise UnknownVersion(f"Model '{slug}' has no version {number}.")

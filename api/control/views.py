@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.parsers import JSONParser, MultiPartParser
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAdminUser
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from monitoring import rollup, stats
 
-from ..access import is_authenticated, require_token
+from ..access import AUTHENTICATION, authorize, require_token
 from ..baseview import ApiView
 from ..dataplane.infer import serve_model
 from ..openapi import PATH_VERSION, SLUG, TOKEN, ErrorSerializer, errors
@@ -47,13 +47,13 @@ class ManagementView(ApiView):
 
     write_permissions: dict[str, str] = {}
 
-    def get_authenticators(self) -> list[TokenAuthentication]:
+    def get_authenticators(self) -> list[BaseAuthentication]:
         # self.request is the HttpRequest by now (View.setup), except while
         # drf-spectacular builds a mock request for the schema.
         request = getattr(self, "request", None)
         if request is None or request.method in SAFE_METHODS:
             return super().get_authenticators()
-        return [TokenAuthentication()]
+        return [auth() for auth in AUTHENTICATION]
 
     def get_permissions(self) -> list[BasePermission]:
         if self.request.method in SAFE_METHODS:
@@ -75,7 +75,7 @@ class ModelListView(ManagementView):
     @extend_schema(responses={200: ModelSummarySerializer(many=True)})
     def get(self, request: Request) -> Response:
         require_token(request)
-        models = catalog.visible_models(authenticated=is_authenticated(request))
+        models = catalog.visible_models(request)
         return Response([catalog.model_summary(m) for m in models])
 
     @extend_schema(
@@ -98,7 +98,7 @@ class ModelDetailView(ApiView):
     )
     def get(self, request: Request, slug: str) -> Response:
         require_token(request)
-        model = catalog.get_visible_model(slug, authenticated=is_authenticated(request))
+        model = catalog.get_visible_model(slug, request)
         return Response(catalog.model_detail(model))
 
 
@@ -136,9 +136,7 @@ class VersionDetailView(ManagementView):
     )
     def get(self, request: Request, slug: str, version: int) -> Response:
         require_token(request)
-        found = catalog.get_visible_version(
-            slug, version, authenticated=is_authenticated(request)
-        )
+        found = catalog.get_visible_version(slug, version, request)
         return Response(catalog.version_detail(found))
 
     @extend_schema(
@@ -199,7 +197,7 @@ class ModelHealthView(ApiView):
         ref = serve_model(
             slug=slug,
             version=None,
-            authorize=lambda ref: require_token(request, private=ref.private),
+            authorize=lambda ref: authorize(request, ref),
         ).ref
         return Response(
             {"model": ref.slug, "version": ref.number, "status": "ok", "kind": ref.kind}
@@ -209,7 +207,7 @@ class ModelHealthView(ApiView):
 class StatsView(ApiView):
     """Traffic per model and version (staff session or staff token)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithPermission]
 
     @extend_schema(
         parameters=[

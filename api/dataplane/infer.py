@@ -87,7 +87,7 @@ def serve_model(
     """The loaded model that answers for ``slug`` (pinned to ``version``).
 
     ``authorize`` sees the resolved version before anything is loaded: a
-    private model refuses a caller without a token here.
+    private model refuses a caller it does not answer here.
     """
     ref = _resolve(slug=slug, version=version, authorize=authorize, record=record)
     return _load(ref, pinned=version is not None, record=record)
@@ -101,9 +101,11 @@ def _resolve(
     record: PredictionRecord | None,
 ) -> VersionRef:
     ref = routing.resolve(slug, version)
+    # First: a private model refused is an unknown slug, in the log as well.
+    authorize(ref)
     if record is not None:
         record.version = ref.number
-    authorize(ref)
+        record.private = ref.private
     return ref
 
 

@@ -14,7 +14,7 @@ from ..access import (
     AUTHENTICATION,
     THROTTLE,
     authenticate,
-    require_token,
+    authorize,
     throttle,
 )
 from ..baseview import ApiView
@@ -32,7 +32,7 @@ class PredictView(ApiView):
 
     # The docstring is the OpenAPI description. The POST path authenticates
     # and throttles with the classes declared here (api.access).
-    authentication_classes = [AUTHENTICATION]
+    authentication_classes = AUTHENTICATION
     parser_classes: list[Any] = []
     throttle_classes = [THROTTLE]
 
@@ -74,7 +74,7 @@ class PredictView(ApiView):
             slug=slug,
             version=version if version is not None else query_version(request),
             decoder=RestDecoder(request, record),
-            authorize=lambda ref: require_token(request, private=ref.private),
+            authorize=lambda ref: authorize(request, ref),
             record=record,
         )
         encoding = time.perf_counter()

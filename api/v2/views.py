@@ -26,7 +26,7 @@ from .. import access
 from ..dataplane import infer as dataplane
 from ..dataplane.infer import serve_model
 from ..errors import DOMAIN_ERRORS, status_for
-from ..health import readiness
+from ..health import readiness_for
 from . import protocol
 from .codec import V2Decoder, encode_response
 
@@ -81,7 +81,7 @@ def _served_model(request: HttpRequest, slug: str, version: int | None) -> Loade
     return serve_model(
         slug=slug,
         version=version,
-        authorize=lambda ref: access.require_token(request, private=ref.private),
+        authorize=lambda ref: access.authorize(request, ref),
     )
 
 
@@ -98,7 +98,7 @@ def server_live(request: HttpRequest) -> JsonResponse:
 @v2_endpoint("GET")
 def server_ready(request: HttpRequest) -> JsonResponse:
     """/readyz's answer: 503 while this instance can serve no model."""
-    ready, detail = readiness()
+    ready, detail = readiness_for(request)
     return JsonResponse({"ready": ready, **detail}, status=200 if ready else 503)
 
 
@@ -130,7 +130,7 @@ def infer(request: HttpRequest, slug: str, version: int | None = None) -> HttpRe
         slug=slug,
         version=version,
         decoder=V2Decoder(request, record),
-        authorize=lambda ref: access.require_token(request, private=ref.private),
+        authorize=lambda ref: access.authorize(request, ref),
         record=record,
     )
     encoding = time.perf_counter()

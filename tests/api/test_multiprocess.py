@@ -103,7 +103,7 @@ def test_activation_by_another_process_reaches_every_worker(cluster):
 
 
 def test_readyz_and_model_list_report_the_model(cluster):
-    server, _ = cluster
+    server, install = cluster
     listing = server.get("/api/models/")
     assert listing.status == 200
     (iris,) = listing.json()
@@ -112,11 +112,27 @@ def test_readyz_and_model_list_report_the_model(cluster):
     active = iris["active_version"]
     assert active in (1, 2)
 
-    ready = server.get("/readyz")
+    counts = {"models": 1, "serving": 1, "failing": 0}
+    anonymous = server.get("/readyz")
+    assert anonymous.status == 200
+    assert anonymous.json() == {
+        "status": "ready",
+        "database": "ok",
+        "request_log": "ok",
+        "counts": counts,
+    }
+    key = install.shell(
+        "from django.contrib.auth.models import User\n"
+        "from api.access import issuing\n"
+        "owner = User.objects.create_user('ops', is_staff=True)\n"
+        "print(issuing.create_key(name='ops', owner=owner, management='read')[1])"
+    ).split()[-1]
+    ready = server.get("/readyz", headers={"Authorization": f"Api-Key {key}"})
     assert ready.status == 200
     assert ready.json() == {
         "status": "ready",
         "database": "ok",
         "request_log": "ok",
+        "counts": counts,
         "models": {"iris": {"status": "ok", "version": active}},
     }

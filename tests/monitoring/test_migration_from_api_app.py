@@ -52,11 +52,21 @@ def latest() -> list[tuple[str, str | None]]:
     return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
-def dump(table: str) -> list[tuple[Any, ...]]:
-    """Every row of a table as the database holds it, in id order."""
+def columns(table: str) -> list[str]:
+    with connection.cursor() as cursor:
+        described = connection.introspection.get_table_description(cursor, table)
+    return [column.name for column in described]
+
+
+def dump(table: str, names: list[str]) -> list[tuple[Any, ...]]:
+    """Every row of a table as the database holds it, in id order (the columns
+    it had before: later migrations may add some)."""
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {quote(table)} ORDER BY {quote('id')}")
+        cursor.execute(
+            f"SELECT {', '.join(map(quote, names))} FROM {quote(table)} "
+            f"ORDER BY {quote('id')}"
+        )
         return cursor.fetchall()
 
 
@@ -151,12 +161,13 @@ def test_moving_the_log_to_monitoring_keeps_every_row_and_count(
     old.get_model("api", "LogGap").objects.create(
         dropped=4, since=now - timedelta(hours=2)
     )
-    before = {table: dump(table) for table in TABLES}
+    names = {table: columns(table) for table in TABLES}
+    before = {table: dump(table, names[table]) for table in TABLES}
     before_log = list(old_log.objects.order_by("pk").values_list(*LOG_FIELDS))
 
     migrate(latest())
 
-    assert {table: dump(table) for table in TABLES} == before
+    assert {table: dump(table, names[table]) for table in TABLES} == before
     assert list(RequestLog.objects.order_by("pk").values_list(*LOG_FIELDS)) == (
         before_log
     )
@@ -206,4 +217,4 @@ def test_moving_the_log_to_monitoring_keeps_every_row_and_count(
     )
     newest = RequestLog.objects.latest("pk")
     assert (newest.request_id, newest.pk > log[-1].pk) == ("after-upgrade", True)
-    assert len(dump("api_requestlog")) == 31
+    assert RequestLog.objects.count() == 31

@@ -29,7 +29,11 @@ QUERY_WRITES = {
     "bulk_update",
 }
 INSTANCE_WRITES = {"save", "delete"}
-ALLOWED = {ROOT / "registry" / "actions.py"}
+ALLOWED = {
+    ROOT / "registry" / "actions.py",
+    # API keys are the api app's own table; it saves them here and only here.
+    ROOT / "api" / "access" / "issuing.py",
+}
 
 
 def chain_root(node: ast.AST) -> str | None:

@@ -103,12 +103,16 @@ def test_healthz_touches_nothing(client, django_assert_num_queries):
     assert response.json() == {"status": "alive"}
 
 
-def test_readyz_lists_models_and_is_ready_while_one_serves(
-    client, publish, iris_classifier, numpy_regressor
+def test_readyz_lists_models_to_staff_and_is_ready_while_one_serves(
+    client, publish, iris_classifier, numpy_regressor, staff_user
 ):
     publish(iris_classifier, "iris")
     broken = publish(numpy_regressor, "diabetes")
     broken.file.storage.delete(broken.file.name)
+    anonymous = client.get("/readyz").json()
+    assert anonymous["counts"] == {"models": 2, "serving": 1, "failing": 1}
+    assert "models" not in anonymous
+    client.force_login(staff_user)
     response = client.get("/readyz")
     assert response.status_code == 200
     body = response.json()

@@ -561,7 +561,7 @@ def test_version_of_a_private_model_is_404_to_anonymous_and_shown_with_a_token(
     assert api.get(url, **staff).json()["version"] == 1
 
 
-def test_openapi_schema_documents_every_management_operation_as_token_only(api, db):
+def test_openapi_schema_documents_every_management_operation_as_token_or_key(api, db):
     paths = api.get("/api/schema/?format=json").json()["paths"]
     operations = {
         ("/api/models/", "post"): {"201", "400", "401", "403", "409"},
@@ -571,7 +571,7 @@ def test_openapi_schema_documents_every_management_operation_as_token_only(api, 
     }
     for (path, method), statuses in operations.items():
         operation = paths[path][method]
-        assert operation["security"] == [{"tokenAuth": []}], path
+        assert operation["security"] == [{"tokenAuth": []}, {"apiKeyAuth": []}], path
         assert statuses <= set(operation["responses"]), path
     upload_body = paths["/api/models/{slug}/versions/"]["post"]["requestBody"]
     assert list(upload_body["content"]) == ["multipart/form-data"]

@@ -378,10 +378,9 @@ def private_iris(publish, iris_classifier):
     return publish(iris_classifier, "secret", private=True)
 
 
-def test_private_model_returns_401_without_token(api, private_iris):
+def test_private_model_answers_404_unknown_model_without_token(api, private_iris):
     response = post(api, "/api/predict/secret/", {"data": IRIS_ROW})
-    assert_error(response, 401, "not_authenticated")
-    assert response["WWW-Authenticate"] == "Token"
+    assert_error(response, 404, "unknown_model")
 
 
 def test_private_model_returns_401_for_wrong_token(api, private_iris, token):
@@ -392,15 +391,25 @@ def test_private_model_returns_401_for_wrong_token(api, private_iris, token):
     assert response["WWW-Authenticate"] == "Token"
 
 
-def test_private_model_answers_with_valid_token(api, private_iris, token):
+def test_private_model_answers_a_token_whose_user_is_granted_it(
+    api, private_iris, token, django_user_model
+):
+    response = post(api, "/api/predict/secret/", {"data": IRIS_ROW}, **auth(token))
+    assert_error(response, 404, "unknown_model")
+    private_iris.model.granted_users.add(django_user_model.objects.get())
     response = post(api, "/api/predict/secret/", {"data": IRIS_ROW}, **auth(token))
     assert response.status_code == 200, response.content
     assert response.json()["predictions"] == ["setosa"]
 
 
-def test_private_model_is_hidden_from_anonymous_clients(api, iris, private_iris, token):
+def test_private_model_is_hidden_from_clients_it_does_not_answer(
+    api, iris, private_iris, token, django_user_model
+):
     assert [m["slug"] for m in api.get("/api/models/").json()] == ["iris"]
     assert_error(api.get("/api/models/secret/"), 404, "unknown_model")
+    seen = api.get("/api/models/", **auth(token)).json()
+    assert [m["slug"] for m in seen] == ["iris"]
+    private_iris.model.granted_users.add(django_user_model.objects.get())
     seen = api.get("/api/models/", **auth(token)).json()
     assert [m["slug"] for m in seen] == ["iris", "secret"]
 

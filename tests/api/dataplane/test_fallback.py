@@ -102,7 +102,8 @@ def test_load_failure_is_recorded_on_the_version_and_shown_in_admin(
     assert b"does not match its sha256" in version_page.content
 
 
-def test_readiness_reports_the_fallback(api, served_then_broken):
+def test_readiness_reports_the_fallback(api, served_then_broken, staff_user):
+    api.force_login(staff_user)
     response = api.get("/readyz")
     assert response.status_code == 200
     state = response.json()["models"]["iris"]

@@ -415,4 +415,4 @@ def test_private_flag_set_on_a_warm_model_is_enforced_from_the_next_request(
     assert post(client, "iris", body).status_code == 200
     model = version.model
     actions.update_model(model, name=model.name, description="", private=True)
-    assert post(client, "iris", body).status_code == 401
+    assert post(client, "iris", body).status_code == 404

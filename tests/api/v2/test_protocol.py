@@ -166,7 +166,7 @@ def test_server_is_live_without_any_model(api):
     assert response.json() == {"live": True}
 
 
-def test_server_readiness_follows_readyz(api, publish, iris_classifier):
+def test_server_readiness_follows_readyz(api, publish, iris_classifier, staff_user):
     empty = api.get("/v2/health/ready")
     assert empty.status_code == 503
     assert empty.json()["ready"] is False
@@ -176,7 +176,13 @@ def test_server_readiness_follows_readyz(api, publish, iris_classifier):
     ready = api.get("/v2/health/ready")
     assert ready.status_code == 200
     assert ready.json()["ready"] is True
-    assert ready.json()["models"]["iris"]["status"] == "ok"
+    assert ready.json()["counts"] == {"models": 1, "serving": 1, "failing": 0}
+    assert "models" not in ready.json()
+    from rest_framework.authtoken.models import Token
+
+    staff = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=staff_user)}"}
+    detail = api.get("/v2/health/ready", **staff).json()
+    assert detail["models"]["iris"]["status"] == "ok"
 
 
 def test_unknown_v2_paths_answer_protocol_json_404(api, iris):
@@ -831,21 +837,23 @@ def token(django_user_model) -> str:
     return Token.objects.create(user=user).key
 
 
-def test_private_model_needs_a_token_on_every_model_endpoint(
-    api, publish, iris_classifier, iris_sample, token
+def test_private_model_is_unknown_on_every_model_endpoint_until_granted(
+    api, publish, iris_classifier, iris_sample, token, django_user_model
 ):
-    publish(iris_classifier, "secret", private=True)
+    version = publish(iris_classifier, "secret", private=True)
     body = {"inputs": feature_inputs(iris_sample)}
+    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
     for response in (
         infer(api, "secret", body),
         api.get("/v2/models/secret"),
         api.get("/v2/models/secret/ready"),
+        infer(api, "secret", body, **auth),
+        api.get("/v2/models/secret/ready", **auth),
     ):
-        assert_v2_error(response, 401, "token")
-        assert response["WWW-Authenticate"] == "Token"
+        assert_v2_error(response, 404, "No model with slug 'secret'")
     wrong = infer(api, "secret", body, HTTP_AUTHORIZATION=f"Token x{token}")
     assert_v2_error(wrong, 401, "Invalid token")
-    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    version.model.granted_users.add(django_user_model.objects.get())
     assert infer(api, "secret", body, **auth).status_code == 200
     assert api.get("/v2/models/secret", **auth).status_code == 200
     assert api.get("/v2/models/secret/ready", **auth).status_code == 200
