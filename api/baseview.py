@@ -1,13 +1,15 @@
 """ApiView: the DRF base view of every JSON endpoint, answering JSON whatever
-the Accept header says."""
+the Accept header says and reading JSON with its nesting bounded."""
 
 from __future__ import annotations
 
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from .parsers import JSONParser
 from .renderers import ORJSONRenderer
 
 
@@ -15,6 +17,9 @@ class ApiView(APIView):
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [AllowAny]
     renderer_classes = [ORJSONRenderer]
+    # Not DEFAULT_PARSER_CLASSES: DRF imports those with rest_framework.views,
+    # which api.errors itself imports.
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     def perform_content_negotiation(
         self, request: Request, force: bool = False

@@ -55,6 +55,12 @@ class MalformedJSON(PayloadError):
     code = "malformed_json"
 
 
+class TooDeep(PayloadError):
+    """JSON nested deeper than MODELHUB_MAX_JSON_DEPTH."""
+
+    code = "too_deep"
+
+
 class MalformedCSV(PayloadError):
     """The CSV body cannot be read."""
 
@@ -97,10 +103,22 @@ class DuplicateFeatures(PayloadError):
     code = "duplicate_features"
 
 
+class TooManyFeatures(PayloadError):
+    """More columns, features or inputs than MODELHUB_MAX_FEATURES."""
+
+    code = "too_many_features"
+
+
 class WrongType(PayloadError):
     """A value has the wrong type for its column."""
 
     code = "wrong_type"
+
+
+class InvalidValue(PayloadError):
+    """Text that Python would read as a number but JSON and pandas would not."""
+
+    code = "invalid_value"
 
 
 class NullValue(PayloadError):
@@ -146,6 +164,19 @@ class UnsupportedMediaType(PayloadError):
 
     code = "unsupported_media_type"
     status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+
+
+class UnsupportedEncoding(PayloadError):
+    """A Content-Encoding other than gzip or identity."""
+
+    code = "unsupported_encoding"
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+
+
+class InvalidEncoding(PayloadError):
+    """A gzip body that does not decompress."""
+
+    code = "invalid_encoding"
 
 
 class ModelRejectedInput(ApiError):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import zlib
+from typing import Any
+
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework.request import Request
 
-from .errors import InvalidParams, PayloadTooLarge
+from .errors import (
+    InvalidEncoding,
+    InvalidParams,
+    PayloadTooLarge,
+    UnsupportedEncoding,
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -18,18 +26,73 @@ def ascii_digits(raw: str) -> bool:
 
 
 def read_body(request: HttpRequest | Request) -> bytes:
-    """The body, bounded by MODELHUB_MAX_BODY_BYTES (a JSON 413, not Django's 400)."""
+    """The body, bounded by MODELHUB_MAX_BODY_BYTES (a JSON 413, not Django's
+    400) as sent and, when gzipped, as decompressed: a gzip bomb is a 413."""
     request = getattr(request, "_request", request)  # DRF's Request wraps it
     limit = settings.MODELHUB_MAX_BODY_BYTES
-    declared = request.META.get("CONTENT_LENGTH") or "0"
+    gzipped = _gzipped(request)  # a 415 before reading anything
+    body = _raw_body(request, limit)
+    return _gunzip(body, limit) if gzipped else body
+
+
+def _raw_body(request: HttpRequest, limit: int) -> bytes:
+    meta = request.META
+    declared = meta.get("CONTENT_LENGTH") or ""
     if ascii_digits(declared) and int(declared) > limit:
         raise PayloadTooLarge(
             f"The body is {int(declared):,} bytes; the limit is {limit:,}."
         )
-    body = request.read(limit + 1)
+    if _chunked(meta) and not declared:
+        # Django reads no further than Content-Length, so a chunked body would
+        # read as empty; gunicorn hands over the chunks decoded, up to the end.
+        body = meta["wsgi.input"].read(limit + 1)
+    else:
+        body = request.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"The body is larger than the {limit:,} byte limit.")
     return body
+
+
+def _chunked(meta: dict[str, Any]) -> bool:
+    """A chunked body that the server ends for us (wsgi.input_terminated:
+    gunicorn says so; runserver's socket would block instead)."""
+    return bool(meta.get("wsgi.input_terminated")) and "chunked" in (
+        meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+    )
+
+
+def _gzipped(request: HttpRequest) -> bool:
+    # META, not request.headers: that would be built from the whole environ.
+    raw = request.META.get("HTTP_CONTENT_ENCODING", "")
+    encoding = raw.strip().lower()
+    if encoding in ("", "identity"):
+        return False
+    if encoding in ("gzip", "x-gzip"):
+        return True
+    raise UnsupportedEncoding(
+        f"Content-Encoding '{raw[:40]}' is not supported: send the body gzipped "
+        "or uncompressed."
+    )
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Every gzip member, stopped one byte past ``limit`` decompressed."""
+    out = bytearray()
+    rest = body
+    while rest:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise InvalidEncoding(f"The body is not valid gzip: {exc}.") from None
+        if len(out) > limit:
+            raise PayloadTooLarge(
+                f"The body decompressed is larger than the {limit:,} byte limit."
+            )
+        if not inflater.eof:
+            raise InvalidEncoding("The gzip body is truncated.")
+        rest = inflater.unused_data
+    return bytes(out)
 
 
 def query_flag(request: HttpRequest | Request, name: str) -> bool | None:

@@ -257,6 +257,12 @@ MODELHUB_MODEL_CACHE_SIZE = env_int("MODELHUB_MODEL_CACHE_SIZE", 16, minimum=1)
 MODELHUB_LOAD_RETRY_SECONDS = env_int("MODELHUB_LOAD_RETRY_SECONDS", 5)
 # Request limits on the prediction endpoints.
 MODELHUB_MAX_ROWS = env_int("MODELHUB_MAX_ROWS", 10_000, minimum=1)
+# Columns, features or V2 inputs a prediction request may send (never fewer
+# than the model's own features): every check over them is linear, but a
+# 100,000-column CSV is still work for nothing.
+MODELHUB_MAX_FEATURES = env_int("MODELHUB_MAX_FEATURES", 10_000, minimum=1)
+# Nesting of any JSON a request or an admin form sends (registry.jsondepth).
+MODELHUB_MAX_JSON_DEPTH = env_int("MODELHUB_MAX_JSON_DEPTH", 64, minimum=2)
 # Longest a model may take on one request before a 504 (0 disables).
 MODELHUB_PREDICT_TIMEOUT = env_int("MODELHUB_PREDICT_TIMEOUT", 30)
 # Every model requires an API token, not only those flagged private.

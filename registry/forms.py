@@ -7,10 +7,36 @@ from typing import Any
 
 from django import forms
 
-from . import actions
+from . import actions, jsondepth
 from .exceptions import NothingToChange, RegistryError
 from .inspection import SchemaError, normalize_features
 from .models import MLModel, ModelVersion
+
+
+class BoundedJSONField(forms.JSONField):
+    """Django's JSONField, refusing nesting past MODELHUB_MAX_JSON_DEPTH as a
+    field error before the standard library's parser recurses into it."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and not self.disabled:
+            _check_depth(value)
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        """The refused text is shown again as typed, not parsed to re-render."""
+        if isinstance(data, str) and not self.disabled:
+            try:
+                jsondepth.check_text(data)
+            except jsondepth.TooDeep:
+                return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
+
+
+def _check_depth(text: str) -> None:
+    try:
+        jsondepth.check_text(text)
+    except jsondepth.TooDeep as exc:
+        raise forms.ValidationError(str(exc), code=exc.code) from None
 
 
 class VersionUploadForm(forms.Form):
@@ -34,6 +60,7 @@ class VersionUploadForm(forms.Form):
         raw = self.cleaned_data["metadata"].strip()
         if not raw:
             return {}
+        _check_depth(raw)
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -50,6 +77,7 @@ class ModelVersionForm(forms.ModelForm):
     class Meta:
         model = ModelVersion
         fields = ["input_schema", "metadata"]
+        field_classes = {"input_schema": BoundedJSONField, "metadata": BoundedJSONField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

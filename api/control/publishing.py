@@ -16,7 +16,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from rest_framework.request import Request
 
-from registry import actions
+from registry import actions, jsondepth
 from registry.exceptions import (
     InvalidMetadata,
     ModelTooLarge,
@@ -24,7 +24,7 @@ from registry.exceptions import (
 from registry.models import Activation, MLModel, ModelVersion
 from registry.stored import storable
 
-from ..errors import InvalidField, MissingFile
+from ..errors import InvalidField, MissingFile, TooDeep
 from ..http import ascii_digits, form_flag
 
 # As the path's and api.http.query_version's documented range.
@@ -214,7 +214,10 @@ def _metadata(raw: str | None) -> dict[str, Any] | None:
     if raw is None or not raw.strip():
         return None
     try:
+        jsondepth.check_text(raw)
         value = json.loads(raw, parse_constant=_refuse_constant)
+    except jsondepth.TooDeep as exc:
+        raise TooDeep(f"'metadata': {exc}") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidMetadata(f"'metadata' is not valid JSON: {exc}.") from None
     if not isinstance(value, dict):

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +20,7 @@ from ..access import AUTHENTICATION, authorize, require_token
 from ..baseview import ApiView
 from ..dataplane.infer import serve_model
 from ..openapi import PATH_VERSION, SLUG, TOKEN, ErrorSerializer, errors
+from ..parsers import JSONParser
 from . import catalog, publishing
 from .permissions import StaffWithPermission
 from .serializers import (

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
-from ..errors import EmptyInput, TooManyRows
+from ..errors import EmptyInput, TooManyFeatures, TooManyRows
 
 ID_KEY = "id"
 MAX_NAMED = 10
@@ -86,6 +87,18 @@ def check_rows(count: int, max_rows: int, *, holder: str) -> None:
     if count > max_rows:
         raise TooManyRows(
             f"{count} rows is more than the limit of {max_rows} per request."
+        )
+
+
+def check_features(count: int, spec: InputSpec, *, holder: str = "") -> None:
+    """At most MODELHUB_MAX_FEATURES columns, features or inputs, and never
+    fewer than the model's own (with an id): checked before anything walks
+    them, so a 100,000-column body is refused at once."""
+    limit = max(settings.MODELHUB_MAX_FEATURES, len(spec.names) + 1)
+    if count > limit:
+        what = f"{holder} has" if holder else "The request has"
+        raise TooManyFeatures(
+            f"{what} {count:,} columns; the limit is {limit:,} per request."
         )
 
 

@@ -21,11 +21,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
+from collections import Counter
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
+
+from registry import jsondepth
 
 from ..errors import (
     AmbiguousFormat,
@@ -33,11 +37,13 @@ from ..errors import (
     InvalidParams,
     InvalidShape,
     InvalidString,
+    InvalidValue,
     MalformedCSV,
     MalformedJSON,
     MissingFeatures,
     NonFiniteNumber,
     NullValue,
+    TooDeep,
     UnknownFeatures,
     UnsupportedMediaType,
     WrongType,
@@ -48,6 +54,7 @@ from .features import (
     DecodedInput,
     InputSpec,
     assemble,
+    check_features,
     check_rows,
     quote,
     short,
@@ -57,6 +64,12 @@ FORMAT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs", "d
 _NUMBER_TYPES = (int, float)
 # pandas' to_dict(orient="split") adds "index"; MLflow ignores it, and so do we.
 _SPLIT_KEYS = frozenset({"columns", "data", "index"})
+# A CSV number as JSON and pandas write one (ASCII digits, no '_', no spaces);
+# the words float() reads as NaN or infinity pass, to be refused as such.
+_CSV_NUMBER = re.compile(
+    r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)",
+    re.ASCII | re.IGNORECASE,
+)
 
 
 def decode(
@@ -73,10 +86,14 @@ def decode(
 
 
 def parse_json(body: bytes) -> Any:
+    """The document, nested no deeper than MODELHUB_MAX_JSON_DEPTH: every
+    later walk over it (ids echoed, V2 data flattened) is then bounded."""
     if not body.strip():
         raise MalformedJSON("The request body is empty.")
     try:
-        return orjson.loads(body)
+        return jsondepth.loads(body)
+    except jsondepth.TooDeep as exc:
+        raise TooDeep(str(exc)) from None
     except orjson.JSONDecodeError as exc:
         raise MalformedJSON(f"Malformed JSON: {exc}") from None
 
@@ -220,6 +237,7 @@ def _plain_records(records: list[Any], names: tuple[str, ...]) -> list[Any] | No
 
 
 def _check_keys(record: dict[str, Any], spec: InputSpec, position: int, total: int):
+    check_features(len(record), spec, holder=f"Row {position}" if total > 1 else "")
     where = f" in row {position}" if total > 1 else ""
     missing = [n for n in spec.names if n not in record]
     if missing:
@@ -247,8 +265,10 @@ def _from_positional(rows: list[Any], spec: InputSpec) -> list[list[Any]]:
             raise InvalidShape(
                 f"Row {position} has {len(row)} values; the model takes {width}."
             )
-    if not spec.known and len({len(r) for r in rows}) != 1:
-        raise InvalidShape("Every row must have the same number of values.")
+    if not spec.known:
+        if len({len(r) for r in rows}) != 1:
+            raise InvalidShape("Every row must have the same number of values.")
+        check_features(len(rows[0]), spec, holder="Each row")
     return rows
 
 
@@ -312,7 +332,8 @@ def _reorder(
     columns: list[str], data: list[list[Any]], spec: InputSpec
 ) -> tuple[list[list[Any]], list[Any] | None]:
     """Rows given with their own column order -> rows in schema order."""
-    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    check_features(len(columns), spec)
+    duplicates = sorted(c for c, n in Counter(columns).items() if n > 1)
     if duplicates:
         raise DuplicateFeatures(f"Duplicate features: {quote(duplicates)}")
     if not spec.known:
@@ -365,13 +386,20 @@ def _csv_cell(cell: str, position: int, spec: InputSpec) -> Any:
         return cell
     if cell == "":
         return None
-    try:
+    if _CSV_NUMBER.fullmatch(cell):
         return float(cell)
+    name = spec.names[position]
+    try:
+        float(cell)
     except ValueError:
         raise WrongType(
-            f"Column '{spec.names[position]}' expects a number, got {cell[:40]!r}.",
-            column=spec.names[position],
+            f"Column '{name}' expects a number, got {cell[:40]!r}.", column=name
         ) from None
+    raise InvalidValue(
+        f"Column '{name}': {cell[:40]!r} is not a plain decimal number (ASCII "
+        "digits, no '_' or spaces).",
+        column=name,
+    )
 
 
 # --- typed matrix -----------------------------------------------------------------

@@ -14,7 +14,6 @@ from monitoring.record import PredictionRecord
 from registry.loading import LoadedModel
 
 from ..dataplane.infer import Inference, spec_for
-from ..errors import UnsupportedMediaType
 from ..http import read_body
 from ..renderers import dumps
 from .inputs import model_input
@@ -47,31 +46,21 @@ class V2Decoder:
     record: PredictionRecord | None
 
     def __call__(self, loaded: LoadedModel) -> tuple[V2Input, bool]:
-        body = _body(self.request)
+        body = read_body(self.request)
         if self.record is not None:
             self.record.body = body
         header_length = self.request.META.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
-        request = parse_request(body, header_length)
+        spec = spec_for(loaded)
+        request = parse_request(body, header_length, spec=spec)
         outputs = resolved_outputs(request, loaded)
         decoded = model_input(
             request.inputs,
-            spec_for(loaded),
+            spec,
             pandas=request.pandas,
             max_rows=settings.MODELHUB_MAX_ROWS,
         )
         proba = any(o.name == PREDICT_PROBA for o in outputs)
         return V2Input(decoded.data, decoded.rows, request, outputs), proba
-
-
-def _body(request: HttpRequest) -> bytes:
-    # META, not request.headers: that would be built from the whole environ.
-    encoding = request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
-    if encoding != "identity":
-        raise UnsupportedMediaType(
-            f"Content-Encoding '{encoding[:40]}' is not supported: send the body "
-            "uncompressed."
-        )
-    return read_body(request)
 
 
 def encode_response(

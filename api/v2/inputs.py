@@ -9,6 +9,7 @@ estimator needs one); strings come as BYTES.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..dataplane.features import (
     DecodedInput,
     InputSpec,
     assemble,
+    check_features,
     check_rows,
     quote,
 )
@@ -62,6 +64,7 @@ def _from_tensor(tensor: Tensor, spec: InputSpec, max_rows: int) -> DecodedInput
             "input must have shape [rows, features]."
         )
     rows, width = tensor.shape
+    check_features(width, spec, holder=f"Input '{tensor.name[:100]}'")
     check_rows(rows, max_rows, holder="request")
     if spec.known and width != len(spec.names):
         raise InvalidShape(
@@ -101,11 +104,13 @@ def _from_features(
             "This model has no input schema, so inputs cannot be mapped to "
             f"features: send one input '{TENSOR_INPUT}' of shape [rows, features]."
         )
+    check_features(len(tensors), spec, holder="'inputs'")
     names = [t.name for t in tensors]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(names)
+    duplicates = sorted(n for n, c in counts.items() if c > 1)
     if duplicates:
         raise DuplicateFeatures(f"Duplicate inputs: {quote(duplicates)}")
-    missing = [n for n in spec.names if n not in names]
+    missing = [n for n in spec.names if n not in counts]
     if missing:
         raise MissingFeatures(
             f"Missing features: {quote(missing)}", features=missing[:MAX_NAMED]

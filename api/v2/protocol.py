@@ -19,6 +19,7 @@ from django.conf import settings
 from registry.loading import LoadedModel
 from registry.models import ModelVersion
 
+from ..dataplane.features import InputSpec, check_features
 from ..dataplane.infer import spec_for
 from ..dataplane.payloads import parse_json
 from ..errors import InvalidParams, InvalidShape, PayloadError
@@ -70,8 +71,11 @@ class InferRequest:
 # --- requests -------------------------------------------------------------------------
 
 
-def parse_request(body: bytes, header_length: str | None) -> InferRequest:
-    """The JSON header and, after it, each input's binary data in order."""
+def parse_request(
+    body: bytes, header_length: str | None, *, spec: InputSpec
+) -> InferRequest:
+    """The JSON header and, after it, each input's binary data in order; no
+    more inputs than ``spec``'s model may be sent (MODELHUB_MAX_FEATURES)."""
     if header_length is None:
         document, raw = parse_json(body), memoryview(b"")
     else:
@@ -89,6 +93,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     specs = document.get("inputs")
     if not isinstance(specs, list) or not specs:
         raise InvalidShape("'inputs' must be a non-empty list of tensors.")
+    check_features(len(specs), spec, holder="'inputs'")
     parameters = _parameters(document.get("parameters"), "parameters")
     inputs = []
     offset = 0

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from ..errors import InvalidString, PayloadError, WrongType
 
@@ -70,7 +71,7 @@ def read_tensor(spec: Any, raw: memoryview | None, position: int) -> Tensor:
             f"got {_short(datatype)!r}."
         )
     shape = _shape(spec.get("shape"), name)
-    count = math.prod(shape)
+    count = math.prod(shape)  # exact: Python integers, checked in _shape
     if raw is not None:
         array = _from_binary(raw, datatype, count, name)
     elif "data" in spec:
@@ -110,6 +111,14 @@ def _shape(shape: Any, name: str) -> tuple[int, ...]:
         raise InvalidTensor(
             f"Input '{_short(name)}': 'shape' must be a list of 1 to {_MAX_DIMS} "
             "non-negative integers."
+        )
+    # Every dimension counts, a zero one too: numpy cannot even describe
+    # [0, 2**62], and nothing is allocated before this check.
+    limit = settings.MODELHUB_MAX_ROWS * settings.MODELHUB_MAX_FEATURES
+    if math.prod(max(d, 1) for d in shape) > limit:
+        raise InvalidTensor(
+            f"Input '{_short(name)}': 'shape' spans more than the {limit:,} values "
+            "a request may hold (MODELHUB_MAX_ROWS × MODELHUB_MAX_FEATURES)."
         )
     return tuple(shape)
 

@@ -371,7 +371,7 @@ def test_upload_without_a_file_is_400_missing_file(api, staff, db):
         '{"auc": NaN}',
         '{"note": "nul \\u0000 inside"}',
         '{"note": "\\ud800"}',
-        "[" * 100 + "]" * 100,
+        "[" * 10 + "]" * 10,  # deeper is too_deep: see below
         '{"input_schema": []}',
     ],
 )
@@ -715,3 +715,45 @@ def test_edit_of_an_unknown_version_is_404(api, staff, publish, numpy_regressor)
     publish(numpy_regressor, "diabetes")
     assert_error(edit(api, staff, {"metadata": {}}, number=7), 404, "unknown_version")
     assert_error(edit(api, staff, {"metadata": {}}, slug="nope"), 404, "unknown_model")
+
+
+# --- nesting (issue #18) ------------------------------------------------------
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("levels", [100, 5_000], ids=["past-the-limit", "5000"])
+def test_create_model_refuses_deep_json_with_400_too_deep(api, staff, levels):
+    body = '{"slug": "iris", "description": ' + deep(levels) + "}"
+    response = api.post("/api/models/", body, content_type="application/json", **staff)
+    assert_error(response, 400, "too_deep")
+    assert not MLModel.objects.exists()
+
+
+def test_patch_and_activate_refuse_deep_json_with_400_too_deep(
+    api, staff, two_iris_versions
+):
+    body = '{"metadata": {"x": ' + deep(5_000) + "}}"
+    response = api.patch(
+        "/api/models/iris/versions/1/", body, content_type="application/json", **staff
+    )
+    assert_error(response, 400, "too_deep")
+    response = api.post(
+        "/api/models/iris/activate/",
+        '{"version": ' + deep(200) + "}",
+        content_type="application/json",
+        **staff,
+    )
+    assert_error(response, 400, "too_deep")
+
+
+def test_upload_with_deep_metadata_is_400_too_deep_and_stores_nothing(
+    api, staff, fast_preflight, iris_path, stored_files
+):
+    create(api, staff, slug="iris")
+    metadata = '{"input_example": ' + deep(900) + "}"
+    response = upload(api, staff, "iris", iris_path, metadata=metadata)
+    assert_error(response, 400, "too_deep")
+    assert stored_files() == []

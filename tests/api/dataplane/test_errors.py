@@ -530,12 +530,12 @@ CORPUS: dict[str, Hostile] = {
     "raw-nul-in-string-column": bad(
         raw_churn(b'"pa\x00ris"'), "malformed_json", model="churn"
     ),
-    # nesting
-    "100000-deep-unclosed": bad(b"[" * DEEP, "malformed_json"),
-    "100000-deep-balanced": bad(b"[" * DEEP + b"]" * DEEP, "malformed_json"),
-    "100000-deep-objects": bad(b'{"a":' * DEEP + b"1" + b"}" * DEEP, "malformed_json"),
+    # nesting: past MODELHUB_MAX_JSON_DEPTH, balanced or not
+    "100000-deep-unclosed": bad(b"[" * DEEP, "too_deep"),
+    "100000-deep-balanced": bad(b"[" * DEEP + b"]" * DEEP, "too_deep"),
+    "100000-deep-objects": bad(b'{"a":' * DEEP + b"1" + b"}" * DEEP, "too_deep"),
     "deep-inside-a-cell": bad(
-        b'{"inputs": [[' + b"[" * DEEP + b"]" * DEEP + b"]]}", "malformed_json"
+        b'{"inputs": [[' + b"[" * DEEP + b"]" * DEEP + b"]]}", "too_deep"
     ),
     "5000-deep-objects-unclosed": bad(b"{" * 5000, "malformed_json"),
     # the top level is not a payload
