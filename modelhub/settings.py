@@ -230,6 +230,11 @@ MODELHUB_MAX_MODEL_BYTES = env_int(
 # The preflight loads every new file in a child process with these limits.
 MODELHUB_PREFLIGHT_TIMEOUT = env_int("MODELHUB_PREFLIGHT_TIMEOUT", 60, minimum=1)
 MODELHUB_PREFLIGHT_MEMORY_MB = env_int("MODELHUB_PREFLIGHT_MEMORY_MB", 4096, minimum=64)
+# Largest JSON size of one metadata field (metrics, an MLflow field, an input
+# example), whichever channel stores it: metadata is echoed by the API.
+MODELHUB_MAX_METADATA_BYTES = env_int(
+    "MODELHUB_MAX_METADATA_BYTES", 64 * 1024, minimum=1024
+)
 # Types a skops file may contain beyond skops' own defaults; never read from
 # the uploaded file itself.
 MODELHUB_SKOPS_TRUSTED_TYPES = env_list("MODELHUB_SKOPS_TRUSTED_TYPES", [])
