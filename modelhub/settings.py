@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from modelhub.env import env_bool, env_int, env_list, env_str
+from modelhub.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -261,7 +261,13 @@ MODELHUB_LOAD_RETRY_SECONDS = env_int("MODELHUB_LOAD_RETRY_SECONDS", 5)
 # Request limits on the prediction endpoints.
 MODELHUB_MAX_ROWS = env_int("MODELHUB_MAX_ROWS", 10_000, minimum=1)
 # Longest a model may take on one request before a 504 (0 disables).
-MODELHUB_PREDICT_TIMEOUT = env_int("MODELHUB_PREDICT_TIMEOUT", 30)
+MODELHUB_PREDICT_TIMEOUT = env_float("MODELHUB_PREDICT_TIMEOUT", 30.0)
+# A version whose model ends or hangs its worker this many times while
+# predicting is marked invalid until an operator acts (registry.inflight).
+MODELHUB_MAX_MODEL_CRASHES = env_int("MODELHUB_MAX_MODEL_CRASHES", 3, minimum=1)
+# Where each gunicorn worker notes the prediction it is inside (set by
+# gunicorn.conf.py; empty outside gunicorn: no watchdog).
+MODELHUB_INFLIGHT_DIR = env_str("MODELHUB_INFLIGHT_DIR", "")
 # Every model requires an API token, not only those flagged private.
 MODELHUB_REQUIRE_TOKEN = env_bool("MODELHUB_REQUIRE_TOKEN", False)
 # DRF rate, e.g. "100/second"; empty disables throttling.

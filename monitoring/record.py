@@ -24,10 +24,11 @@ class PredictionRecord:
     model_ms: float | None = None
     error_code: str = ""
     body: bytes | None = None
+    request_id: str = ""
 
 
 def attach(request: HttpRequest, slug: str) -> PredictionRecord:
-    record = PredictionRecord(slug=slug)
+    record = PredictionRecord(slug=slug, request_id=getattr(request, "request_id", ""))
     setattr(request, _ATTRIBUTE, record)
     return record
 
