@@ -7,6 +7,7 @@ MODELHUB_WORKERS and the model cache size settings.
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +30,14 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     )
     os.environ[_OWN_METRICS_DIR_VAR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
+
+# Each worker notes the prediction it is inside here (registry/inflight.py), for
+# the watchdog that kills a worker hung in native code and for child_exit.
+_OWN_INFLIGHT_DIR_VAR = "_MODELHUB_CREATED_INFLIGHT_DIR"
+if "MODELHUB_INFLIGHT_DIR" not in os.environ:
+    os.environ["MODELHUB_INFLIGHT_DIR"] = tempfile.mkdtemp(prefix="modelhub-inflight-")
+    os.environ[_OWN_INFLIGHT_DIR_VAR] = os.environ["MODELHUB_INFLIGHT_DIR"]
+_watchdog: subprocess.Popen | None = None
 
 bind = env_str("MODELHUB_BIND", "127.0.0.1:8000")
 workers = env_int("MODELHUB_WORKERS", 2, minimum=1)
@@ -61,10 +70,32 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
     directory.mkdir(parents=True)
 
 
+def when_ready(server) -> None:  # noqa: ANN001
+    """Start the watchdog: a process of its own, so a worker holding the
+    interpreter in native code cannot stop it; it ends with the master."""
+    global _watchdog
+    _watchdog = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "registry.inflight",
+            os.environ["MODELHUB_INFLIGHT_DIR"],
+            str(os.getpid()),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
 def on_exit(server) -> None:  # noqa: ANN001
+    if _watchdog is not None:
+        _watchdog.terminate()
+        _watchdog.wait(timeout=5)
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     if os.environ.get(_OWN_METRICS_DIR_VAR) == directory:
         shutil.rmtree(directory, ignore_errors=True)
+    inflight = os.environ["MODELHUB_INFLIGHT_DIR"]
+    if os.environ.get(_OWN_INFLIGHT_DIR_VAR) == inflight:
+        shutil.rmtree(inflight, ignore_errors=True)
 
 
 def post_fork(server, worker) -> None:  # noqa: ANN001
@@ -93,6 +124,14 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001
+    """A worker that died inside a prediction: its row, and the crash counted
+    against the model (monitoring/crashes.py)."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    import django
+
+    django.setup()  # a no-op with the app preloaded
+    from monitoring.crashes import settle_worker
+
+    settle_worker(worker.pid)

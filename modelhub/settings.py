@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from modelhub.env import env_bool, env_int, env_list, env_str
+from modelhub.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -232,6 +232,11 @@ MODELHUB_MAX_MODEL_BYTES = env_int(
 # The preflight loads every new file in a child process with these limits.
 MODELHUB_PREFLIGHT_TIMEOUT = env_int("MODELHUB_PREFLIGHT_TIMEOUT", 60, minimum=1)
 MODELHUB_PREFLIGHT_MEMORY_MB = env_int("MODELHUB_PREFLIGHT_MEMORY_MB", 4096, minimum=64)
+# Largest JSON size of one metadata field (metrics, an MLflow field, an input
+# example), whichever channel stores it: metadata is echoed by the API.
+MODELHUB_MAX_METADATA_BYTES = env_int(
+    "MODELHUB_MAX_METADATA_BYTES", 64 * 1024, minimum=1024
+)
 # Types a skops file may contain beyond skops' own defaults; never read from
 # the uploaded file itself.
 MODELHUB_SKOPS_TRUSTED_TYPES = env_list("MODELHUB_SKOPS_TRUSTED_TYPES", [])
@@ -264,7 +269,13 @@ MODELHUB_MAX_FEATURES = env_int("MODELHUB_MAX_FEATURES", 10_000, minimum=1)
 # Nesting of any JSON a request or an admin form sends (registry.jsondepth).
 MODELHUB_MAX_JSON_DEPTH = env_int("MODELHUB_MAX_JSON_DEPTH", 64, minimum=2)
 # Longest a model may take on one request before a 504 (0 disables).
-MODELHUB_PREDICT_TIMEOUT = env_int("MODELHUB_PREDICT_TIMEOUT", 30)
+MODELHUB_PREDICT_TIMEOUT = env_float("MODELHUB_PREDICT_TIMEOUT", 30.0)
+# A version whose model ends or hangs its worker this many times while
+# predicting is marked invalid until an operator acts (registry.inflight).
+MODELHUB_MAX_MODEL_CRASHES = env_int("MODELHUB_MAX_MODEL_CRASHES", 3, minimum=1)
+# Where each gunicorn worker notes the prediction it is inside (set by
+# gunicorn.conf.py; empty outside gunicorn: no watchdog).
+MODELHUB_INFLIGHT_DIR = env_str("MODELHUB_INFLIGHT_DIR", "")
 # Every model requires an API token, not only those flagged private.
 MODELHUB_REQUIRE_TOKEN = env_bool("MODELHUB_REQUIRE_TOKEN", False)
 # Requests per API key, user or client address, e.g. "100/second"; empty

@@ -26,10 +26,11 @@ class PredictionRecord:
     private: bool = False  # the metrics label it by an opaque id
     key_name: str = ""  # the API key that called, never the key
     body: bytes | None = None
+    request_id: str = ""
 
 
 def attach(request: HttpRequest, slug: str) -> PredictionRecord:
-    record = PredictionRecord(slug=slug)
+    record = PredictionRecord(slug=slug, request_id=getattr(request, "request_id", ""))
     setattr(request, _ATTRIBUTE, record)
     return record
 

@@ -23,7 +23,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from . import changes, mlflow_models, staging
@@ -505,6 +505,24 @@ def record_load_failure(version_id: int, detail: str) -> None:
         )
     except DatabaseError:
         logger.warning("could not record the load failure of version %s", version_id)
+
+
+def record_crash(version_id: int, detail: str) -> bool:
+    """The version's model ended or hung a worker while predicting (the
+    gunicorn master's child_exit hook says so). After
+    MODELHUB_MAX_MODEL_CRASHES it is marked invalid, served no more until an
+    operator activates another version; True if this crash did that."""
+    ModelVersion.objects.filter(id=version_id).update(
+        crashes=F("crashes") + 1, load_error=detail[:1000], load_error_at=timezone.now()
+    )
+    version = ModelVersion.objects.filter(id=version_id).first()
+    if version is None or version.crashes < settings.MODELHUB_MAX_MODEL_CRASHES:
+        return False
+    return mark_invalid(
+        version,
+        message=f"Its model ended or hung a worker {version.crashes} times while "
+        f"predicting; last: {detail[:500]}",
+    )
 
 
 def clear_load_failure(version_id: int) -> None:

@@ -61,6 +61,12 @@ class InvalidMetadata(RegistryError):
     code = "invalid_metadata"
 
 
+class MetadataTooLarge(InvalidMetadata):
+    """A metadata field is over MODELHUB_MAX_METADATA_BYTES once encoded."""
+
+    code = "metadata_too_large"
+
+
 class InvalidSchema(RegistryError):
     """An edited input schema or metadata does not fit the version's model."""
 

@@ -85,11 +85,14 @@ def load(ref: VersionRef) -> LoadedModel:
 
 
 def _deserialize(ref: VersionRef, data: bytes) -> Any:
+    """BaseException too: a file that calls sys.exit() (or raises
+    KeyboardInterrupt, GeneratorExit) while loading would otherwise end the
+    worker in the preload hook, and every worker after it."""
     try:
         return read_estimator(
             data, ref.format, list(settings.MODELHUB_SKOPS_TRUSTED_TYPES)
         )
-    except Exception as exc:  # noqa: BLE001 - any failure to load is a 503 for it
+    except BaseException as exc:  # noqa: BLE001 - any failure to load is a 503
         logger.exception("model %s v%s no longer loads", ref.slug, ref.number)
         raise ModelUnavailable(
             f"'{ref.slug}' v{ref.number} could not be loaded: {type(exc).__name__}"

@@ -31,6 +31,7 @@ _MAX_MEMBERS = 10_000
 _MAX_TEXT_BYTES = 1024 * 1024  # MLmodel and the input example
 _MAX_RATIO = 200  # uncompressed / compressed, per member: beyond that, a bomb
 _EXAMPLE_ROWS = 5
+_MAX_EXAMPLE_DEPTH = 64  # as registry.stored.MAX_METADATA_DEPTH
 _NESTED_ARCHIVES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z", ".rar")
 _COLUMN_TYPES = {"double", "float", "long", "integer", "boolean", "string"}
 
@@ -225,12 +226,19 @@ def _extract(
 
 
 def _parse_mlmodel(raw: bytes) -> dict[str, Any]:
+    """MLflow writes plain YAML; anchors and aliases are refused outright, as
+    nested aliases (billion laughs) make a 1 KB file a gigabyte once walked."""
     import yaml
 
+    from .yaml_documents import AliasRefused, load_without_aliases
+
     try:
-        document = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InvalidModel(f"The MLmodel file is not valid YAML: {exc}") from None
+        document = load_without_aliases(raw.decode("utf-8"))
+    except AliasRefused as exc:
+        raise InvalidModel(f"Refused: the MLmodel file {exc}.") from None
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InvalidModel(f"The MLmodel file is not valid YAML: {detail}") from None
     if not isinstance(document, dict):
         raise InvalidModel("The MLmodel file is not a YAML mapping.")
     return document
@@ -301,8 +309,17 @@ def _input_example(
     path = _member_path(root, info.get("artifact_path"), "artifact_path")
     try:
         document = json.loads(_read_text(archive, members, path))
+    except RecursionError:
+        document = None  # deeper than the interpreter's stack: refused below
+        depth_refused = True
     except ValueError as exc:
         raise InvalidModel(f"The MLflow input example is not JSON: {exc}") from None
+    else:
+        depth_refused = _deeper_than(document, _MAX_EXAMPLE_DEPTH)
+    if depth_refused:
+        raise InvalidModel(
+            f"The MLflow input example nests deeper than {_MAX_EXAMPLE_DEPTH} levels."
+        )
     rows = _example_rows(document, info)
     return [_finite(row) for row in rows[:_EXAMPLE_ROWS]] if rows else None
 
@@ -340,6 +357,19 @@ def _example_rows(document: Any, info: dict[str, Any]) -> list[Any] | None:
             return [document]
         return document
     return None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Walked without recursion, so any depth is answered, not crashed on."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _finite(value: Any) -> Any:

@@ -111,6 +111,8 @@ class ModelVersion(models.Model):
     # one loads it again): activation succeeded but serving did not.
     load_error = models.TextField(blank=True, editable=False)
     load_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Times its model ended or hung a worker while predicting (registry.inflight).
+    crashes = models.PositiveIntegerField(default=0, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

@@ -1,8 +1,15 @@
 """Entry point of the preflight child process: load one file and describe it.
 
-Run as ``python -I preflight_child.py JOB RESULT`` by ``registry.validation``
+Run as ``python -I preflight_child.py JOB VERDICT`` by ``registry.validation``
 with a scrubbed environment. It imports no Django and sets its own resource
 limits before touching the file, because unpickling runs the file's code.
+
+The verdict file does not exist while the file's code runs: the child holds
+no descriptor (but stdin, stdout and stderr, which the parent never reads a
+verdict from) on which that code could write a forged "ok", and opening the
+verdict's path is a write the guard refuses. The child creates it (O_EXCL)
+only once loading, inspecting and the smoke prediction are over, and leaves
+with os._exit right after, so threads the file started get no unguarded turn.
 
 Once the libraries are imported, an audit hook (``sys.addaudithook``) stops
 the child at the first attempt to write a file, change the filesystem, run a
@@ -25,7 +32,7 @@ import warnings
 from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 _LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib", "skops")
 
@@ -63,8 +70,11 @@ _FILESYSTEM_EVENTS = frozenset(
         "sqlite3.connect",
     }
 )
+# Every way to a new process; _posixsubprocess.fork_exec (under subprocess and
+# multiprocessing) raises no event of its own, so the child gives it one.
 _COMMAND_EVENTS = frozenset(
     {
+        "_posixsubprocess.fork_exec",
         "subprocess.Popen",
         "os.system",
         "os.exec",
@@ -186,6 +196,8 @@ def _command(event: str, args: tuple[Any, ...]) -> str:
         return _short(argv)
     if event in ("os.exec", "os.posix_spawn") and args:
         return _short(args[0])
+    if event == "_posixsubprocess.fork_exec" and args:
+        return f"{_short(args[0])} (_posixsubprocess.fork_exec)"
     if event == "os.spawn" and len(args) > 1:
         return _short(args[1])
     return f"({event})"
@@ -222,6 +234,9 @@ def refusal(event: str, args: tuple[Any, ...]) -> str | None:
         return f"change the filesystem ({' '.join([event, *paths[:2]])})"
     if event in _COMMAND_EVENTS:
         return f"run a command {_command(event, args)}"
+    if event == "import" and args and args[0] == "_posixsubprocess":
+        # A fresh copy of the module would bring back the unaudited fork_exec.
+        return "run a command (a fresh import of _posixsubprocess)"
     if event in _NETWORK_EVENTS:
         if event == "socket.getaddrinfo":
             where = _short(tuple(args[:2]))
@@ -245,6 +260,9 @@ def refusal(event: str, args: tuple[Any, ...]) -> str | None:
     return None
 
 
+REFUSED_EXIT = 3
+
+
 class Guard:
     """The audit hook: the first refused action ends the child at once.
 
@@ -254,16 +272,38 @@ class Guard:
 
     def __init__(self, report: Callable[[str], None]) -> None:
         self.phase = "loading"
+        self.standing_down = False
         self._report = report
 
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if self.standing_down:
+            return
         reason = refusal(event, args)
         if reason is None:
             return
+        self.standing_down = True  # writing the refusal is the child's own act
         try:
             self._report(f"the file tried to {reason} while {self.phase}")
         finally:
-            os._exit(3)
+            os._exit(REFUSED_EXIT)
+
+
+def _audited_fork_exec(original: Callable[..., Any]) -> Callable[..., Any]:
+    def fork_exec(*args: Any) -> Any:
+        sys.audit("_posixsubprocess.fork_exec", *args[:1])
+        return original(*args)
+
+    return fork_exec
+
+
+def _audit_process_creation() -> None:
+    """Give _posixsubprocess.fork_exec the audit event CPython does not."""
+    import _posixsubprocess
+    import subprocess
+
+    audited = _audited_fork_exec(_posixsubprocess.fork_exec)
+    _posixsubprocess.fork_exec = audited
+    subprocess._fork_exec = audited  # type: ignore[attr-defined]
 
 
 def _import_libraries(fmt: str) -> None:
@@ -296,16 +336,20 @@ def _read_checked(path: str, expected: str) -> bytes | str:
 
 
 def _run(job: dict, guard: Guard | None = None) -> dict:
-    """Load, describe and smoke-test; ``job`` may pin a sha256 and a schema."""
+    """Load, describe and smoke-test; ``job`` may pin a sha256 and a schema.
+
+    The verdict names the sha256 of the bytes loaded, for the parent to match
+    against its own."""
     from registry.inspection import describe, smoke_test
     from registry.serialization import read_estimator
 
-    source: str | bytes = job["path"]
+    source: bytes = Path(job["path"]).read_bytes()
+    digest = hashlib.sha256(source).hexdigest()
     if job.get("sha256"):
         checked = _read_checked(job["path"], job["sha256"])
         if isinstance(checked, str):
             return {"ok": False, "error": checked}
-        source = checked
+        source, digest = checked, job["sha256"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         estimator = read_estimator(source, job["format"], job["trusted_types"])
@@ -338,19 +382,30 @@ def _run(job: dict, guard: Guard | None = None) -> dict:
         "smoke_test": smoke,
         "warnings": messages[:20],
         "library_versions": versions,
+        "sha256": digest,
     }
 
 
-def _writer(out: IO[str]) -> Callable[[dict], None]:
+def _writer(path: str) -> Callable[[dict], None]:
+    """Writes the verdict once, to a file created by that write: if anything
+    created it before, the child writes nothing and the parent refuses."""
+
     def write(result: dict) -> None:
-        out.write(json.dumps(result, default=str))
-        out.flush()
+        data = json.dumps(result, default=str).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            os._exit(5)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
     return write
 
 
 def main() -> int:
-    job_path, result_path = sys.argv[1], sys.argv[2]
+    job_path, verdict_path = sys.argv[1], sys.argv[2]
     job = json.loads(Path(job_path).read_text())
     memory = job["memory_mb"] * 1024 * 1024
     _limit(resource.RLIMIT_AS, memory)
@@ -359,29 +414,27 @@ def main() -> int:
     # Importing a plugin module must not leave a __pycache__ behind (a write).
     sys.dont_write_bytecode = True
     sys.path[:0] = [job["project_root"], *job["plugin_dirs"]]
-    # Opened before the guard goes up: the one file the child writes.
-    with open(result_path, "w", encoding="utf-8") as out:
-        write = _writer(out)
-        try:
-            _import_libraries(job["format"])
-            guard = Guard(
-                lambda reason: write({"ok": False, "refused": True, "error": reason})
-            )
-            sys.addaudithook(guard)
-            result = _run(job, guard)
-        except MemoryError:
-            result = {
-                "ok": False,
-                "error": f"ran out of memory (limit {job['memory_mb']} MB)",
-            }
-        except BaseException as exc:  # noqa: BLE001 - report whatever the file raised
-            detail = str(exc).splitlines()[0][:300] if str(exc) else ""
-            result = {
-                "ok": False,
-                "error": f"{type(exc).__name__}: {detail}".rstrip(": "),
-            }
-        write(result)
-    return 0
+    write = _writer(verdict_path)
+    guard = Guard(lambda reason: write({"ok": False, "refused": True, "error": reason}))
+    try:
+        _import_libraries(job["format"])
+        _audit_process_creation()
+        sys.addaudithook(guard)
+        result = _run(job, guard)
+    except MemoryError:
+        result = {
+            "ok": False,
+            "error": f"ran out of memory (limit {job['memory_mb']} MB)",
+        }
+    except BaseException as exc:  # noqa: BLE001 - report whatever the file raised
+        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+        result = {
+            "ok": False,
+            "error": f"{type(exc).__name__}: {detail}".rstrip(": "),
+        }
+    guard.standing_down = True  # the file's code has had its turns
+    write(result)
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,15 @@ REST): slugs, metadata, display names."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 
-from .exceptions import InvalidMetadata, InvalidSlug
+from .exceptions import InvalidMetadata, InvalidSlug, MetadataTooLarge
 from .inspection import SchemaError
 from .inspection import check_metadata as check_schema_and_example
 from .models import MLModel
@@ -37,6 +39,13 @@ def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
             f"Metadata may not nest deeper than {MAX_METADATA_DEPTH} levels nor "
             "hold NaN, infinities, U+0000 or lone surrogates."
         )
+    limit = settings.MODELHUB_MAX_METADATA_BYTES
+    for key, value in metadata.items():
+        if encoded_size(value, stop_after=limit) > limit:
+            raise MetadataTooLarge(
+                f"Metadata field {str(key)[:100]!r} is larger than the {limit:,} "
+                "byte limit (MODELHUB_MAX_METADATA_BYTES)."
+            )
     try:
         check_schema_and_example(metadata)
     except SchemaError as exc:
@@ -65,6 +74,18 @@ def storable(value: Any) -> bool:
         elif isinstance(item, list):
             pending.extend((v, depth + 1) for v in item)
     return True
+
+
+def encoded_size(value: Any, *, stop_after: int) -> int:
+    """The JSON size of ``value``, counted piece by piece and given up past
+    ``stop_after``: a value whose parts are shared (YAML aliases, a caller's
+    own references) can be far larger once encoded than it is in memory."""
+    size = 0
+    for chunk in json.JSONEncoder(ensure_ascii=False).iterencode(value):
+        size += len(chunk.encode("utf-8", "surrogatepass"))
+        if size > stop_after:
+            break
+    return size
 
 
 def _utf8(text: str) -> bool:

@@ -3,7 +3,15 @@
 Unpickling runs the file's code, so the child gets a time limit, a memory
 limit, an environment without the secret key or database credentials, and an
 audit hook that stops it at the first attempt to write a file, run a command
-or open a network connection (registry/preflight_child.py). This stops
+(any way of creating a process) or open a network connection
+(registry/preflight_child.py).
+
+The verdict is a file the child creates only after the file's code has run;
+it is read once the child has exited, a success only with exit status 0,
+the expected fields and the sha256 the parent computed itself. Code that can
+read and patch the child's memory can still lie (it could find the guard and
+stand it down): the verdict channel stops a file that writes its own "ok" on
+a descriptor, not one written against this preflight. This stops
 accidents and crude attacks, not a determined uploader: a pickle is code.
 skops files with a trusted-types list are the safe path.
 
@@ -13,6 +21,7 @@ check_stored_version() runs a stored version through the same child again
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +41,7 @@ from django.core.files.storage import default_storage
 
 from .exceptions import InvalidModel
 from .inspection import InputSchema
+from .preflight_child import REFUSED_EXIT
 
 if TYPE_CHECKING:
     from .models import ModelVersion
@@ -69,7 +79,8 @@ def scrubbed_environment(workdir: str) -> dict[str, str]:
 def preflight(path: Path, fmt: str, metadata: dict[str, Any]) -> PreflightReport:
     """Load and smoke-test ``path`` in a child process; raise InvalidModel."""
     return _in_child(
-        {"path": str(Path(path).resolve()), "format": fmt, "metadata": metadata}
+        {"path": str(Path(path).resolve()), "format": fmt, "metadata": metadata},
+        sha256=_sha256(Path(path)),
     )
 
 
@@ -94,7 +105,8 @@ def recheck(
             "metadata": metadata,
             "sha256": sha256,
             "input_schema": input_schema or None,
-        }
+        },
+        sha256=sha256,
     )
 
 
@@ -164,11 +176,19 @@ def local_file(name: str) -> Iterator[Path]:
         yield copy
 
 
-def _in_child(task: dict[str, Any]) -> PreflightReport:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _in_child(task: dict[str, Any], *, sha256: str) -> PreflightReport:
     timeout = settings.MODELHUB_PREFLIGHT_TIMEOUT
     with tempfile.TemporaryDirectory(prefix="modelhub-preflight-") as workdir:
         job_path = Path(workdir) / "job.json"
-        result_path = Path(workdir) / "result.json"
+        verdict_path = Path(workdir) / "verdict.json"
         job_path.write_text(
             json.dumps(
                 {
@@ -182,7 +202,7 @@ def _in_child(task: dict[str, Any]) -> PreflightReport:
             )
         )
         process = subprocess.Popen(
-            [sys.executable, "-I", str(CHILD), str(job_path), str(result_path)],
+            [sys.executable, "-I", str(CHILD), str(job_path), str(verdict_path)],
             cwd=workdir,
             env=scrubbed_environment(workdir),
             stdin=subprocess.DEVNULL,
@@ -199,21 +219,49 @@ def _in_child(task: dict[str, Any]) -> PreflightReport:
             ) from None
         finally:
             _kill_group(process)
-        result = _read_result(result_path)
-        if result is None:
-            raise InvalidModel(_crash_message(process.returncode, stderr))
-    if result.get("refused"):
+        result = _read_verdict(verdict_path)
+    return _checked_verdict(result, process.returncode, stderr, sha256)
+
+
+def _checked_verdict(
+    result: dict[str, Any] | None, returncode: int | None, stderr: bytes, sha256: str
+) -> PreflightReport:
+    """The report, if the child finished as only the preflight's own code can."""
+    if returncode == REFUSED_EXIT and result is not None and result.get("refused"):
         raise InvalidModel(
             f"Refused: {result['error']}. A model may read files, but loading or "
             "using it must not write files, run commands or open connections."
         )
+    if returncode != 0 or result is None or result.get("refused"):
+        raise InvalidModel(_crash_message(returncode, stderr))
     if not result.get("ok"):
         raise InvalidModel(f"The file is not a usable model: {result['error']}")
-    result.pop("ok")
+    if result.get("sha256") != sha256 or not _well_formed(result):
+        raise InvalidModel(
+            "The file could not be loaded: the preflight's answer does not "
+            "describe this file."
+        )
+    for key in ("ok", "sha256"):
+        result.pop(key)
     return result  # type: ignore[return-value]
 
 
-def _read_result(path: Path) -> dict[str, Any] | None:
+_REPORT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "kind": str,
+    "estimator": str,
+    "classes": (list, type(None)),
+    "input_schema": dict,
+    "smoke_test": str,
+    "warnings": list,
+    "library_versions": dict,
+}
+
+
+def _well_formed(result: dict[str, Any]) -> bool:
+    return all(isinstance(result.get(k), t) for k, t in _REPORT_TYPES.items())
+
+
+def _read_verdict(path: Path) -> dict[str, Any] | None:
     """The child's answer; None if it died before writing a whole one."""
     try:
         result = json.loads(path.read_text())

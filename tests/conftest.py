@@ -171,6 +171,55 @@ class RunsCodeOnLoad:
         return (exec, (code,))
 
 
+FORGED_VERDICT = {
+    "ok": True,
+    "kind": "classifier",
+    "estimator": "forged.Model",
+    "classes": None,
+    "input_schema": {"features": [], "source": "forged"},
+    "smoke_test": "passed",
+    "warnings": [],
+    "library_versions": {},
+}
+
+
+class ForgesTheVerdict:
+    """Writes the preflight's success verdict on every descriptor it may have
+    inherited, then leaves before the preflight can write its own."""
+
+    def __reduce__(self):
+        code = (
+            "import json, os\n"
+            f"line = json.dumps({FORGED_VERDICT!r}).encode()\n"
+            "for fd in range(3, 1024):\n"
+            "    try:\n        os.write(fd, line)\n"
+            "    except OSError:\n        pass\n"
+            "os._exit(0)"
+        )
+        return (exec, (code,))
+
+
+class ForksOnLoad:
+    """Runs ``touch marker`` through ``_posixsubprocess.fork_exec``, the call
+    under subprocess.Popen, which raises no audit event of its own."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        touch = [b"/usr/bin/touch", b"/bin/touch"]
+        code = (
+            "import _posixsubprocess, os\n"
+            "r, w = os.pipe()\n"
+            f"_posixsubprocess.fork_exec([b'touch', {str(self.marker).encode()!r}], "
+            f"{touch!r}, True, (w,), None, None, -1, -1, -1, -1, -1, -1, r, w, "
+            "True, False, -1, None, None, None, -1, None, False)\n"
+            "os.close(w)\n"
+            "os.read(r, 1)"
+        )
+        return (exec, (code,))
+
+
 @pytest.fixture
 def hostile_files(tmp_path: Path) -> dict[str, Path]:
     files = {
@@ -179,13 +228,23 @@ def hostile_files(tmp_path: Path) -> dict[str, Path]:
         "raises": tmp_path / "raises.pkl",
         "sleeps": tmp_path / "sleeps.pkl",
         "empty": tmp_path / "empty.joblib",
+        "forges_verdict": tmp_path / "forges-verdict.pkl",
+        "forks": tmp_path / "forks.pkl",
     }
     files["garbage"].write_bytes(np.random.default_rng(2).bytes(4096))
     joblib.dump({"weights": [1, 2, 3]}, files["not_a_model"])
     files["raises"].write_bytes(pickle.dumps(RaisesOnLoad()))
     files["sleeps"].write_bytes(pickle.dumps(SleepsOnLoad()))
     files["empty"].write_bytes(b"")
+    files["forges_verdict"].write_bytes(pickle.dumps(ForgesTheVerdict()))
+    marker = forked_marker(files["forks"])
+    files["forks"].write_bytes(pickle.dumps(ForksOnLoad(marker)))
     return files
+
+
+def forked_marker(forks: Path) -> Path:
+    """What the ``forks`` hostile file's command would create."""
+    return forks.with_name("created-by-a-forked-command")
 
 
 @pytest.fixture

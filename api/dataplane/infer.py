@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from monitoring.record import PredictionRecord
-from registry import routing, serving
+from registry import inflight, routing, serving
 from registry.inspection import selects_columns_by_name
 from registry.loading import LoadedModel, VersionRef
 
@@ -134,7 +134,10 @@ def infer(
     model_input, proba = decoder(loaded)
     decoded_at = time.perf_counter()
     predictions, probabilities = run_model(
-        loaded, model_input.data, proba=proba and loaded.has_proba
+        loaded,
+        model_input.data,
+        proba=proba and loaded.has_proba,
+        request_id=record.request_id if record is not None else "",
     )
     predicted_at = time.perf_counter()
     inference = Inference(
@@ -169,13 +172,24 @@ def spec_for(loaded: LoadedModel) -> InputSpec:
     return spec
 
 
-def run_model(loaded: LoadedModel, data: Any, *, proba: bool) -> tuple[Any, Any]:
+def run_model(
+    loaded: LoadedModel, data: Any, *, proba: bool, request_id: str = ""
+) -> tuple[Any, Any]:
     """``predict`` (and ``predict_proba``) under the time limit; any payload
-    format ends here, so a model's own error is a 422 whatever the protocol."""
+    format ends here, so a model's own error is a 422 whatever the protocol.
+    The worker notes it is inside the model, for when the model kills it."""
     ref = loaded.ref
     limit = settings.MODELHUB_PREDICT_TIMEOUT
     try:
         with (
+            inflight.inside(
+                settings.MODELHUB_INFLIGHT_DIR,
+                request_id=request_id,
+                version_id=ref.id,
+                slug=ref.slug,
+                number=ref.number,
+                limit=limit,
+            ),
             time_limit(limit, f"'{ref.slug}' v{ref.number}"),
             model_warnings.captured(ref),
         ):
@@ -184,7 +198,9 @@ def run_model(loaded: LoadedModel, data: Any, *, proba: bool) -> tuple[Any, Any]
     except PredictionTimeout:
         logger.warning("%s v%s timed out", ref.slug, ref.number)
         raise
-    except Exception as exc:  # noqa: BLE001 - the model's own error becomes a 422
+    # BaseException: a model's sys.exit() or KeyboardInterrupt is its own error
+    # too, not the worker's (the time limit's own exception is handled above).
+    except BaseException as exc:  # noqa: BLE001 - the model's error becomes a 422
         logger.info("%s v%s rejected input: %r", ref.slug, ref.number, exc)
         summary = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise ModelRejectedInput(

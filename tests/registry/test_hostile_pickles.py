@@ -22,6 +22,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from registry.models import MLModel, ModelVersion
+from tests.conftest import forked_marker
 
 pytestmark = pytest.mark.django_db
 
@@ -311,4 +312,41 @@ def test_admin_upload_of_a_command_running_pickle_shows_the_refusal(
     assert "tried to run a command" in response.content.decode()
     assert not ModelVersion.objects.exists()
     assert stored_files() == []
+    assert not marker.exists()
+
+
+def test_pickle_that_writes_a_success_verdict_on_inherited_descriptors_is_refused(
+    hostile_files, stored_files
+):
+    message = assert_refused(hostile_files["forges_verdict"], "could not be loaded")
+    assert "forged" not in message
+    assert stored_files() == []
+
+
+def test_pickle_that_forks_through_posixsubprocess_is_refused_before_the_command(
+    hostile_files,
+):
+    marker = forked_marker(hostile_files["forks"])
+    assert_refused(hostile_files["forks"], "tried to run a command", "fork_exec")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "import os\nif os.fork() == 0:\n    os.execv('/bin/touch', ['t', {m!r}])",
+        "import os; os.posix_spawn('/bin/touch', ['t', {m!r}], {{}})",
+        "import pty; pty.spawn(['/bin/touch', {m!r}])",
+        "import os; os.spawnv(os.P_WAIT, '/bin/touch', ['t', {m!r}])",
+        "import multiprocessing.util as u; u.spawnv_passfds('/bin/touch', "
+        "['t', {m!r}], ())",
+    ],
+    ids=["fork", "posix_spawn", "pty.spawn", "spawnv", "spawnv_passfds"],
+)
+def test_pickle_that_creates_a_process_any_way_is_refused(
+    tmp_path, numpy_regressor, how
+):
+    marker = tmp_path / "created-by-a-child-process"
+    path = hostile(tmp_path, "process.pkl", how.format(m=str(marker)), numpy_regressor)
+    assert_refused(path, "tried to run a command")
     assert not marker.exists()

@@ -146,6 +146,19 @@ def test_loadmodel_refuses_bad_slug_and_bad_metadata(iris_path, tmp_path):
     assert not ModelVersion.objects.exists()
 
 
+def test_loadmodel_refuses_a_metadata_field_over_the_metadata_limit(
+    iris_path, tmp_path, settings, stored_files
+):
+    settings.MODELHUB_MAX_METADATA_BYTES = 1024
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"metrics": {"auc": 0.9}, "notes": "n" * 2000}))
+    with pytest.raises(CommandError) as refused:
+        loadmodel(str(iris_path), "--slug", "iris", "--metadata", str(meta))
+    assert "'notes' is larger than the 1,024 byte limit" in str(refused.value)
+    assert "MODELHUB_MAX_METADATA_BYTES" in str(refused.value)
+    assert stored_files() == []
+
+
 def test_modelinfo_prints_metadata_and_schema_of_active_or_given_version(
     iris_path, regressor_path
 ):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import zipfile
 from io import StringIO
 from pathlib import Path
@@ -16,7 +18,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from registry import actions
-from registry.exceptions import InvalidModel, ModelTooLarge
+from registry.exceptions import InvalidMetadata, InvalidModel, ModelTooLarge
 from registry.models import MLModel, ModelVersion
 from tests.mlflow_models import mlflow_predictions, save_mlflow_model, zip_directory
 
@@ -333,3 +335,100 @@ def test_mlflow_tensor_signature_leaves_schema_to_the_model(tmp_path, numpy_regr
     assert len(version.input_schema["features"]) == 10
     assert version.metadata["input_example"] == np.asarray(x[:2]).tolist()
     assert version.smoke_test == "passed"
+
+
+# --- YAML bombs and oversized metadata ----------------------------------------
+
+
+def yaml_bomb(levels: int, width: int = 9) -> str:
+    """Billion laughs: each anchor holds ``width`` aliases of the one before."""
+    lines = ['laughs0: &laughs0 ["lolololol"]']
+    for level in range(1, levels + 1):
+        aliases = ", ".join([f"*laughs{level - 1}"] * width)
+        lines.append(f"laughs{level}: &laughs{level} [{aliases}]")
+    lines.append(f"run_id: *laughs{levels}")
+    return "\n".join(lines) + "\n"
+
+
+def with_mlmodel_text(source: Path, target: Path, extra: str) -> Path:
+    """A copy of an MLflow model directory with ``extra`` YAML appended."""
+    import shutil
+
+    shutil.copytree(source, target)
+    text = (target / "MLmodel").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("run_id:")]
+    (target / "MLmodel").write_text("\n".join(lines) + "\n" + extra)
+    return target
+
+
+def loadmodel_in_a_process(
+    manage_cli, *args: str, memory_mb: int = 2048
+) -> subprocess.CompletedProcess:
+    """``manage.py loadmodel`` as an operator runs it, its address space capped
+    so a bomb that is not refused fails this test instead of the machine."""
+    import resource
+
+    limit = memory_mb * 1024 * 1024
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "manage.py", "loadmodel", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        env=manage_cli.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=cap,
+    )
+
+
+def test_mlflow_model_with_a_yaml_bomb_is_refused_in_one_line_under_a_memory_cap(
+    manage_cli, iris_mlflow_dir, tmp_path
+):
+    bomb = with_mlmodel_text(iris_mlflow_dir, tmp_path / "bomb", yaml_bomb(9))
+    done = loadmodel_in_a_process(manage_cli, str(bomb), "--slug", "bomb")
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.strip().count("\n") == 0, done.stderr[-3000:]
+    assert "CommandError" in done.stderr
+    assert "YAML aliases" in done.stderr
+
+
+def test_mlflow_input_example_nested_900_deep_is_refused_in_one_line(
+    manage_cli, iris_mlflow_dir, tmp_path
+):
+    import shutil
+
+    deep = tmp_path / "deep"
+    shutil.copytree(iris_mlflow_dir, deep)
+    example = mlmodel(deep)["saved_input_example_info"]["artifact_path"]
+    (deep / example).write_text("[" * 900 + "]" * 900)
+    done = loadmodel_in_a_process(manage_cli, str(deep), "--slug", "deep")
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.strip().count("\n") == 0, done.stderr[-3000:]
+    assert "input example nests deeper than" in done.stderr
+
+
+def test_register_version_refuses_an_mlmodel_with_yaml_aliases(
+    iris_mlflow_dir, tmp_path, stored_files
+):
+    small = with_mlmodel_text(iris_mlflow_dir, tmp_path / "laughs", yaml_bomb(4))
+    archive = zip_directory(small, tmp_path / "laughs.zip")
+    with pytest.raises(InvalidModel, match="YAML aliases"):
+        register_zip(archive)
+    assert stored_files() == []
+    assert not ModelVersion.objects.exists()
+
+
+def test_register_version_refuses_an_mlflow_field_over_the_metadata_limit(
+    iris_mlflow_dir, tmp_path, settings
+):
+    settings.MODELHUB_MAX_METADATA_BYTES = 4096
+    long = with_mlmodel_text(
+        iris_mlflow_dir, tmp_path / "long", f"run_id: {'r' * 5000}\n"
+    )
+    archive = zip_directory(long, tmp_path / "long.zip")
+    with pytest.raises(InvalidMetadata, match="'mlflow' .* 4,096 byte limit"):
+        register_zip(archive)
+    assert not ModelVersion.objects.exists()

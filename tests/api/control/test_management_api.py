@@ -384,6 +384,18 @@ def test_upload_with_unusable_metadata_is_400_invalid_metadata(
     assert stored_files() == []
 
 
+def test_upload_with_a_metadata_field_over_the_limit_is_400_metadata_too_large(
+    api, staff, fast_preflight, iris_path, stored_files, settings
+):
+    settings.MODELHUB_MAX_METADATA_BYTES = 1024
+    create(api, staff, slug="iris")
+    metadata = json.dumps({"notes": "n" * 2000})
+    response = upload(api, staff, "iris", iris_path, metadata=metadata)
+    body = assert_error(response, 400, "metadata_too_large")
+    assert "'notes'" in body["detail"]
+    assert stored_files() == []
+
+
 def test_upload_with_metadata_sent_as_a_file_is_400_not_ignored(
     api, staff, fast_preflight, iris_path, tmp_path
 ):

@@ -73,3 +73,35 @@ def test_no_limit_when_the_setting_is_zero():
     with time_limit(0, "unlimited"):
         busy(0.05)
     assert not timeouts._installed
+
+
+def test_time_limit_interrupts_again_code_that_swallowed_the_first_interruption():
+    """A model that catches BaseException and falls back to more slow work;
+    one that swallows every interruption forever is api.dataplane.watchdog's."""
+
+    def falls_back_to_more_work() -> str:
+        try:
+            busy(3)
+        except BaseException:  # noqa: BLE001 - the misbehaviour under test
+            busy(3)
+        return "finished anyway"
+
+    started = time.monotonic()
+    with pytest.raises(PredictionTimeout, match="took longer than the 0.1 s limit"):
+        with time_limit(0.1, "'m' v1"):
+            falls_back_to_more_work()
+    assert time.monotonic() - started < 1
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_time_limit_is_a_timeout_when_the_block_returns_past_its_deadline():
+    def swallows_once() -> str:
+        try:
+            busy(2)
+        except BaseException:  # noqa: BLE001 - the misbehaviour under test
+            return "a result past the limit"
+        return "on time"
+
+    with pytest.raises(PredictionTimeout):
+        with time_limit(0.05, "'m' v1"):
+            swallows_once()
