@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -297,6 +298,9 @@ def not_found(request: HttpRequest, exception: Any = None) -> HttpResponse:
 
 
 def bad_request(request: HttpRequest, exception: Any = None) -> HttpResponse:
+    if isinstance(exception, DisallowedHost):
+        # Whatever the path: the site, not the page, is what the client missed.
+        return _json(request, "Host not allowed.", "bad_host", 400)
     if _is_api(request):
         return _json(request, "Bad request.", "bad_request", 400)
     return defaults.bad_request(request, exception)

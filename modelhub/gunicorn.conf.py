@@ -42,6 +42,12 @@ _watchdog: subprocess.Popen | None = None
 bind = env_str("MODELHUB_BIND", "127.0.0.1:8000")
 workers = env_int("MODELHUB_WORKERS", 2, minimum=1)
 threads = env_int("MODELHUB_THREADS", 1, minimum=1)
+# gunicorn's own refusals (a bad request line, oversized headers) as JSON.
+worker_class = (
+    "modelhub.workers.JsonErrorsThreadWorker"
+    if threads > 1
+    else "modelhub.workers.JsonErrorsSyncWorker"
+)
 # Worker recycling caps slow leaks in user model code; jitter avoids all
 # workers restarting at once.
 max_requests = env_int("MODELHUB_MAX_REQUESTS", 0)
@@ -49,6 +55,15 @@ max_requests_jitter = env_int("MODELHUB_MAX_REQUESTS_JITTER", 0)
 timeout = env_int("MODELHUB_WORKER_TIMEOUT", 60)
 graceful_timeout = env_int("MODELHUB_GRACEFUL_TIMEOUT", 30)
 keepalive = env_int("MODELHUB_KEEPALIVE", 5)
+# What gunicorn reads before Django runs, refused with a JSON 414 or 431
+# (modelhub/workers.py): the request line (method, path and query), the number
+# of headers, and each header's size. ModelHub's URLs are short and its
+# clients send a handful of headers; a token or a cookie fits in 8 KiB.
+limit_request_line = env_int("MODELHUB_LIMIT_REQUEST_LINE", 4094, minimum=256)
+limit_request_fields = env_int("MODELHUB_LIMIT_REQUEST_FIELDS", 100, minimum=16)
+limit_request_field_size = env_int(
+    "MODELHUB_LIMIT_REQUEST_FIELD_SIZE", 8190, minimum=1024
+)
 # The app is imported once in the master and forked: a new worker (after a
 # crash, max_requests or HUP) serves within milliseconds instead of paying
 # Django's and scikit-learn's imports again, and shares their memory. Code

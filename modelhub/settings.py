@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "api.middleware.RequestIDMiddleware",
     "monitoring.middleware.RequestLogMiddleware",
+    "api.hosts.AllowedHostsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "api.middleware.SessionMiddleware",
     "api.middleware.CommonMiddleware",

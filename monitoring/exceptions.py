@@ -14,6 +14,7 @@ class MonitoringError(Exception):
 
 
 class InvalidSince(MonitoringError):
-    """'since' is neither ISO-8601 nor a relative window like 15m, 24h, 7d."""
+    """'since' is neither ISO-8601 nor a window like 15m, 24h, 7d, or lies
+    outside the longest window (in the future, or over a century ago)."""
 
     code = "invalid_since"

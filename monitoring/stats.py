@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Max, Q, Sum
@@ -23,18 +23,25 @@ from .models import LogGap, RequestLog, RequestStat
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DEFAULT_WINDOW = "24h"
+# The longest window: far beyond any retention, and far enough from
+# datetime's year 1 that no rounding or time-zone shift of 'since' overflows.
+MAX_WINDOW = timedelta(days=36525)
 PERCENTILES = (50.0, 95.0, 99.0)
 
 
 def parse_since(raw: str | None, now: datetime) -> datetime:
+    """The start of the window ``raw`` names, between MAX_WINDOW before ``now``
+    and ``now``: anything else is an InvalidSince (a 400), never an overflow."""
     value = (raw or DEFAULT_WINDOW).strip()
     match = _RELATIVE.match(value)
     if match:
         amount, unit = match.groups()
-        try:
-            return now - timedelta(**{_UNITS[unit]: int(amount)})
-        except OverflowError:
-            raise InvalidSince(f"'since' window {value!r} is too long.") from None
+        window = timedelta(**{_UNITS[unit]: int(amount)})
+        if window > MAX_WINDOW:
+            raise InvalidSince(
+                f"'since' window {value!r} is too long: at most {MAX_WINDOW.days}d."
+            )
+        return now - window
     try:
         parsed = parse_datetime(value)
     except ValueError:
@@ -45,7 +52,15 @@ def parse_since(raw: str | None, now: datetime) -> datetime:
             f"15m, 24h or 7d; got {value[:40]!r}."
         )
     if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.UTC)
+        parsed = parsed.replace(tzinfo=UTC)
+    # Compared before any conversion: converting year 1 or 9999 with an
+    # offset is itself what overflows.
+    if parsed > now:
+        raise InvalidSince(f"'since' {value[:40]!r} is in the future.")
+    if now - parsed > MAX_WINDOW:
+        raise InvalidSince(
+            f"'since' {value[:40]!r} is too long ago: at most {MAX_WINDOW.days}d."
+        )
     return parsed
 
 

@@ -222,6 +222,8 @@ def test_local_secret_key_is_shared_by_workers_starting_at_once(tmp_path):
         ("MODELHUB_WORKERS", "two"),
         ("MODELHUB_WORKERS", "0"),
         ("MODELHUB_WORKER_TIMEOUT", "1m"),
+        ("MODELHUB_LIMIT_REQUEST_LINE", "0"),
+        ("MODELHUB_LIMIT_REQUEST_FIELD_SIZE", "8k"),
     ],
 )
 def test_gunicorn_refuses_to_start_on_a_bad_setting_naming_it(tmp_path, name, value):
@@ -263,3 +265,7 @@ def test_gunicorn_settings_come_from_the_environment(tmp_path):
     assert printed["workers"] == "3"
     assert printed["preload_app"] == "False"
     assert printed["threads"] == "1"
+    assert printed["worker_class"] == "modelhub.workers.JsonErrorsSyncWorker"
+    assert printed["limit_request_line"] == "4094"
+    assert printed["limit_request_fields"] == "100"
+    assert printed["limit_request_field_size"] == "8190"

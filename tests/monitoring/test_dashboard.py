@@ -18,6 +18,7 @@ from django.utils import timezone
 from monitoring.models import LogGap, RequestLog
 from monitoring.requestlog import LogEntry, writer
 from tests.browser import ARTIFACTS, NO_PLAYWRIGHT, chromium_page
+from tests.monitoring.test_stats import OUT_OF_RANGE
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 PASSWORD = "staff-pass-123"  # the staff_user fixture's
@@ -125,6 +126,16 @@ def test_dashboard_shows_overlong_window_as_400_page(staff_client):
     response = staff_client.get("/dashboard/", {"since": "999999d"})
     assert response.status_code == 400
     assert "window &#x27;999999d&#x27; is too long" in response.content.decode()
+
+
+@pytest.mark.parametrize("since", OUT_OF_RANGE)
+def test_dashboard_shows_since_out_of_range_as_400_page(staff_client, since):
+    response = staff_client.get("/dashboard/", {"since": since})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'class="errornote"' in html
+    assert "&#x27;since&#x27;" in html
+    assert "dashboard-series" not in html
 
 
 def test_dashboard_chart_counts_requests_of_an_unaligned_window(

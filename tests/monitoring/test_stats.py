@@ -137,6 +137,45 @@ def test_stats_reject_a_bad_since(staff_client, since):
     assert response.json()["code"] == "invalid_since"
 
 
+# Over a century in every unit that can reach one (six digits of s or m
+# cannot), the future, and ISO dates at datetime's edges, where rounding to
+# the minute or shifting by the offset overflowed.
+OUT_OF_RANGE = [
+    "999999h",
+    "999999d",
+    "999999w",
+    "36526d",
+    "5219w",
+    "9999-12-31T23:59:59Z",
+    "9999-12-31T23:59:59-12:00",
+    "9999-12-31",
+    "2999-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "1900-01-01",
+]
+NOT_A_WINDOW = ["-1d", "-0s", "-5", "0", "9999", "1e9d", "9999999s", "1.5d"]
+
+
+@pytest.mark.parametrize("since", OUT_OF_RANGE + NOT_A_WINDOW)
+def test_stats_answer_400_for_a_since_out_of_range(staff_client, since):
+    response = stats(staff_client, since)
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["code"] == "invalid_since"
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["0s", "0m", "0h", "0d", "0w", "999999s", "999999m", "876000h", "9999d"]
+    + ["36525d", "5217w", "2026-01-01", "2026-01-01T00:00:00"],
+)
+def test_stats_answer_200_for_windows_from_zero_to_a_century(staff_client, since):
+    """0 is the current minute; a naive ISO date is UTC."""
+    response = stats(staff_client, since)
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["totals"]["requests"] == 0
+
+
 def test_stats_need_staff(client, django_user_model):
     anonymous = stats(client)
     assert anonymous.status_code in (401, 403)
