@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0004_version_edits'),
+        ('registry', '0005_model_grants'),
     ]
 
     operations = [
