@@ -80,6 +80,11 @@ MODELS_LOADED = Gauge(
     "Models held in the loaded-model caches (summed over live workers).",
     multiprocess_mode="livesum",
 )
+REFUSALS = Counter(
+    "modelhub_refusals_total",
+    "Prediction requests refused before a model answered, by error code.",
+    ["code"],
+)
 LOG_ROWS_BUFFERED = Gauge(
     "modelhub_log_rows_buffered",
     "Request-log rows waiting for the database (summed over live workers).",
@@ -154,6 +159,10 @@ def observe_request(
         if series.rows is None:
             series.rows = ROWS.labels(*series.labels)
         series.rows.inc(rows)
+
+
+def observe_refusal(code: str) -> None:
+    REFUSALS.labels(code).inc()
 
 
 def on_cache_event(event: str, ref: VersionRef, seconds: float, size: int) -> None:

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import metrics
-from .record import PredictionRecord, attach
+from .record import REFUSAL_CODES, PredictionRecord, attach
 from .requestlog import LogEntry, sanitize_payload, writer
 
 PREDICT_PREFIX = "/api/predict/"
@@ -58,6 +58,8 @@ class RequestLogMiddleware:
             rows=entry.rows,
             private=record.private,
         )
+        if entry.error_code in REFUSAL_CODES:
+            metrics.observe_refusal(entry.error_code)
         mode = settings.MODELHUB_LOG_MODE
         if mode == "after_response":
             after_response(response, partial(writer.submit, entry))

@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from django.http import HttpRequest
 
 _ATTRIBUTE = "modelhub_prediction"
+# Error codes that refuse a caller before any model answers: counted apart
+# in the stats and the metrics.
+REFUSAL_CODES = (
+    "not_authenticated",
+    "authentication_failed",
+    "forbidden",
+    "unknown_model",
+    "throttled",
+)
 
 
 @dataclass(slots=True)

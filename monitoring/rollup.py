@@ -34,7 +34,21 @@ STAT_SUMS = ("count", "rows", "latency_sum_ms")
 BATCH = 5000
 # Rollup rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
-_FOLDED = ("pk", "created_at", "slug", "version", "status", "rows", "latency_ms")
+_FOLDED = (
+    "pk",
+    "created_at",
+    "slug",
+    "version",
+    "status",
+    "rows",
+    "latency_ms",
+    "error_code",
+)
+# Requests for a slug that names no model (or a private one the caller may
+# not see) are folded under this one name, which no slug can be: a flood of
+# made-up slugs must not grow the rollup, the stats or the dashboard. The log
+# keeps each slug as sent.
+UNKNOWN_MODELS = "(unknown)"
 
 
 def placeholders(count: int, width: int) -> str:
@@ -86,6 +100,13 @@ def sums(rows: Iterable[tuple[datetime, str, int | None, int, int, float]]) -> l
     return [(*k, int(v[0]), int(v[1]), v[2]) for k, v in totals.items()]
 
 
+def _bucketed(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    _, created_at, slug, version, status, count, latency_ms, code = row
+    if code == "unknown_model":
+        slug = UNKNOWN_MODELS
+    return created_at, slug, version, status, count, latency_ms
+
+
 def catch_up(limit: int = BATCH) -> int:
     """Fold up to ``limit`` log rows past the mark; how many were folded."""
     db = connections[DEFAULT_DB_ALIAS]
@@ -106,7 +127,7 @@ def catch_up(limit: int = BATCH) -> int:
         )
         if not rows:
             return 0
-        totals = sums(row[1:] for row in rows)
+        totals = sums(_bucketed(row) for row in rows)
         with db.cursor() as cursor:
             for i in range(0, len(totals), _CHUNK):
                 chunk = totals[i : i + _CHUNK]

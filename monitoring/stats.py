@@ -12,13 +12,14 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Max, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .exceptions import InvalidSince
 from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
+from .record import REFUSAL_CODES
 
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -180,9 +181,31 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     return {
         "since": since,
         "until": until,
-        "totals": {**totals.as_dict(), "dropped_log_rows": dropped["n"] or 0},
+        "totals": {
+            **totals.as_dict(),
+            "dropped_log_rows": dropped["n"] or 0,
+            "refusals": refusals(since, until),
+        },
         "models": models,
     }
+
+
+def refusals(since: datetime, until: datetime) -> dict[str, int]:
+    """Requests refused before a model answered, per code (the log's partial
+    index on errors serves it)."""
+    counted = (
+        RequestLog.objects.filter(
+            created_at__gte=since,
+            created_at__lt=until,
+            status__gte=400,
+            error_code__in=REFUSAL_CODES,
+        )
+        .values_list("error_code")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    found = dict(counted)
+    return {code: found.get(code, 0) for code in REFUSAL_CODES}
 
 
 def _last_requests(

@@ -69,6 +69,13 @@ class ModelStatsSerializer(CountersSerializer):
 
 class TotalsSerializer(CountersSerializer):
     dropped_log_rows = serializers.IntegerField()
+    refusals = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Requests refused before a model answered, per error code "
+        "(not_authenticated, authentication_failed, forbidden, unknown_model, "
+        "throttled). Requests for unknown models are counted under the model "
+        "'(unknown)', not per slug.",
+    )
 
 
 class StatsSerializer(serializers.Serializer):

@@ -89,7 +89,7 @@ def test_stats_match_hand_computed_counts_and_percentiles(staff_client, fixed_tr
     assert body["totals"]["dropped_log_rows"] == 0
 
     models = {m["slug"]: m for m in body["models"]}
-    assert list(models) == ["ghost", "iris"]
+    assert list(models) == ["(unknown)", "iris"]
     iris = models["iris"]
     assert (iris["requests"], iris["errors"], iris["rows"]) == (120, 10, 290)
     v2, v1 = iris["versions"]
@@ -104,8 +104,9 @@ def test_stats_match_hand_computed_counts_and_percentiles(staff_client, fixed_tr
         20,
         pytest.approx(500, rel=0.07),
     )
-    assert models["ghost"]["versions"][0]["version"] is None
-    assert models["ghost"]["errors"] == 5
+    assert models["(unknown)"]["versions"][0]["version"] is None
+    assert models["(unknown)"]["errors"] == 5
+    assert body["totals"]["refusals"]["unknown_model"] == 5
     assert iris["last_request_at"] is not None
 
 
