@@ -6,7 +6,9 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -16,6 +18,8 @@ from .models import ApiKey
 # The library's own concrete model is unused: ModelHub's keys carry scopes.
 if admin.site.is_registered(APIKey):
     admin.site.unregister(APIKey)
+
+_NEW_KEY = "_modelhub_new_api_key"  # the request attribute save_model leaves it in
 
 
 @admin.register(ApiKey)
@@ -55,6 +59,33 @@ class ApiKeyAdmin(APIKeyModelAdmin):
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"owner": request.user.pk}
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiKey, form: Any, change: bool
+    ) -> None:
+        """The library shows a new key in a message, which the session stores
+        (MESSAGE_STORAGE) until the next page: the key would sit in the
+        database, readable, if that page never came. It goes into this
+        response only (response_add)."""
+        if change:
+            obj.save()
+            return
+        setattr(request, _NEW_KEY, ApiKey.objects.assign_key(obj))
+        obj.save()
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: Any = None
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API key created",
+            "key": obj,
+            "secret": getattr(request, _NEW_KEY),
+        }
+        response = TemplateResponse(request, "admin/api/apikey/created.html", context)
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -3,18 +3,20 @@ the Accept header says and reading JSON with its nesting bounded."""
 
 from __future__ import annotations
 
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from .access import AUTHENTICATION
 from .parsers import JSONParser
 from .renderers import ORJSONRenderer
 
 
 class ApiView(APIView):
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    # A token or an API key (api.access), then the admin's session.
+    authentication_classes = [*AUTHENTICATION, SessionAuthentication]
     permission_classes = [AllowAny]
     renderer_classes = [ORJSONRenderer]
     # Not DEFAULT_PARSER_CLASSES: DRF imports those with rest_framework.views,

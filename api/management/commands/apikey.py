@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -33,7 +33,7 @@ def parse_expiry(text: str) -> datetime:
             f"--expires {text!r}: use e.g. 30d, 12h or 2027-01-31"
         ) from None
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.UTC)
+        moment = timezone.make_aware(moment, UTC)
     if moment <= timezone.now():
         raise CommandError(f"--expires {text!r} is in the past.")
     return moment
