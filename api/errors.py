@@ -174,6 +174,13 @@ class UnsupportedEncoding(PayloadError):
     status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 
+class UnreadableBody(PayloadError):
+    """The body ends or breaks off where its framing says it continues (a
+    broken chunk, a connection closed early), or is framed twice."""
+
+    code = "unreadable_body"
+
+
 class InvalidEncoding(PayloadError):
     """A gzip body that does not decompress."""
 

@@ -13,6 +13,7 @@ from .errors import (
     InvalidEncoding,
     InvalidParams,
     PayloadTooLarge,
+    UnreadableBody,
     UnsupportedEncoding,
 )
 
@@ -42,12 +43,25 @@ def _raw_body(request: HttpRequest, limit: int) -> bytes:
         raise PayloadTooLarge(
             f"The body is {int(declared):,} bytes; the limit is {limit:,}."
         )
-    if _chunked(meta) and not declared:
-        # Django reads no further than Content-Length, so a chunked body would
-        # read as empty; gunicorn hands over the chunks decoded, up to the end.
-        body = meta["wsgi.input"].read(limit + 1)
-    else:
-        body = request.read(limit + 1)
+    chunked = _chunked(meta)
+    if chunked and declared:
+        # Two framings: which one a proxy in front believed is unknowable
+        # (request smuggling); refuse rather than pick.
+        raise UnreadableBody(
+            "The body is framed both by Content-Length and as chunked."
+        )
+    try:
+        if chunked:
+            # Django reads no further than Content-Length, so a chunked body
+            # would read as empty; gunicorn hands over the chunks decoded, up
+            # to the end.
+            body = meta["wsgi.input"].read(limit + 1)
+        else:
+            body = request.read(limit + 1)
+    except Exception as exc:  # noqa: BLE001 - the server's parse errors vary
+        raise UnreadableBody(
+            f"The body could not be read: {type(exc).__name__}."
+        ) from None
     if len(body) > limit:
         raise PayloadTooLarge(f"The body is larger than the {limit:,} byte limit.")
     return body
