@@ -64,7 +64,7 @@ def check_text(text: bytes | str, *, limit: int | None = None) -> None:
 
 def check_depth(text: bytes | str, value: Any, *, limit: int) -> None:
     """``value`` parsed from ``text``: TooDeep if nested past ``limit``."""
-    if _brackets(text) > limit and _deeper_than(value, limit):
+    if _brackets(text) > limit and deeper_than(value, limit):
         raise TooDeep(limit)
 
 
@@ -75,8 +75,9 @@ def _brackets(text: bytes | str) -> int:
     return text.count(b"[") + text.count(b"{")
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Level by level, containers only: no recursion, whatever the depth."""
+def deeper_than(value: Any, limit: int) -> bool:
+    """Level by level, containers only: no recursion, whatever the depth (a
+    value the standard library parsed may be nested past orjson's limit)."""
     level = [value] if type(value) in (list, dict) else []
     depth = 0
     while level:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from . import jsondepth
 from .exceptions import InvalidModel, ModelTooLarge
 from .staging import Fingerprint, stage
 
@@ -315,7 +316,7 @@ def _input_example(
     except ValueError as exc:
         raise InvalidModel(f"The MLflow input example is not JSON: {exc}") from None
     else:
-        depth_refused = _deeper_than(document, _MAX_EXAMPLE_DEPTH)
+        depth_refused = jsondepth.deeper_than(document, _MAX_EXAMPLE_DEPTH)
     if depth_refused:
         raise InvalidModel(
             f"The MLflow input example nests deeper than {_MAX_EXAMPLE_DEPTH} levels."
@@ -357,19 +358,6 @@ def _example_rows(document: Any, info: dict[str, Any]) -> list[Any] | None:
             return [document]
         return document
     return None
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Walked without recursion, so any depth is answered, not crashed on."""
-    pending = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, (list, dict)):
-            if depth >= limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
-    return False
 
 
 def _finite(value: Any) -> Any:

@@ -228,3 +228,13 @@ def test_loadmodel_cli_failure_is_one_line_on_stderr_with_exit_1(
     info = run_manage(["modelinfo", "bad"], db, tmp_path)
     assert info.returncode == 1
     assert "No model with slug 'bad'" in info.stderr
+
+
+def test_loadmodel_refuses_deeply_nested_metadata_in_one_line(iris_path, tmp_path):
+    meta = tmp_path / "meta.json"
+    meta.write_text('{"notes": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(CommandError) as refused:
+        loadmodel(str(iris_path), "--slug", "iris", "--metadata", str(meta))
+    assert "nested deeper than 64 levels" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert not ModelVersion.objects.exists()

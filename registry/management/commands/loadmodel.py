@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from registry import actions, mlflow_models
+from registry import actions, jsondepth, mlflow_models
 from registry.exceptions import RegistryError
 from registry.models import Activation
 
@@ -81,7 +81,11 @@ def _read_metadata(name: str | None) -> dict[str, Any] | None:
     if name is None:
         return None
     try:
-        value = json.loads(Path(name).read_text())
+        text = Path(name).read_text()
+        jsondepth.check_text(text)
+        value = json.loads(text)
+    except jsondepth.TooDeep as exc:
+        raise CommandError(f"{name}: {exc}") from None
     except OSError as exc:
         raise CommandError(f"{name}: {exc.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
