@@ -67,11 +67,9 @@ class ApiKeyAdmin(APIKeyModelAdmin):
         (MESSAGE_STORAGE) until the next page: the key would sit in the
         database, readable, if that page never came. It goes into this
         response only (response_add)."""
-        if change:
-            obj.save()
-            return
-        setattr(request, _NEW_KEY, ApiKey.objects.assign_key(obj))
-        obj.save()
+        secret = issuing.store(obj, new=not change)
+        if secret is not None:
+            setattr(request, _NEW_KEY, secret)
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: Any = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication, TokenAuthentication
@@ -28,7 +29,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from monitoring.record import of as record_of
-from registry.exceptions import UnknownModel
+from registry.exceptions import RegistryUnavailable, UnknownModel
 from registry.loading import VersionRef
 from registry.models import MLModel
 
@@ -177,7 +178,7 @@ def sees_registry_detail(request: HttpRequest) -> bool:
     if "HTTP_AUTHORIZATION" in request.META:
         try:
             authenticate(request)
-        except APIException:
+        except (APIException, DatabaseError, RegistryUnavailable):
             return False
         grant = key_of(request)
         if grant is not None and not grant.may_manage(write=False):

@@ -42,6 +42,15 @@ def create_key(
     return key, secret
 
 
+def store(key: ApiKey, *, new: bool) -> str | None:
+    """The admin's save: a new key gets its secret (returned to be shown once,
+    never stored); an edit is saved and forgotten by this process's cache."""
+    secret = ApiKey.objects.assign_key(key) if new else None
+    key.save()
+    keys.forget()
+    return secret
+
+
 def revoke(prefix: str) -> ApiKey:
     """Revoked for good (the library refuses to un-revoke)."""
     key = ApiKey.objects.get(prefix=prefix)

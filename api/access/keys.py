@@ -22,6 +22,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
+from registry.exceptions import RegistryUnavailable
+
 from ..models import ApiKey
 
 logger = logging.getLogger(__name__)
@@ -109,7 +111,10 @@ def _looked_up(
             # The database is away: a key this worker knew keeps working, as
             # routes do (registry.routing).
             return cached[0]
-        raise
+        raise RegistryUnavailable(
+            "The registry is unavailable and this API key was not used on "
+            "this instance before."
+        ) from None
     if row.revoked:
         raise AuthenticationFailed("This API key was revoked.")
     if not row.owner.is_active:
