@@ -80,6 +80,13 @@ def _pids_where(field: int, value: int) -> list[int]:
     return pids
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def child_pids(pid: int) -> list[int]:
     """Live children of ``pid`` (e.g. the workers of a gunicorn master)."""
     return _pids_where(1, pid)
@@ -442,7 +449,12 @@ class Service:
         return session_cpu(self.process.pid)
 
     def worker_pids(self) -> list[int]:
-        return child_pids(self.process.pid)
+        """The master's children, less the watchdog (registry/inflight.py)."""
+        return [
+            pid
+            for pid in child_pids(self.process.pid)
+            if b"registry.inflight" not in _cmdline(pid)
+        ]
 
     def stop(self) -> None:
         """Graceful stop (TERM to the process group), then KILL if needed."""

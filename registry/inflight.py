@@ -3,8 +3,12 @@
 A model can end its process where no exception reaches Python (os._exit, a
 segfault) or hold the interpreter in native code where no signal does (the
 time limit is SIGALRM). So before a model predicts, the worker writes which
-version and request it is serving, and its deadline, over its own small file
-(``<pid>.json``), and empties it after: two syscalls, ~10 µs.
+version and request it is serving, and its deadline, into its own small file
+(``<pid>.json``), and empties it after. The file is mapped into the worker's
+memory once: a note is a memory write, no system call (writing the file
+each time cost a prediction measurably under load), and what is written
+stays readable by other processes after the worker dies. Its layout: the
+length of the JSON as 4 bytes, then the JSON; length 0 = not inside.
 
 The watchdog (``python -m registry.inflight DIR MASTER_PID``, started by the
 gunicorn master) SIGKILLs a worker still inside a prediction GRACE_SECONDS
@@ -17,8 +21,10 @@ client gets its connection closed, without a response.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import signal
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -29,7 +35,9 @@ from typing import TypedDict
 GRACE_SECONDS = 1.0
 _POLL_SECONDS = 0.1
 
-_file: tuple[int, int] | None = None  # (pid, descriptor): a fork opens its own
+_SIZE = 4096
+_LENGTH = struct.Struct("<I")
+_file: tuple[int, mmap.mmap] | None = None  # (pid, mapping): a fork maps its own
 
 
 class InFlight(TypedDict):
@@ -41,13 +49,31 @@ class InFlight(TypedDict):
     deadline: float | None  # time.monotonic(), the same clock in every process
 
 
-def _descriptor(directory: str) -> int:
+def _mapping(directory: str) -> mmap.mmap:
     global _file
     pid = os.getpid()
     if _file is None or _file[0] != pid:
         path = os.path.join(directory, f"{pid}.json")
-        _file = (pid, os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(fd, _SIZE)
+            _file = (pid, mmap.mmap(fd, _SIZE))
+        finally:
+            os.close(fd)
     return _file[1]
+
+
+def _parsed(raw: bytes) -> InFlight | None:
+    if len(raw) < _LENGTH.size:
+        return None
+    (length,) = _LENGTH.unpack_from(raw)
+    if not 0 < length <= len(raw) - _LENGTH.size:
+        return None
+    try:
+        entry = json.loads(raw[_LENGTH.size : _LENGTH.size + length])
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and "version_id" in entry else None
 
 
 @contextmanager
@@ -64,7 +90,7 @@ def inside(
     if not directory:
         yield
         return
-    fd = _descriptor(directory)
+    note = _mapping(directory)
     entry: InFlight = {
         "request_id": request_id,
         "version_id": version_id,
@@ -73,11 +99,13 @@ def inside(
         "started": time.time(),
         "deadline": time.monotonic() + limit + GRACE_SECONDS if limit > 0 else None,
     }
-    os.pwrite(fd, json.dumps(entry).encode(), 0)
+    data = json.dumps(entry).encode()[: _SIZE - _LENGTH.size]
+    note[_LENGTH.size : _LENGTH.size + len(data)] = data
+    note[: _LENGTH.size] = _LENGTH.pack(len(data))  # published last
     try:
         yield
     finally:
-        os.ftruncate(fd, 0)
+        note[: _LENGTH.size] = _LENGTH.pack(0)
 
 
 def take(directory: str, pid: int) -> InFlight | None:
@@ -90,11 +118,7 @@ def take(directory: str, pid: int) -> InFlight | None:
     except OSError:
         return None
     path.unlink(missing_ok=True)
-    try:
-        entry = json.loads(raw) if raw.strip() else None
-    except ValueError:
-        return None
-    return entry if isinstance(entry, dict) and "version_id" in entry else None
+    return _parsed(raw)
 
 
 def overdue(entry: InFlight) -> bool:
@@ -108,11 +132,10 @@ def watch(directory: str, master_pid: int) -> None:
     while os.getppid() == master_pid:
         for path in Path(directory).glob("*.json"):
             try:
-                raw = path.read_bytes()
-                entry = json.loads(raw) if raw.strip() else None
-            except (OSError, ValueError):
+                entry = _parsed(path.read_bytes())
+            except OSError:
                 continue
-            if not isinstance(entry, dict) or not overdue(entry):  # type: ignore[arg-type]
+            if entry is None or not overdue(entry):
                 continue
             key = (int(path.stem), str(entry.get("request_id")))
             if key not in killed:
