@@ -12,8 +12,10 @@ costs about what parsing them did.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import numpy as np
 import orjson
 from django.conf import settings
 
@@ -63,9 +65,35 @@ def check_text(text: bytes | str, *, limit: int | None = None) -> None:
 
 
 def check_depth(text: bytes | str, value: Any, *, limit: int) -> None:
-    """``value`` parsed from ``text``: TooDeep if nested past ``limit``."""
-    if _brackets(text) > limit and deeper_than(value, limit):
+    """``value`` parsed from ``text``: TooDeep if nested past ``limit``.
+
+    A batch of numbers (a tensor, split rows) has many brackets and few
+    strings: its depth is read off the bytes at numpy speed, about a fifth
+    of walking its lists. Text with many strings is walked instead (blanking
+    them first would cost more than the walk)."""
+    if _brackets(text) <= limit:
+        return
+    if isinstance(text, bytes) and text.count(b'"') <= _FEW_STRINGS:
+        deeper = _text_depth(text) > limit
+    else:
+        deeper = deeper_than(value, limit)
+    if deeper:
         raise TooDeep(limit)
+
+
+_FEW_STRINGS = 128  # quote characters, i.e. 64 strings
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _text_depth(text: bytes) -> int:
+    """The nesting of valid JSON text: its brackets outside strings, summed."""
+    bare = _STRING.sub(b'""', text) if b'"' in text else text
+    codes = np.frombuffer(bare, dtype=np.uint8)
+    steps = (codes == ord("[")).astype(np.int32)
+    steps += codes == ord("{")
+    steps -= codes == ord("]")
+    steps -= codes == ord("}")
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def _brackets(text: bytes | str) -> int:
