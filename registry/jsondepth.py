@@ -12,7 +12,6 @@ costs about what parsing them did.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -67,32 +66,30 @@ def check_text(text: bytes | str, *, limit: int | None = None) -> None:
 def check_depth(text: bytes | str, value: Any, *, limit: int) -> None:
     """``value`` parsed from ``text``: TooDeep if nested past ``limit``.
 
-    A batch of numbers (a tensor, split rows) has many brackets and few
-    strings: its depth is read off the bytes at numpy speed, about a fifth
-    of walking its lists. Text with many strings is walked instead (blanking
-    them first would cost more than the walk)."""
+    Read off the text at numpy speed (a batch of 1,000 records: ~0.1 ms,
+    about a third of walking its containers), and only for text with more
+    brackets than the limit."""
     if _brackets(text) <= limit:
         return
-    if isinstance(text, bytes) and text.count(b'"') <= _FEW_STRINGS:
-        deeper = _text_depth(text) > limit
-    else:
-        deeper = deeper_than(value, limit)
-    if deeper:
+    raw = text.encode() if isinstance(text, str) else text
+    if _text_depth(raw) > limit:
         raise TooDeep(limit)
 
 
-_FEW_STRINGS = 128  # quote characters, i.e. 64 strings
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-
-
 def _text_depth(text: bytes) -> int:
-    """The nesting of valid JSON text: its brackets outside strings, summed."""
-    bare = _STRING.sub(b'""', text) if b'"' in text else text
+    """The nesting of valid JSON text: its brackets outside strings, summed.
+
+    Escapes go first (every backslash pair, then every escaped quote), so
+    each quote left opens or closes a string; a bracket is structural where
+    the quotes before it are even in number."""
+    bare = text.replace(b"\\\\", b"").replace(b'\\"', b"")
     codes = np.frombuffer(bare, dtype=np.uint8)
+    outside = (np.cumsum(codes == ord('"'), dtype=np.int64) & 1) == 0
     steps = (codes == ord("[")).astype(np.int32)
     steps += codes == ord("{")
     steps -= codes == ord("]")
     steps -= codes == ord("}")
+    steps *= outside
     return int(np.cumsum(steps).max(initial=0))
 
 
