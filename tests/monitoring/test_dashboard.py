@@ -343,7 +343,7 @@ def test_dashboard_draws_charts_in_browser(
             assert page.evaluate(PAINTED_PIXELS, canvas) > 2_000
         models = page.locator("#models-table")
         expect(models.locator("tr.model-row", has_text="iris")).to_be_visible()
-        expect(models.locator("tr.model-row", has_text="ghost")).to_be_visible()
+        expect(models.locator("tr.model-row", has_text="(unknown)")).to_be_visible()
         expect(models).to_contain_text("v1")
         recent = page.locator("#errors-table")
         for code in ("invalid_shape", "malformed_json", "unknown_version"):
