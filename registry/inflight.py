@@ -26,6 +26,7 @@ import os
 import signal
 import struct
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ _POLL_SECONDS = 0.1
 _SIZE = 4096
 _LENGTH = struct.Struct("<I")
 _file: tuple[int, mmap.mmap] | None = None  # (pid, mapping): a fork maps its own
+_creating = threading.Lock()
 
 
 class InFlight(TypedDict):
@@ -52,15 +54,24 @@ class InFlight(TypedDict):
 def _mapping(directory: str) -> mmap.mmap:
     global _file
     pid = os.getpid()
-    if _file is None or _file[0] != pid:
-        path = os.path.join(directory, f"{pid}.json")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.ftruncate(fd, _SIZE)
-            _file = (pid, mmap.mmap(fd, _SIZE))
-        finally:
-            os.close(fd)
-    return _file[1]
+    mapped = _file
+    if mapped is not None and mapped[0] == pid:
+        return mapped[1]
+    with _creating:
+        # Threads of one worker (gthread) share the file: it is made once,
+        # and never shortened while mapped (a write past its end is SIGBUS).
+        if _file is None or _file[0] != pid:
+            path = os.path.join(directory, f"{pid}.json")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size < _SIZE:
+                    os.ftruncate(fd, _SIZE)
+                note = mmap.mmap(fd, _SIZE)
+            finally:
+                os.close(fd)
+            note[: _LENGTH.size] = _LENGTH.pack(0)
+            _file = (pid, note)
+        return _file[1]
 
 
 def _parsed(raw: bytes) -> InFlight | None:
