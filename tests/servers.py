@@ -343,6 +343,15 @@ class Install:
         """Reads the registry's database directly ("%s" placeholders)."""
         return query(self.env["DATABASE_URL"], sql, params)
 
+    def staff_key(self) -> str:
+        """A management-read API key of a new staff user: sees health detail."""
+        return self.shell(
+            "from django.contrib.auth.models import User\n"
+            "from api.access import issuing\n"
+            "owner = User.objects.create_user('ops', is_staff=True)\n"
+            "print(issuing.create_key(name='ops', owner=owner, management='read')[1])"
+        ).split()[-1]
+
     def shell(self, statement: str) -> str:
         """Runs registry code from a process that is not a web worker."""
         return manage(

@@ -113,12 +113,7 @@ def test_activated_version_that_fails_to_load_leaves_the_previous_one_serving(
     )
     assert "sha256" in load_error
     assert server.get("/readyz").json()["counts"]["serving"] == 1
-    key = install.shell(
-        "from django.contrib.auth.models import User\n"
-        "from api.access import issuing\n"
-        "owner = User.objects.create_user('ops', is_staff=True)\n"
-        "print(issuing.create_key(name='ops', owner=owner, management='read')[1])"
-    ).split()[-1]
+    key = install.staff_key()
     ready = server.get("/readyz", headers={"Authorization": f"Api-Key {key}"})
     assert ready.status == 200
     assert ready.json()["models"]["iris"]["status"] == "fallback"

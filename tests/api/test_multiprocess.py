@@ -121,12 +121,7 @@ def test_readyz_and_model_list_report_the_model(cluster):
         "request_log": "ok",
         "counts": counts,
     }
-    key = install.shell(
-        "from django.contrib.auth.models import User\n"
-        "from api.access import issuing\n"
-        "owner = User.objects.create_user('ops', is_staff=True)\n"
-        "print(issuing.create_key(name='ops', owner=owner, management='read')[1])"
-    ).split()[-1]
+    key = install.staff_key()
     ready = server.get("/readyz", headers={"Authorization": f"Api-Key {key}"})
     assert ready.status == 200
     assert ready.json() == {
