@@ -48,6 +48,38 @@ TREE_PREDICTOR = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredict
 _LEAF = -1
 
 
+# Names that, trusted, would let a file call code of its choosing: evaluators,
+# importers, attribute getters, the system, other deserializers.
+_RUNS_CODE = (
+    "builtins.",
+    "operator.attrgetter",
+    "operator.methodcaller",
+    "_operator.attrgetter",
+    "_operator.methodcaller",
+    "functools.",
+    "os.",
+    "posix.",
+    "subprocess.",
+    "sys.",
+    "importlib.",
+    "shutil.",
+    "socket.",
+    "ctypes.",
+    "pickle.",
+    "_pickle.",
+    "joblib.",
+    "marshal.",
+    "runpy.",
+    "code.",
+    "codecs.",
+)
+
+
+def runs_code(name: str) -> bool:
+    """Whether trusting ``name`` would let a file run code or touch the system."""
+    return name.startswith(_RUNS_CODE)
+
+
 class MalformedTreeError(ValueError):
     """A trusted tree type whose arrays would send predict out of bounds."""
 

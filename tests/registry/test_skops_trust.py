@@ -22,7 +22,7 @@ import skops.io as sio
 from registry import actions
 from registry.exceptions import InvalidModel
 from registry.models import ModelVersion
-from registry.skops_trust import DEFAULT_TRUSTED_TYPES
+from registry.skops_trust import DEFAULT_TRUSTED_TYPES, runs_code
 
 pytestmark = pytest.mark.django_db
 
@@ -210,9 +210,9 @@ def test_default_trusted_type_is_a_class_of_the_installed_libraries(dotted):
 
 def test_default_trust_leaves_out_function_transformer_functions():
     assert not any("FunctionTransformer" in name for name in DEFAULT_TRUSTED_TYPES)
+    assert not any(runs_code(name) for name in DEFAULT_TRUSTED_TYPES)
     assert not any(
-        name.startswith(("builtins.", "operator.", "_operator.", "os.", "subprocess"))
-        for name in DEFAULT_TRUSTED_TYPES
+        name.startswith(("operator.", "_operator.")) for name in DEFAULT_TRUSTED_TYPES
     )
 
 
@@ -302,3 +302,11 @@ def test_skops_tree_that_would_read_out_of_bounds_is_refused(
     with pytest.raises(InvalidModel, match="MalformedTreeError"):
         publish(path, "crafted")
     assert stored_files() == []
+
+
+def test_trusting_a_type_that_runs_code_is_a_system_check_warning(settings):
+    from django.core.checks import run_checks
+
+    settings.MODELHUB_SKOPS_TRUSTED_TYPES = ["builtins.eval", "_operator.neg"]
+    warned = [m for m in run_checks() if m.id == "registry.W003"]
+    assert [m.msg.split("'")[1] for m in warned] == ["builtins.eval"]
