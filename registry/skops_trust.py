@@ -113,6 +113,7 @@ def check_tree_structures(estimator: Any) -> None:
 
     owned: set[int] = set()
     found: list[Any] = []
+    boosting: list[Any] = []
     for obj in _walk(estimator):
         if isinstance(obj, (Tree, TreePredictor)):
             found.append(obj)
@@ -121,13 +122,17 @@ def check_tree_structures(estimator: Any) -> None:
             owned.add(id(obj.tree_))
         elif isinstance(obj, BaseHistGradientBoosting) and hasattr(obj, "_predictors"):
             owned.update(_check_hist_gradient_boosting(obj))
-        if isinstance(obj, BaseGradientBoosting) and hasattr(obj, "estimators_"):
-            _check_gradient_boosting(obj)
+        elif isinstance(obj, BaseGradientBoosting) and hasattr(obj, "estimators_"):
+            boosting.append(obj)
     stray = [t for t in found if id(t) not in owned]
     if stray:
         raise MalformedTreeError(
             f"a {type(stray[0]).__name__} outside the estimator that owns it"
         )
+    # Last: this check predicts with the model's initial estimator, which may
+    # itself hold a tree, checked above.
+    for model in boosting:
+        _check_gradient_boosting(model)
 
 
 def _walk(root: Any) -> Iterator[Any]:

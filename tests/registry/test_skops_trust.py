@@ -281,6 +281,15 @@ def _tree_without_width(iris) -> Any:
     return model
 
 
+def _boosting_wider_than_its_predictions(iris) -> Any:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    x, y = iris
+    model = GradientBoostingClassifier(n_estimators=2).fit(x, y)
+    model.estimators_ = np.concatenate([model.estimators_] * 2, axis=1)
+    return model
+
+
 CRAFTED = {
     "child_out_of_range": lambda iris: _tree_with(iris, "left_child", 10**6),
     "child_loops_back": lambda iris: _tree_with(iris, "right_child", 0),
@@ -288,6 +297,7 @@ CRAFTED = {
     "no_input_width": _tree_without_width,
     "hist_feature_out_of_range": lambda iris: _hist_tree_with(iris, "feature_idx", 9),
     "hist_child_out_of_range": lambda iris: _hist_tree_with(iris, "left", 10**6),
+    "boosting_wider_than_its_predictions": _boosting_wider_than_its_predictions,
 }
 
 
