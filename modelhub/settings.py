@@ -238,8 +238,8 @@ MODELHUB_PREFLIGHT_MEMORY_MB = env_int("MODELHUB_PREFLIGHT_MEMORY_MB", 4096, min
 MODELHUB_MAX_METADATA_BYTES = env_int(
     "MODELHUB_MAX_METADATA_BYTES", 64 * 1024, minimum=1024
 )
-# Types a skops file may contain beyond skops' own defaults; never read from
-# the uploaded file itself.
+# Types a skops file may contain beyond the default list (registry/skops_trust.py);
+# never read from the uploaded file itself.
 MODELHUB_SKOPS_TRUSTED_TYPES = env_list("MODELHUB_SKOPS_TRUSTED_TYPES", [])
 # Extra import paths (custom estimator code) for the preflight and workers.
 MODELHUB_PLUGIN_DIRS = env_list("MODELHUB_PLUGIN_DIRS", [])

@@ -14,6 +14,7 @@ from django.core.checks import Error, Warning, register
 from django.db import DatabaseError, connections, router
 
 from .models import ModelVersion
+from .skops_trust import runs_code
 from .validation import check_stored_version
 
 
@@ -37,6 +38,16 @@ def check_registry_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]
                     f"MODELHUB_SKOPS_TRUSTED_TYPES entry {name!r} is not a dotted "
                     "type path (module.Class).",
                     id="registry.E002",
+                )
+            )
+        elif runs_code(name):
+            problems.append(
+                Warning(
+                    f"MODELHUB_SKOPS_TRUSTED_TYPES entry {name!r} lets a skops file "
+                    "run code or touch the system when it loads or predicts.",
+                    hint="Trust only the data types a model needs; see the README "
+                    "section 'What a .skops file may hold'.",
+                    id="registry.W003",
                 )
             )
     for directory in settings.MODELHUB_PLUGIN_DIRS:

@@ -49,6 +49,12 @@ class InvalidModel(RegistryError):
     code = "invalid_model"
 
 
+class MissingLibrary(InvalidModel):
+    """The file needs a Python package that is not installed on this server."""
+
+    code = "missing_library"
+
+
 class ModelTooLarge(RegistryError):
     """The file is over the configured size limit."""
 

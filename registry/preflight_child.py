@@ -23,6 +23,8 @@ this is a tripwire, not a sandbox.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -34,7 +36,32 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-_LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib", "skops")
+_LIBRARIES = (
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "pandas",
+    "joblib",
+    "skops",
+    "xgboost",
+    "xgboost-cpu",
+    "lightgbm",
+)
+# Optional model libraries (requirements-extras.txt) that load a native library
+# of their own when imported: the guard refuses any native library loaded
+# after it goes up, so they are imported before, when the file may need them.
+MODEL_LIBRARIES = ("xgboost", "lightgbm")
+# The module names a compressed joblib file holds cannot be read without
+# unpacking it: such a file (zlib, gzip, bz2, xz, lzma, lz4) may need them all.
+_COMPRESSED_JOBLIB = (
+    b"ZF",
+    b"\x78",
+    b"\x1f\x8b",
+    b"BZ",
+    b"\xfd7zXZ",
+    b"\x5d\x00",
+    b"\x04\x22\x4d\x18",
+)
 
 # Every flag that lets open() change a file: writing, creating, truncating,
 # appending.
@@ -323,6 +350,45 @@ def _import_libraries(fmt: str) -> None:
         import skops.io  # noqa: F401
 
 
+def _import_model_libraries(job: dict) -> None:
+    """Import the installed optional model libraries the file may name.
+
+    A skops file can hold their types only if an administrator trusted them.
+    """
+    data = b"" if job["format"] == "skops" else Path(job["path"]).read_bytes()
+    for name in MODEL_LIBRARIES:
+        if job["format"] == "skops":
+            named = any(t.startswith(f"{name}.") for t in job["trusted_types"])
+        else:
+            named = name.encode() in data or data.startswith(_COMPRESSED_JOBLIB)
+        if named and importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+            if name == "lightgbm":
+                # LightGBM asks joblib for the physical core count when it
+                # predicts, and joblib runs `lscpu` for it the first time: a
+                # command the guard would refuse. The count is cached, so it
+                # is taken now, before the guard goes up.
+                import joblib
+
+                joblib.cpu_count(only_physical_cores=True)
+
+
+def missing_module(exc: BaseException) -> str | None:
+    """The top-level package a failed import needs, if it is not installed.
+
+    A module missing from an installed package (a file saved under another
+    version of it) is a different problem and is reported as it is.
+    """
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.partition(".")[0]
+    try:
+        installed = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        installed = False
+    return None if installed else top
+
+
 def _read_checked(path: str, expected: str) -> bytes | str:
     """The file's bytes if they still match the sha256 recorded at upload."""
     data = Path(path).read_bytes()
@@ -418,6 +484,7 @@ def main() -> int:
     guard = Guard(lambda reason: write({"ok": False, "refused": True, "error": reason}))
     try:
         _import_libraries(job["format"])
+        _import_model_libraries(job)
         _audit_process_creation()
         sys.addaudithook(guard)
         result = _run(job, guard)
@@ -432,6 +499,8 @@ def main() -> int:
             "ok": False,
             "error": f"{type(exc).__name__}: {detail}".rstrip(": "),
         }
+        if package := missing_module(exc):
+            result["missing_library"] = package
     guard.standing_down = True  # the file's code has had its turns
     write(result)
     os._exit(0)

@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from .exceptions import InvalidModel
+from .exceptions import InvalidModel, MissingLibrary
 from .inspection import InputSchema
-from .preflight_child import REFUSED_EXIT
+from .preflight_child import MODEL_LIBRARIES, REFUSED_EXIT
 
 if TYPE_CHECKING:
     from .models import ModelVersion
@@ -235,6 +235,8 @@ def _checked_verdict(
     if returncode != 0 or result is None or result.get("refused"):
         raise InvalidModel(_crash_message(returncode, stderr))
     if not result.get("ok"):
+        if isinstance(result.get("missing_library"), str):
+            raise MissingLibrary(missing_library_message(result["missing_library"]))
         raise InvalidModel(f"The file is not a usable model: {result['error']}")
     if result.get("sha256") != sha256 or not _well_formed(result):
         raise InvalidModel(
@@ -244,6 +246,21 @@ def _checked_verdict(
     for key in ("ok", "sha256"):
         result.pop(key)
     return result  # type: ignore[return-value]
+
+
+def missing_library_message(package: str) -> str:
+    """What to install; the optional model libraries come with ModelHub's extras."""
+    if package in MODEL_LIBRARIES:
+        how = "install it with pip install -r requirements-extras.txt"
+    else:
+        how = (
+            "install the package that provides it, or put its module in a "
+            "directory listed in MODELHUB_PLUGIN_DIRS"
+        )
+    return (
+        f"This model needs the Python package {package!r}, which is not "
+        f"installed on this server: {how}."
+    )
 
 
 _REPORT_TYPES: dict[str, type | tuple[type, ...]] = {
