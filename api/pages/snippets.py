@@ -36,10 +36,11 @@ def requests_code(url: str, body: dict[str, Any], *, private: bool) -> str:
         "",
         "response = requests.post(",
         f"    {_literal(url)},",
-        f"    json={_literal(body, indent=4)},",
+        _literal(body, prefix="    json=") + ",",
     ]
     if private:
-        lines.append(f'    headers={{"Authorization": {_literal(AUTH_HEADER)}}},')
+        auth = {"Authorization": AUTH_HEADER}
+        lines.append(_literal(auth, prefix="    headers=") + ",")
     lines += [
         "    timeout=30,",
         ")",
@@ -66,7 +67,7 @@ def tritonclient_code(
         "import tritonclient.http as httpclient",
         "",
         f"client = httpclient.InferenceServerClient({_literal(address.netloc)}{tls})",
-        f"row = {_literal(row)}",
+        _literal(row, prefix="row = "),
     ]
     if isinstance(row, dict):
         lines += [
@@ -88,9 +89,9 @@ def tritonclient_code(
         ]
     arguments = [_literal(slug), "inputs"]
     if version is not None:
-        arguments.append(f'model_version="{version}"')
+        arguments.append(_literal(str(version), prefix="model_version="))
     if private:
-        arguments.append(f'headers={{"Authorization": {_literal(AUTH_HEADER)}}}')
+        arguments.append(_literal({"Authorization": AUTH_HEADER}, prefix="headers="))
     lines += [
         f"result = client.infer({', '.join(arguments)})",
         'print(result.as_numpy("predict"))',
@@ -98,8 +99,10 @@ def tritonclient_code(
     return "\n".join(lines) + "\n"
 
 
-def _literal(value: Any, *, indent: int = 0) -> str:
-    """A Python literal of JSON data, wrapped at 88 columns like our code."""
-    text = pprint.pformat(value, width=88 - indent, sort_dicts=False)
+def _literal(value: Any, *, prefix: str = "") -> str:
+    """A Python literal of JSON data after ``prefix``, its lines aligned with
+    its opening bracket and wrapped at 88 columns like our code."""
+    text = pprint.pformat(value, width=88 - len(prefix), sort_dicts=False)
     first, _, rest = text.partition("\n")
-    return first + ("\n" + textwrap.indent(rest, " " * indent) if rest else "")
+    aligned = "\n" + textwrap.indent(rest, " " * len(prefix)) if rest else ""
+    return prefix + first + aligned

@@ -47,7 +47,7 @@ def test_version_admin_page_pins_its_snippets_to_that_version(
     assert (calling.number, calling.pinned) == (2, True)
     assert calling.try_path == "/api/predict/iris/v2/"
     assert "http://testserver/api/predict/iris/v2/" in calling.curl
-    assert 'model_version="2"' in calling.tritonclient
+    assert "model_version='2'" in calling.tritonclient
     assert list(json.loads(calling.body_json)["data"])[0] == "sepal length (cm)"
 
 

@@ -88,7 +88,7 @@ def test_private_model_page_shows_the_auth_header_to_those_it_answers(
     calling = response.context["calling"]
     assert calling.auth_header == "Api-Key <your key>"
     assert "-H 'Authorization: Api-Key <your key>'" in calling.curl
-    assert "{\"Authorization\": 'Api-Key <your key>'}" in calling.requests
+    assert "headers={'Authorization': 'Api-Key <your key>'}" in calling.requests
     assert "Authorization: Api-Key &lt;your key&gt;" in response.content.decode()
 
 
