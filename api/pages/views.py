@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from registry.exceptions import UnknownModel
 
@@ -15,7 +15,7 @@ from . import landing
 from .calling import how_to_call
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
@@ -25,7 +25,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/landing.html", context)
 
 
-@require_GET
+@require_safe
 def model_page(request: HttpRequest, slug: str) -> HttpResponse:
     """A model this visitor may not see is the page of a model that does not
     exist: the same 404, whatever the reason."""

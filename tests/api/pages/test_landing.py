@@ -79,3 +79,8 @@ def test_landing_on_an_empty_registry_says_how_to_add_a_model(staff_user):
 def test_admin_view_site_goes_to_the_landing_page(staff_client):
     html = staff_client.get("/admin/").content.decode()
     assert '<a href="/">View site</a>' in html
+
+
+def test_landing_answers_head_for_uptime_checks(client):
+    assert client.head("/").status_code == 200
+    assert client.post("/").status_code == 405
