@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -91,3 +91,24 @@ def test_an_anonymous_prediction_costs_no_query_for_sessions(client, iris, setti
         # As test_warm_predict_costs_one_query_and_no_reload: resolve, log.
         assert len(statements) == 2, statements
         assert not [sql for sql in statements if "session" in sql]
+
+
+def test_a_session_that_cannot_be_read_leaves_the_caller_anonymous(
+    client, staff_user, iris, vault
+):
+    """The database failing under the session lookup costs the caller their
+    session, not the prediction: a public model still answers."""
+
+    def sessions_unavailable(execute, sql, params, many, context):
+        if "django_session" in sql:
+            raise OperationalError("the database is unavailable")
+        return execute(sql, params, many, context)
+
+    client.force_login(staff_user)
+    with connection.execute_wrapper(sessions_unavailable):
+        public = try_it(client, "iris", {"data": IRIS_ROW})
+        private = try_it(client, "vault", {"data": IRIS_ROW})
+    assert public.status_code == 200
+    assert public.json()["predictions"] == ["virginica"]
+    assert private.status_code == 404
+    assert private.json()["code"] == "unknown_model"
