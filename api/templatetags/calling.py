@@ -21,7 +21,9 @@ register = template.Library()
 
 
 @register.inclusion_tag("pages/calling_admin.html", takes_context=True)
-def calling_panel(context: template.Context, obj: MLModel | ModelVersion) -> dict:
+def calling_panel(
+    context: template.Context, obj: MLModel | ModelVersion
+) -> dict[str, Any]:
     """A model: its active version through the model's own URLs; a version:
     pinned to that version."""
     request = context["request"]

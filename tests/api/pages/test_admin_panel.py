@@ -57,3 +57,15 @@ def test_model_admin_page_without_an_active_version_says_what_to_do(staff_client
         reverse("admin:registry_mlmodel_change", args=[model.pk])
     ).content.decode()
     assert "No active version yet" in html
+
+
+def test_version_admin_page_of_an_invalid_version_says_it_is_not_served(
+    staff_client, publish, iris_classifier
+):
+    publish(iris_classifier, "iris")
+    v2 = publish(iris_classifier, "iris", activate=False)
+    actions.mark_invalid(v2, message="its file went missing")
+    html = staff_client.get(
+        reverse("admin:registry_modelversion_change", args=[v2.pk])
+    ).content.decode()
+    assert "Version 2 is invalid: it is not served" in html
