@@ -1,4 +1,5 @@
-"""The API's routes by room, the health endpoints and the OpenAPI documents."""
+"""The API's routes by room, the health endpoints, the OpenAPI documents and
+the pages people read."""
 
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -16,5 +17,6 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="openapi-schema"),
         name="api-docs",
     ),
+    path("", include("api.pages.urls")),  # the landing page, each model's page
     re_path(r"^api/", errors.api_not_found),
 ]

@@ -8,7 +8,7 @@ from api.dataplane.urls import urlpatterns as prediction_urlpatterns
 admin.site.site_header = "ModelHub"
 admin.site.site_title = "ModelHub admin"
 admin.site.index_title = "Model registry"
-admin.site.site_url = "/api/docs/"
+admin.site.site_url = "/"  # the landing page (api.pages)
 # Registry templates come after the admin's own, so the index needs its name.
 admin.site.index_template = "admin/modelhub_index.html"
 

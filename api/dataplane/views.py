@@ -17,6 +17,7 @@ from ..access import (
     authorize,
     throttle,
 )
+from ..access.sessions import authenticate_session
 from ..baseview import ApiView
 from ..http import query_version
 from ..openapi import SLUG, errors
@@ -68,6 +69,7 @@ class PredictView(ApiView):
         self, request: HttpRequest, slug: str, version: int | None = None
     ) -> HttpResponse:
         authenticate(request)  # a wrong token: 401, even if public
+        authenticate_session(request)  # no credential: the admin's, for Try it
         throttle(request)
         record = record_of(request)
         inference = infer(

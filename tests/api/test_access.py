@@ -8,10 +8,11 @@ status, the same body byte for byte (slug text aside) and the same headers
 
 Choices the table makes where the design leaves room, as a product would:
 
-- The data plane (predict, V2) reads no session cookie: it is csrf-exempt,
-  so an ambient credential must not count there. A signed-in staff browser
-  is anonymous to it; the DRF endpoints (catalog, health, stats) accept the
-  session, management writes do not.
+- V2 reads no session cookie: it is csrf-exempt, so an ambient credential
+  must not count there. /api/predict/ reads one only to let the pages' Try it
+  form call as the signed-in staff member, and then requires its CSRF token
+  (api.access.sessions); the DRF endpoints (catalog, health, stats) accept
+  the session, management writes do not.
 - A key scoped to listed models may still *read* the public catalog (anyone
   may), it only may not call a public model it was not given: 403
   ``forbidden``, since that model's existence is no secret.
@@ -216,8 +217,11 @@ CALLS = {
     "user_granted": (OK, OK, HIDDEN),
     "group_granted": (OK, OK, HIDDEN),
     "staff_token": (OK, OK, HIDDEN),
-    "staff_session": (OK, HIDDEN, HIDDEN),  # the data plane reads no session
+    "staff_session": (OK, HIDDEN, HIDDEN),  # V2 reads no session
 }
+# /api/predict/ reads the session too (the pages' Try it, with its CSRF token:
+# tests/api/pages/test_try_it.py); the V2 endpoints do not.
+PREDICT = {**CALLS, "staff_session": (OK, OK, HIDDEN)}
 # A model's health is a call, answered by DRF (which reads the session).
 HEALTH = {**CALLS, "staff_session": (OK, OK, HIDDEN)}
 # Reading the catalog: who may know the model exists.
@@ -277,7 +281,7 @@ class Endpoint:
 
 
 SLUGGED = {
-    "predict": Endpoint("POST", "/api/predict/{slug}/", CALLS, {"data": IRIS_ROW}),
+    "predict": Endpoint("POST", "/api/predict/{slug}/", PREDICT, {"data": IRIS_ROW}),
     "v2_infer": Endpoint("POST", "/v2/models/{slug}/infer", CALLS, V2_BODY, True),
     "v2_metadata": Endpoint("GET", "/v2/models/{slug}", CALLS, v2=True),
     "v2_ready": Endpoint("GET", "/v2/models/{slug}/ready", CALLS, v2=True),
