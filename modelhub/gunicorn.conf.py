@@ -16,7 +16,7 @@ from pathlib import Path
 # importable for the settings' own readers of the environment.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modelhub.env import env_bool, env_int, env_str  # noqa: E402
+from modelhub.env import env_bool, env_choice, env_int, env_str  # noqa: E402
 
 # Prometheus multiprocess mode: every worker writes its metrics to files in
 # this directory and /metrics sums them. Set before any worker imports
@@ -71,6 +71,9 @@ limit_request_field_size = env_int(
 preload_app = env_bool("MODELHUB_PRELOAD_APP", True)
 accesslog = env_str("MODELHUB_ACCESS_LOG") or None
 errorlog = "-"
+# One JSON object per line for gunicorn's own lines too (modelhub/logformat.py).
+if env_choice("MODELHUB_LOG_FORMAT", "text", ("text", "json")) == "json":
+    logger_class = "modelhub.logformat.GunicornJsonLogger"
 # gunicorn's control socket lives in $HOME and would be shared by every
 # instance on the machine; ModelHub is managed with signals instead.
 control_socket_disable = True
