@@ -92,6 +92,13 @@ def when_ready(server) -> None:  # noqa: ANN001
     """Start the watchdog: a process of its own, so a worker holding the
     interpreter in native code cannot stop it; it ends with the master."""
     global _watchdog
+    if preload_app:
+        # The app itself does not import scikit-learn; the first model a
+        # worker loads does (~2 s, 6 s with two workers at once on 2 cores:
+        # most of a second start). Imported once here, before the fork, and
+        # shared by every worker.
+        import sklearn.base  # noqa: F401
+
     _watchdog = subprocess.Popen(
         [
             sys.executable,
