@@ -125,6 +125,12 @@ def on_exit(server) -> None:  # noqa: ANN001
 
 def post_fork(server, worker) -> None:  # noqa: ANN001
     """Never share a database connection the master may have opened."""
+    global _watchdog
+    # The watchdog is the master's. Dropped here, the worker's copy of its
+    # handle goes quietly; kept, it went at the worker's exit, when Python
+    # prints "subprocess … is still running" raw on stderr, past the log's
+    # formatting (a stray line in MODELHUB_LOG_FORMAT=json).
+    _watchdog = None
     if preload_app:
         from django.db import connections
 
@@ -146,6 +152,10 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001
 
     writer.flush()
     rollup.refresh()
+    # The worker's copies of the listening sockets, closed before Python's
+    # exit would warn about them on stderr; the master's stay open.
+    for sock in worker.sockets:
+        sock.close()
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001

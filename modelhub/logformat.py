@@ -36,6 +36,37 @@ class JsonFormatter(_JsonFormatter):
         )
 
 
+# gunicorn's access-log atoms worth a field of their own (response headers are
+# keyed in lower case).
+_ACCESS_FIELDS = {
+    "request_id": "{x-request-id}o",
+    "method": "m",
+    "path": "U",
+    "status": "s",
+    "duration_ms": "M",
+}
+
+
+class AccessJsonFormatter(JsonFormatter):
+    """An access-log line, with the request id ModelHub answered with, the
+    method, path, status and duration as fields of their own."""
+
+    def add_fields(
+        self,
+        log_data: dict[str, Any],
+        record: logging.LogRecord,
+        message_dict: dict[str, Any],
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        atoms = record.args
+        if isinstance(atoms, dict):
+            for field, atom in _ACCESS_FIELDS.items():
+                value = dict.get(atoms, atom)
+                if value in (None, "-"):
+                    continue
+                log_data[field] = int(value) if field == "status" else value
+
+
 class GunicornJsonLogger(Logger):
     """gunicorn's own lines (its error log, and the access log where there is
     one) as JSON, wherever gunicorn sends them; which lines are written is
@@ -43,6 +74,11 @@ class GunicornJsonLogger(Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        for log in (self.error_log, self.access_log):
-            for handler in log.handlers:
-                handler.setFormatter(JsonFormatter())
+        # Python's warnings go to stderr as bare text; as records of the
+        # "py.warnings" logger they are JSON lines like the rest (in every
+        # worker too: the setting is inherited through the fork).
+        logging.captureWarnings(True)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+        for handler in self.access_log.handlers:
+            handler.setFormatter(AccessJsonFormatter())

@@ -64,6 +64,17 @@ def test_json_logs_are_one_object_per_line_with_the_request_model_and_version(
     assert error["logger"] == "registry.loading"
     assert "sha256 mismatch for iris v2" in error["message"]
     assert (error["model"], error["version"]) == ("iris", 2)
+    (access,) = [
+        line
+        for line in lines
+        if line["logger"] == "gunicorn.access" and line.get("request_id") == request_id
+    ]
+    assert (access["method"], access["path"], access["status"]) == (
+        "POST",
+        "/api/predict/iris/v2/",
+        503,
+    )
+    assert isinstance(access["duration_ms"], int)
     loggers = {line["logger"] for line in lines}
     assert {"gunicorn.error", "gunicorn.access", "registry.warmup"} <= loggers
     outside = [line for line in lines if line["logger"] == "registry.warmup"]
