@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 # `make test` skips long load/fault scenarios; `make test PYTEST_MARK=` runs everything.
 PYTEST_MARK ?= not slow
 PYTEST_ARGS ?=
-# collectstatic's manifest stands for the whole run: static files are collected
-# again only when one of ours, the settings or the installed packages are
-# newer (it recompresses every file, ~30 s with brotli installed).
+# Static files are collected again only when their manifest is older than one
+# of ours, the settings or the install stamp: collectstatic recompresses every
+# file (~30 s with brotli installed, which a test dependency brings).
 STATIC_ROOT := $(or $(MODELHUB_STATIC_ROOT),staticfiles)
 STATIC_SOURCES := $(shell find registry monitoring api modelhub -path '*/static*' 2>/dev/null)
 

@@ -19,7 +19,7 @@ from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 
 class JsonFormatter(_JsonFormatter):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self) -> None:
         super().__init__(
             ["asctime", "levelname", "name", "message"],
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
