@@ -10,6 +10,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
+from monitoring import logcontext
 from monitoring.middleware import PREDICT_PREFIX, V2_PREFIX
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -29,7 +30,8 @@ class RequestIDMiddleware:
         if not request.path.startswith(API_PREFIXES):
             return self.get_response(request)
         request.request_id = request_id_for(request)
-        response = self.get_response(request)
+        with logcontext.request(request.request_id):
+            response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         if not response.streaming and "Content-Length" not in response:
             # CommonMiddleware, bypassed on predictions, would set it; without

@@ -16,7 +16,7 @@ from pathlib import Path
 # importable for the settings' own readers of the environment.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modelhub.env import env_bool, env_int, env_str  # noqa: E402
+from modelhub.env import env_bool, env_choice, env_int, env_str  # noqa: E402
 
 # Prometheus multiprocess mode: every worker writes its metrics to files in
 # this directory and /metrics sums them. Set before any worker imports
@@ -71,6 +71,9 @@ limit_request_field_size = env_int(
 preload_app = env_bool("MODELHUB_PRELOAD_APP", True)
 accesslog = env_str("MODELHUB_ACCESS_LOG") or None
 errorlog = "-"
+# One JSON object per line for gunicorn's own lines too (modelhub/logformat.py).
+if env_choice("MODELHUB_LOG_FORMAT", "text", ("text", "json")) == "json":
+    logger_class = "modelhub.logformat.GunicornJsonLogger"
 # gunicorn's control socket lives in $HOME and would be shared by every
 # instance on the machine; ModelHub is managed with signals instead.
 control_socket_disable = True
@@ -89,6 +92,13 @@ def when_ready(server) -> None:  # noqa: ANN001
     """Start the watchdog: a process of its own, so a worker holding the
     interpreter in native code cannot stop it; it ends with the master."""
     global _watchdog
+    if preload_app:
+        # The app itself does not import scikit-learn; the first model a
+        # worker loads does (~2 s, 6 s with two workers at once on 2 cores:
+        # most of a second start). Imported once here, before the fork, and
+        # shared by every worker.
+        import sklearn.base  # noqa: F401
+
     _watchdog = subprocess.Popen(
         [
             sys.executable,
@@ -115,6 +125,12 @@ def on_exit(server) -> None:  # noqa: ANN001
 
 def post_fork(server, worker) -> None:  # noqa: ANN001
     """Never share a database connection the master may have opened."""
+    global _watchdog
+    # The watchdog is the master's. Dropped here, the worker's copy of its
+    # handle goes quietly; kept, it went at the worker's exit, when Python
+    # prints "subprocess … is still running" raw on stderr, past the log's
+    # formatting (a stray line in MODELHUB_LOG_FORMAT=json).
+    _watchdog = None
     if preload_app:
         from django.db import connections
 
@@ -136,6 +152,10 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001
 
     writer.flush()
     rollup.refresh()
+    # The worker's copies of the listening sockets, closed before Python's
+    # exit would warn about them on stderr; the master's stay open.
+    for sock in worker.sockets:
+        sock.close()
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001

@@ -14,7 +14,14 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from modelhub.env import env_bool, env_float, env_int, env_list, env_str
+from modelhub.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -215,13 +222,24 @@ SPECTACULAR_SETTINGS = {
 }
 CSRF_FAILURE_VIEW = "api.errors.csrf_failure"
 
+# Log lines on stderr: "text", or "json", one object per line with the request
+# id, model and version of the request that wrote it (modelhub/logformat.py).
+MODELHUB_LOG_FORMAT = env_choice("MODELHUB_LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "modelhub.logformat.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request": {"()": "monitoring.logcontext.RequestContextFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if MODELHUB_LOG_FORMAT == "json" else "plain",
+            "filters": ["request"] if MODELHUB_LOG_FORMAT == "json" else [],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("MODELHUB_LOG_LEVEL", "INFO")},
 }
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import metrics
+from . import logcontext, metrics
 from .record import REFUSAL_CODES, PredictionRecord, attach
 from .requestlog import LogEntry, sanitize_payload, writer
 
@@ -46,6 +46,7 @@ class RequestLogMiddleware:
         if slug is None:
             return self.get_response(request)
         record = attach(request, slug)
+        logcontext.note_prediction(record)
         started = time.perf_counter()
         response = self.get_response(request)
         elapsed = time.perf_counter() - started

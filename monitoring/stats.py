@@ -30,9 +30,10 @@ MAX_WINDOW = timedelta(days=36525)
 PERCENTILES = (50.0, 95.0, 99.0)
 
 
-def parse_since(raw: str | None, now: datetime) -> datetime:
+def parse_since(raw: str | None, now: datetime, *, name: str = "'since'") -> datetime:
     """The start of the window ``raw`` names, between MAX_WINDOW before ``now``
-    and ``now``: anything else is an InvalidSince (a 400), never an overflow."""
+    and ``now``: anything else is an InvalidSince (a 400), never an overflow.
+    ``name`` is what the messages call the value (a command's option)."""
     value = (raw or DEFAULT_WINDOW).strip()
     match = _RELATIVE.match(value)
     if match:
@@ -40,7 +41,7 @@ def parse_since(raw: str | None, now: datetime) -> datetime:
         window = timedelta(**{_UNITS[unit]: int(amount)})
         if window > MAX_WINDOW:
             raise InvalidSince(
-                f"'since' window {value!r} is too long: at most {MAX_WINDOW.days}d."
+                f"{name} window {value!r} is too long: at most {MAX_WINDOW.days}d."
             )
         return now - window
     try:
@@ -49,7 +50,7 @@ def parse_since(raw: str | None, now: datetime) -> datetime:
         parsed = None
     if parsed is None:
         raise InvalidSince(
-            f"'since' must be ISO-8601 (2026-11-22T10:00:00Z) or a window such as "
+            f"{name} must be ISO-8601 (2026-11-22T10:00:00Z) or a window such as "
             f"15m, 24h or 7d; got {value[:40]!r}."
         )
     if timezone.is_naive(parsed):
@@ -57,10 +58,10 @@ def parse_since(raw: str | None, now: datetime) -> datetime:
     # Compared before any conversion: converting year 1 or 9999 with an
     # offset is itself what overflows.
     if parsed > now:
-        raise InvalidSince(f"'since' {value[:40]!r} is in the future.")
+        raise InvalidSince(f"{name} {value[:40]!r} is in the future.")
     if now - parsed > MAX_WINDOW:
         raise InvalidSince(
-            f"'since' {value[:40]!r} is too long ago: at most {MAX_WINDOW.days}d."
+            f"{name} {value[:40]!r} is too long ago: at most {MAX_WINDOW.days}d."
         )
     return parsed
 
