@@ -19,6 +19,7 @@ from . import actions
 from .exceptions import RegistryError
 from .forms import ModelVersionForm, VersionUploadForm
 from .models import Activation, MLModel, ModelVersion, VersionEdit
+from .upload_errors import MODEL_EXTENSIONS, technical_line
 
 
 def _pretty_json(value: Any) -> str:
@@ -398,6 +399,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             request.FILES or None,
             initial={"model": request.GET.get("model"), "activate": True},
         )
+        technical = ""
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
@@ -413,6 +415,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 )
             except RegistryError as exc:
                 form.add_error("file", exc.message)
+                technical = technical_line(exc)
             else:
                 self.log_addition(request, version, [{"added": {}}])
                 state = (
@@ -430,8 +433,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "form": form,
             "opts": self.model._meta,
             "pickle_allowed": request.user.has_perm(actions.UPLOAD_PERMISSION),
-            "max_mb": settings.MODELHUB_MAX_MODEL_BYTES // (1024 * 1024),
+            "max_bytes": settings.MODELHUB_MAX_MODEL_BYTES,
             "timeout": settings.MODELHUB_PREFLIGHT_TIMEOUT,
+            "technical": technical,
+            "extensions": ", ".join(MODEL_EXTENSIONS),
         }
         return TemplateResponse(
             request, "admin/registry/modelversion/upload.html", context
