@@ -144,7 +144,7 @@ def check_stored_version(version: ModelVersion) -> VersionCheck:
     except FileNotFoundError:
         problem = "The file is missing from storage."
     except InvalidModel as exc:
-        problem = " ".join(str(exc).splitlines())
+        problem = f"{exc.message} ({exc.technical})" if exc.technical else exc.message
     else:
         problem = ""
         warnings = report["warnings"]

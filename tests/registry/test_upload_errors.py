@@ -287,3 +287,10 @@ def test_every_failure_is_one_sentence_that_says_what_to_do():
         assert sentence.endswith(".") and sentence.count(". ") == 0, reason
         assert ": " in sentence, reason  # what was wrong: what to do
         assert failure.code, reason
+
+
+def test_readme_lists_every_refusal_code_and_reason():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### When an upload is refused", 1)[1].split("\n### ")[0]
+    for reason, failure in FAILURES.items():
+        assert f"| `{failure.code}` | `{reason}` |" in section, reason
