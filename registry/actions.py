@@ -44,7 +44,7 @@ from .inspection import SchemaError, normalize_features
 from .models import Activation, MLModel, ModelVersion, VersionEdit
 from .serialization import PICKLE_FORMATS, detect_format, extension_for
 from .stored import check_metadata, check_slug, display_name, storable
-from .upload_errors import check_file_name, refusal
+from .upload_errors import check_file_name, refusal, too_large
 from .validation import local_file, preflight, recheck
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def _stage(source: IO[bytes], staged: Path) -> staging.Fingerprint:
     try:
         return staging.stage(source, staged, max_bytes=limit, too_large="", empty="")
     except ModelTooLarge:
-        raise refusal("too_large", limit=limit) from None
+        raise too_large(limit) from None
     except InvalidModel:
         raise refusal("empty_file") from None
 

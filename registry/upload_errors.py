@@ -6,14 +6,14 @@ admin, ``manage.py loadmodel`` and the management API show that same
 sentence; the exception behind it travels separately as ``technical``.
 Codes clients already rely on stay as they were (``invalid_model``,
 ``model_too_large``); ``reason`` names the finer kind.
-
-Free of Django, so the preflight's parent and tests can use it anywhere.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from django.template.defaultfilters import filesizeformat
 
 from .exceptions import InvalidModel, ModelTooLarge, RegistryError, UnsupportedFileType
 
@@ -52,9 +52,8 @@ FAILURES: dict[str, Failure] = {
     ),
     "too_large": Failure(
         ModelTooLarge,
-        "This file is larger than the {limit:,} byte limit "
-        "(MODELHUB_MAX_MODEL_BYTES): upload a smaller model or ask an "
-        "administrator to raise the limit.",
+        "This file is larger than the upload limit ({limit}): upload a smaller "
+        "model, or ask an administrator to raise MODELHUB_MAX_MODEL_BYTES.",
     ),
     "text_file": Failure(
         InvalidModel,
@@ -150,6 +149,13 @@ def refusal(reason: str, *, technical: str = "", **details: object) -> RegistryE
     return failure.error(
         failure.sentence.format(**details), technical=technical, reason=reason
     )
+
+
+def too_large(limit: int, *, technical: str = "") -> RegistryError:
+    """The refusal of a file over ``limit`` bytes, the limit as people read it."""
+    readable = filesizeformat(limit).replace("\xa0", " ")
+    detail = technical or f"MODELHUB_MAX_MODEL_BYTES is {limit:,} bytes."
+    return refusal("too_large", technical=detail, limit=readable)
 
 
 def technical_line(exc: RegistryError) -> str:

@@ -20,7 +20,7 @@ from registry import actions, jsondepth
 from registry.exceptions import InvalidMetadata
 from registry.models import Activation, MLModel, ModelVersion
 from registry.stored import storable
-from registry.upload_errors import refusal
+from registry.upload_errors import too_large
 
 from ..errors import InvalidField, MissingFile, TooDeep
 from ..http import ascii_digits, form_flag
@@ -78,9 +78,8 @@ def read_upload(request: Request) -> Upload:
         ascii_digits(declared)
         and int(declared) > limit + settings.MODELHUB_MAX_BODY_BYTES
     ):
-        raise refusal(
-            "too_large",
-            limit=limit,
+        raise too_large(
+            limit,
             technical=f"The request is {int(declared):,} bytes; model files are "
             f"limited to {limit:,} bytes (MODELHUB_MAX_MODEL_BYTES).",
         )

@@ -113,7 +113,7 @@ BAD_FILES = {
         lambda model, tmp: iris_bytes(model),
         "too_large",
         settings=(("MODELHUB_MAX_MODEL_BYTES", 1000),),
-        details=(("limit", 1000),),
+        details=(("limit", "1000 bytes"),),
     ),
     "load-times-out": BadFile(
         "slow.pkl",

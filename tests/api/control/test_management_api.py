@@ -446,7 +446,7 @@ def test_upload_body_over_both_limits_is_413_before_it_is_read(
     settings.MODELHUB_MAX_BODY_BYTES = 100
     response = upload(api, staff, "iris", iris_path)
     body = assert_error(response, 413, "model_too_large")
-    assert body["detail"] == FAILURES["too_large"].sentence.format(limit=100)
+    assert body["detail"] == FAILURES["too_large"].sentence.format(limit="100 bytes")
     assert body["technical"].startswith(
         f"The request is {int(response.request['CONTENT_LENGTH']):,} "
     )
