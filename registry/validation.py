@@ -300,7 +300,8 @@ def verdict_error(result: dict[str, Any], path: Path) -> RegistryError:
     if failure == "unreadable":
         return unreadable(path, error)
     if failure == "no_predict":
-        return refusal("no_predict", technical=error, held=str(result.get("held")))
+        held = str(result.get("held") or "object")[:100]
+        return refusal("no_predict", technical=error, held=held)
     if failure == "memory_limit":
         memory_mb = settings.MODELHUB_PREFLIGHT_MEMORY_MB
         return refusal("memory_limit", technical=error, memory_mb=memory_mb)
