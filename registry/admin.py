@@ -390,9 +390,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
         """The version page's Activate button: the list action, for one version."""
         if not self.has_activate_permission(request):
             raise PermissionDenied
-        version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
-        self.activate_version(request, ModelVersion.objects.filter(pk=version.pk))
-        return redirect("admin:registry_modelversion_change", version.pk)
+        get_object_or_404(ModelVersion, pk=pk)
+        self.activate_version(request, ModelVersion.objects.filter(pk=pk))
+        return redirect("admin:registry_modelversion_change", pk)
 
     def render_change_form(
         self,
