@@ -32,6 +32,12 @@ class ErrorSerializer(serializers.Serializer):
     field = serializers.CharField(
         required=False, help_text="The request field at fault (management API)"
     )
+    reason = serializers.CharField(
+        required=False, help_text="A refused upload's kind, e.g. not_a_pickle"
+    )
+    technical = serializers.CharField(
+        required=False, help_text="The exception behind a refused upload"
+    )
 
 
 def errors(*codes: int) -> dict[int, type[ErrorSerializer]]:

@@ -31,6 +31,7 @@ from .exceptions import (
     InvalidModel,
     InvalidSchema,
     ModelExists,
+    ModelTooLarge,
     NothingToChange,
     NothingToRollBack,
     PicklePermissionRequired,
@@ -43,6 +44,7 @@ from .inspection import SchemaError, normalize_features
 from .models import Activation, MLModel, ModelVersion, VersionEdit
 from .serialization import PICKLE_FORMATS, detect_format, extension_for
 from .stored import check_metadata, check_slug, display_name, storable
+from .upload_errors import check_file_name, refusal, too_large
 from .validation import local_file, preflight, recheck
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ def register_version(
     the pickle permission for joblib/pickle files. Nothing is stored unless
     the whole registration succeeds.
     """
+    check_file_name(filename)
     metadata = check_metadata(metadata)
     check_slug(slug)
     if not create and not MLModel.objects.filter(slug=slug).exists():
@@ -138,14 +141,12 @@ def _stage(source: IO[bytes], staged: Path) -> staging.Fingerprint:
     limit = settings.MODELHUB_MAX_MODEL_BYTES
     if hasattr(source, "seek"):
         source.seek(0)
-    return staging.stage(
-        source,
-        staged,
-        max_bytes=limit,
-        too_large=f"The file is larger than the {limit:,} byte limit "
-        "(MODELHUB_MAX_MODEL_BYTES).",
-        empty="The file is empty.",
-    )
+    try:
+        return staging.stage(source, staged, max_bytes=limit, too_large="", empty="")
+    except ModelTooLarge:
+        raise too_large(limit) from None
+    except InvalidModel:
+        raise refusal("empty_file") from None
 
 
 def _store(
@@ -422,7 +423,7 @@ def check_version_edit(
             f"{version}'s file is missing from storage: it cannot be checked."
         ) from None
     except InvalidModel as exc:
-        detail = exc.message.removeprefix("The file is not a usable model: ")
+        detail = exc.technical or exc.message
         raise InvalidSchema(f"The change does not fit the model: {detail}") from None
     return CheckedEdit(version=version, input_schema=schema, metadata=metadata)
 

@@ -9,16 +9,19 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
 from . import actions
 from .exceptions import RegistryError
 from .forms import ModelVersionForm, VersionUploadForm
 from .models import Activation, MLModel, ModelVersion, VersionEdit
+from .upload_errors import MODEL_EXTENSIONS, technical_line
 
 
 def _pretty_json(value: Any) -> str:
@@ -207,6 +210,22 @@ class MLModelAdmin(admin.ModelAdmin):
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
+    def response_add(
+        self, request: HttpRequest, obj: MLModel, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """A new model serves nothing until a version is uploaded: plain "Save"
+        leads to its upload form; the other buttons keep their meaning."""
+        response = super().response_add(request, obj, post_url_continue)
+        chose_another_page = any(
+            key in request.POST for key in ("_continue", "_addanother", "_popup")
+        )
+        if chose_another_page or not isinstance(response, HttpResponseRedirect):
+            return response
+        if not request.user.has_perm("registry.add_modelversion"):
+            return response
+        url = reverse("admin:registry_modelversion_add")
+        return HttpResponseRedirect(f"{url}?model={obj.pk}")
+
     def delete_model(self, request: HttpRequest, obj: MLModel) -> None:
         actions.delete_models([obj])
 
@@ -226,7 +245,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "kind",
         "format",
         "estimator",
-        "size",
+        "file_size",
         "created_at",
         "created_by",
     ]
@@ -244,7 +263,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "stored_file",
         "original_filename",
         "sha256",
-        "size",
+        "file_size",
         "format",
         "kind",
         "estimator",
@@ -276,7 +295,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                     "stored_file",
                     "original_filename",
                     "sha256",
-                    "size",
+                    "file_size",
                     "format",
                 ]
             },
@@ -320,6 +339,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         # A name, not a link: model files are never served over HTTP.
         return obj.file.name
 
+    @admin.display(description="size", ordering="size")
+    def file_size(self, obj: ModelVersion) -> str:
+        return filesizeformat(obj.size)
+
     @admin.display(description="classes")
     def classes_json(self, obj: ModelVersion) -> str:
         return _pretty_json(obj.classes)
@@ -355,6 +378,60 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 continue
             text = f"Activated {version}." if switch else f"Already active: {version}."
             self.message_user(request, text, messages.SUCCESS)
+
+    def get_urls(self) -> list[URLPattern]:
+        activate = self.admin_site.admin_view(require_POST(self.activate_view))
+        return [
+            path("<int:pk>/activate/", activate, name="registry_modelversion_activate"),
+            *super().get_urls(),
+        ]
+
+    def activate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The version page's Activate button: the list action, for one version."""
+        if not self.has_activate_permission(request):
+            raise PermissionDenied
+        get_object_or_404(ModelVersion, pk=pk)
+        self.activate_version(request, ModelVersion.objects.filter(pk=pk))
+        return redirect("admin:registry_modelversion_change", pk)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: ModelVersion | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context = {**context, **self.version_buttons(request, obj)}
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def version_buttons(
+        self, request: HttpRequest, version: ModelVersion
+    ) -> dict[str, Any]:
+        """What the version page offers: a button, or why there is none."""
+        active = version.model.active_version_id == version.pk
+        may_delete = super().has_delete_permission(request, version)
+        if active:
+            activate_refusal = "This version is active: it serves the model now."
+        elif version.status != ModelVersion.Status.READY:
+            activate_refusal = (
+                f"This version is {version.status}: it failed its check and "
+                "cannot be served."
+            )
+        else:
+            activate_refusal = ""
+        return {
+            "may_activate": self.has_activate_permission(request),
+            "activate_refusal": activate_refusal,
+            "may_delete": may_delete,
+            "delete_refusal": (
+                "The active version cannot be deleted: activate another one first."
+                if active and may_delete
+                else ""
+            ),
+        }
 
     def has_activate_permission(self, request: HttpRequest) -> bool:
         """Activating changes what a model serves: the permission the REST
@@ -398,6 +475,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             request.FILES or None,
             initial={"model": request.GET.get("model"), "activate": True},
         )
+        technical = ""
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
@@ -413,6 +491,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 )
             except RegistryError as exc:
                 form.add_error("file", exc.message)
+                technical = technical_line(exc)
             else:
                 self.log_addition(request, version, [{"added": {}}])
                 state = (
@@ -430,8 +509,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "form": form,
             "opts": self.model._meta,
             "pickle_allowed": request.user.has_perm(actions.UPLOAD_PERMISSION),
-            "max_mb": settings.MODELHUB_MAX_MODEL_BYTES // (1024 * 1024),
+            "max_bytes": settings.MODELHUB_MAX_MODEL_BYTES,
             "timeout": settings.MODELHUB_PREFLIGHT_TIMEOUT,
+            "technical": technical,
+            "extensions": ", ".join(MODEL_EXTENSIONS),
         }
         return TemplateResponse(
             request, "admin/registry/modelversion/upload.html", context

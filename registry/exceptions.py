@@ -4,13 +4,29 @@ from __future__ import annotations
 
 
 class RegistryError(Exception):
-    """Base class for everything the registry refuses."""
+    """Base class for everything the registry refuses.
+
+    ``message`` is what a person reads; ``technical`` (optional) is the
+    exception behind it, shown folded away, and ``reason`` names the upload
+    failure in registry.upload_errors. The API adds both to its error body
+    (``extra``).
+    """
 
     code = "registry_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, technical: str = "", reason: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.technical = technical
+        self.reason = reason
+
+    @property
+    def extra(self) -> dict[str, str]:
+        pairs = (("reason", self.reason), ("technical", self.technical))
+        return {key: value for key, value in pairs if value}
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.technical}" if self.technical else self.message
 
 
 class UnknownModel(RegistryError):
@@ -53,6 +69,12 @@ class MissingLibrary(InvalidModel):
     """The file needs a Python package that is not installed on this server."""
 
     code = "missing_library"
+
+
+class UnsupportedFileType(RegistryError):
+    """The file's name does not end in an extension the registry can load."""
+
+    code = "unsupported_file_type"
 
 
 class ModelTooLarge(RegistryError):

@@ -11,6 +11,10 @@ from . import actions, jsondepth
 from .exceptions import NothingToChange, RegistryError
 from .inspection import SchemaError, normalize_features
 from .models import MLModel, ModelVersion
+from .upload_errors import ARCHIVE_EXTENSIONS, COMPRESSED_EXTENSIONS, MODEL_EXTENSIONS
+
+# A hint for the browser's file picker; the server checks the name itself.
+_ACCEPT = ",".join((*MODEL_EXTENSIONS, *ARCHIVE_EXTENSIONS, *COMPRESSED_EXTENSIONS))
 
 
 class BoundedJSONField(forms.JSONField):
@@ -42,9 +46,12 @@ def _check_depth(text: str) -> None:
 class VersionUploadForm(forms.Form):
     model = forms.ModelChoiceField(queryset=MLModel.objects.all(), to_field_name="pk")
     file = forms.FileField(
+        # An empty file is refused by the registry, in the words of every channel.
+        allow_empty_file=True,
+        widget=forms.FileInput(attrs={"accept": _ACCEPT}),
         help_text=".skops (safe), .joblib or .pkl/.pickle (runs code when loaded), "
         "or a .zip of an MLflow model directory with the sklearn flavor: its "
-        "signature becomes the input schema, its input example the smoke row."
+        "signature becomes the input schema, its input example the smoke row.",
     )
     metadata = forms.CharField(
         required=False,

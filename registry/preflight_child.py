@@ -401,30 +401,52 @@ def _read_checked(path: str, expected: str) -> bytes | str:
     return data
 
 
+def _failed(failure: str, exc: BaseException | str, **details: str) -> dict:
+    """A refusal the parent words with registry.upload_errors' ``failure``."""
+    error = exc if isinstance(exc, str) else _exception_text(exc)
+    return {"ok": False, "failure": failure, "error": error, **details}
+
+
+def _exception_text(exc: BaseException) -> str:
+    detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {detail}".rstrip(": ")
+
+
 def _run(job: dict, guard: Guard | None = None) -> dict:
     """Load, describe and smoke-test; ``job`` may pin a sha256 and a schema.
 
     The verdict names the sha256 of the bytes loaded, for the parent to match
-    against its own."""
+    against its own, and a failure's kind (``failure``) for the parent to put
+    in words."""
     from registry.inspection import describe, smoke_test
-    from registry.serialization import read_estimator
+    from registry.serialization import UntrustedTypesError, read_estimator
 
     source: bytes = Path(job["path"]).read_bytes()
     digest = hashlib.sha256(source).hexdigest()
     if job.get("sha256"):
         checked = _read_checked(job["path"], job["sha256"])
         if isinstance(checked, str):
-            return {"ok": False, "error": checked}
+            return _failed("altered", checked)
         source, digest = checked, job["sha256"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator = read_estimator(source, job["format"], job["trusted_types"])
+        try:
+            estimator = read_estimator(source, job["format"], job["trusted_types"])
+        except UntrustedTypesError as exc:
+            return _failed("untrusted_types", exc, types=", ".join(exc.types))
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the bytes made it raise
+            if package := missing_module(exc):
+                return _failed("unreadable", exc, missing_library=package)
+            return _failed("unreadable", exc)
     if not callable(getattr(estimator, "predict", None)):
-        return {
-            "ok": False,
-            "error": f"the file holds a {type(estimator).__name__}, "
-            "which has no predict() method",
-        }
+        held = type(estimator).__name__
+        return _failed(
+            "no_predict",
+            f"the file holds a {held}, which has no predict() method",
+            held=held[:100],
+        )
     messages: list[str] = []
     trained_with = None
     for warning in caught:
@@ -438,7 +460,12 @@ def _run(job: dict, guard: Guard | None = None) -> dict:
         guard.phase = "predicting"
     # A recheck predicts on the schema recorded (and perhaps edited) at upload.
     schema = {**description["input_schema"], **(job.get("input_schema") or {})}
-    smoke = smoke_test(estimator, schema, job["metadata"])
+    try:
+        smoke = smoke_test(estimator, schema, job["metadata"])
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the model's own failure to predict
+        return _failed("smoke_test_failed", exc)
     versions = _library_versions()
     if trained_with:
         versions["scikit-learn (trained)"] = str(trained_with)
@@ -489,16 +516,11 @@ def main() -> int:
         sys.addaudithook(guard)
         result = _run(job, guard)
     except MemoryError:
-        result = {
-            "ok": False,
-            "error": f"ran out of memory (limit {job['memory_mb']} MB)",
-        }
+        result = _failed(
+            "memory_limit", f"ran out of memory (limit {job['memory_mb']} MB)"
+        )
     except BaseException as exc:  # noqa: BLE001 - report whatever the file raised
-        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
-        result = {
-            "ok": False,
-            "error": f"{type(exc).__name__}: {detail}".rstrip(": "),
-        }
+        result = _failed("load_error", exc)
         if package := missing_module(exc):
             result["missing_library"] = package
     guard.standing_down = True  # the file's code has had its turns

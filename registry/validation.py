@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from .exceptions import InvalidModel, MissingLibrary
+from .exceptions import InvalidModel, RegistryError
 from .inspection import InputSchema
 from .preflight_child import MODEL_LIBRARIES, REFUSED_EXIT
+from .upload_errors import refusal, unreadable
 
 if TYPE_CHECKING:
     from .models import ModelVersion
@@ -81,6 +82,7 @@ def preflight(path: Path, fmt: str, metadata: dict[str, Any]) -> PreflightReport
     return _in_child(
         {"path": str(Path(path).resolve()), "format": fmt, "metadata": metadata},
         sha256=_sha256(Path(path)),
+        path=Path(path),
     )
 
 
@@ -107,6 +109,7 @@ def recheck(
             "input_schema": input_schema or None,
         },
         sha256=sha256,
+        path=Path(path),
     )
 
 
@@ -141,7 +144,7 @@ def check_stored_version(version: ModelVersion) -> VersionCheck:
     except FileNotFoundError:
         problem = "The file is missing from storage."
     except InvalidModel as exc:
-        problem = exc.message
+        problem = f"{exc.message} ({exc.technical})" if exc.technical else exc.message
     else:
         problem = ""
         warnings = report["warnings"]
@@ -184,7 +187,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _in_child(task: dict[str, Any], *, sha256: str) -> PreflightReport:
+def _in_child(task: dict[str, Any], *, sha256: str, path: Path) -> PreflightReport:
     timeout = settings.MODELHUB_PREFLIGHT_TIMEOUT
     with tempfile.TemporaryDirectory(prefix="modelhub-preflight-") as workdir:
         job_path = Path(workdir) / "job.json"
@@ -214,41 +217,45 @@ def _in_child(task: dict[str, Any], *, sha256: str) -> PreflightReport:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            raise InvalidModel(
-                f"Loading the file took longer than the {timeout} s limit."
+            raise refusal(
+                "timeout",
+                technical=f"The preflight child was killed after {timeout} s.",
+                timeout=timeout,
             ) from None
         finally:
             _kill_group(process)
         result = _read_verdict(verdict_path)
-    return _checked_verdict(result, process.returncode, stderr, sha256)
+    return _checked_verdict(result, process.returncode, stderr, sha256, path)
 
 
 def _checked_verdict(
-    result: dict[str, Any] | None, returncode: int | None, stderr: bytes, sha256: str
+    result: dict[str, Any] | None,
+    returncode: int | None,
+    stderr: bytes,
+    sha256: str,
+    path: Path,
 ) -> PreflightReport:
     """The report, if the child finished as only the preflight's own code can."""
     if returncode == REFUSED_EXIT and result is not None and result.get("refused"):
-        raise InvalidModel(
-            f"Refused: {result['error']}. A model may read files, but loading or "
-            "using it must not write files, run commands or open connections."
+        raise refusal(
+            "refused_action", technical=f"Refused: {str(result['error'])[:500]}."
         )
     if returncode != 0 or result is None or result.get("refused"):
-        raise InvalidModel(_crash_message(returncode, stderr))
+        raise _crashed(returncode, stderr)
     if not result.get("ok"):
-        if isinstance(result.get("missing_library"), str):
-            raise MissingLibrary(missing_library_message(result["missing_library"]))
-        raise InvalidModel(f"The file is not a usable model: {result['error']}")
+        raise verdict_error(result, path)
     if result.get("sha256") != sha256 or not _well_formed(result):
-        raise InvalidModel(
-            "The file could not be loaded: the preflight's answer does not "
-            "describe this file."
+        raise refusal(
+            "unverified",
+            technical="The file could not be loaded: the preflight's answer does "
+            "not describe this file.",
         )
     for key in ("ok", "sha256"):
         result.pop(key)
     return result  # type: ignore[return-value]
 
 
-def missing_library_message(package: str) -> str:
+def missing_library(package: str, technical: str = "") -> RegistryError:
     """What to install; the optional model libraries come with ModelHub's extras."""
     if package in MODEL_LIBRARIES:
         how = "install it with pip install -r requirements-extras.txt"
@@ -257,10 +264,7 @@ def missing_library_message(package: str) -> str:
             "install the package that provides it, or put its module in a "
             "directory listed in MODELHUB_PLUGIN_DIRS"
         )
-    return (
-        f"This model needs the Python package {package!r}, which is not "
-        f"installed on this server: {how}."
-    )
+    return refusal("missing_library", technical=technical, package=package, how=how)
 
 
 _REPORT_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -297,14 +301,60 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         process.communicate()
 
 
-def _crash_message(returncode: int | None, stderr: bytes) -> str:
+def verdict_error(result: dict[str, Any], path: Path) -> RegistryError:
+    """The refusal for a child's "not ok", in registry.upload_errors' words.
+
+    The verdict's ``failure`` only chooses the sentence: a file that lies
+    about it changes what its uploader reads, nothing else.
+    """
+    error = str(result.get("error", ""))[:500]
+    failure = result.get("failure")
+    if isinstance(package := result.get("missing_library"), str):
+        return missing_library(package[:100], error)
+    if failure == "unreadable":
+        return unreadable(path, error)
+    if failure == "no_predict":
+        held = str(result.get("held") or "object")[:100]
+        return refusal("no_predict", technical=error, held=held)
+    if failure == "memory_limit":
+        memory_mb = settings.MODELHUB_PREFLIGHT_MEMORY_MB
+        return refusal("memory_limit", technical=error, memory_mb=memory_mb)
+    if failure == "untrusted_types":
+        types = str(result.get("types") or "unnamed")[:1000]
+        return refusal("untrusted_types", technical=error, types=types)
+    if failure in ("smoke_test_failed", "altered"):
+        return refusal(str(failure), technical=error)
+    return refusal("load_error", technical=error)
+
+
+def _crashed(returncode: int | None, stderr: bytes) -> RegistryError:
     if returncode is not None and returncode < 0:
         name = signal.Signals(-returncode).name
-        reason = {
-            "SIGXCPU": "it used more CPU time than the limit",
-            "SIGKILL": "it was killed (memory limit?)",
-            "SIGSEGV": "it crashed the interpreter",
-        }.get(name, f"it was stopped by {name}")
-        return f"The file could not be loaded: {reason}."
+        if name == "SIGKILL":
+            memory_mb = settings.MODELHUB_PREFLIGHT_MEMORY_MB
+            return refusal(
+                "memory_limit",
+                technical="The file could not be loaded: it was killed (SIGKILL, "
+                "the memory limit?).",
+                memory_mb=memory_mb,
+            )
+        if name == "SIGXCPU":
+            timeout = settings.MODELHUB_PREFLIGHT_TIMEOUT
+            return refusal(
+                "timeout",
+                technical="The file could not be loaded: it used more CPU time "
+                "than the limit (SIGXCPU).",
+                timeout=timeout,
+            )
+        reason = {"SIGSEGV": "it crashed the interpreter"}.get(
+            name, f"it was stopped by {name}"
+        )
+        return refusal(
+            "crashed", technical=f"The file could not be loaded: {reason} ({name})."
+        )
     tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-    return f"The file could not be loaded (exit status {returncode}). {tail[0][:200]}"
+    return refusal(
+        "crashed",
+        technical=f"The file could not be loaded (exit status {returncode}). "
+        f"{tail[0][:200]}".strip(),
+    )

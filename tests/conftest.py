@@ -299,8 +299,7 @@ def fast_preflight(monkeypatch, settings):
     by the registry tests. Whatever the file raises is refused as the child
     reports it (preflight_child.main), not let through as a crash.
     """
-    from registry import actions, preflight_child
-    from registry.exceptions import InvalidModel
+    from registry import actions, preflight_child, validation
 
     def run(path: Path, fmt: str, metadata: dict, **recheck: Any) -> dict:
         try:
@@ -318,7 +317,7 @@ def fast_preflight(monkeypatch, settings):
             error = f"{type(exc).__name__}: {detail}".rstrip(": ")
             result = {"ok": False, "error": error}
         if not result.pop("ok"):
-            raise InvalidModel(f"The file is not a usable model: {result['error']}")
+            raise validation.verdict_error(result, Path(path))
         return result
 
     def rerun(*, path: Path, fmt: str, sha256: str, metadata: dict, input_schema):

@@ -17,12 +17,10 @@ from django.core.files.uploadedfile import UploadedFile
 from rest_framework.request import Request
 
 from registry import actions, jsondepth
-from registry.exceptions import (
-    InvalidMetadata,
-    ModelTooLarge,
-)
+from registry.exceptions import InvalidMetadata
 from registry.models import Activation, MLModel, ModelVersion
 from registry.stored import storable
+from registry.upload_errors import too_large
 
 from ..errors import InvalidField, MissingFile, TooDeep
 from ..http import ascii_digits, form_flag
@@ -80,9 +78,10 @@ def read_upload(request: Request) -> Upload:
         ascii_digits(declared)
         and int(declared) > limit + settings.MODELHUB_MAX_BODY_BYTES
     ):
-        raise ModelTooLarge(
-            f"The request is {int(declared):,} bytes; model files are limited to "
-            f"{limit:,} bytes (MODELHUB_MAX_MODEL_BYTES)."
+        raise too_large(
+            limit,
+            technical=f"The request is {int(declared):,} bytes; model files are "
+            f"limited to {limit:,} bytes (MODELHUB_MAX_MODEL_BYTES).",
         )
     file = request.FILES.get("file")
     if file is None:

@@ -365,3 +365,162 @@ def test_admin_edits_a_model_through_the_actions_and_serves_it_at_once(
         True,
     )
     assert routing.resolve("flowers").private is True
+
+
+def add_model(client, slug: str, button: str = "_save"):
+    return client.post(
+        reverse("admin:registry_mlmodel_add"),
+        {
+            "slug": slug,
+            "name": "",
+            "description": "",
+            button: "1",
+            "versions-TOTAL_FORMS": 0,
+            "versions-INITIAL_FORMS": 0,
+            "activations-TOTAL_FORMS": 0,
+            "activations-INITIAL_FORMS": 0,
+        },
+    )
+
+
+def test_admin_add_model_leads_to_its_upload_form(staff_client):
+    response = add_model(staff_client, "churn")
+    model = MLModel.objects.get(slug="churn")
+    assert response.status_code == 302
+    assert response.url == f"{UPLOAD_URL}?model={model.pk}"
+    form = staff_client.get(response.url).content.decode()
+    assert f'<option value="{model.pk}" selected>churn</option>' in form
+
+
+@pytest.mark.parametrize(
+    ("button", "lands_on"),
+    [
+        ("_continue", "admin:registry_mlmodel_change"),
+        ("_addanother", "admin:registry_mlmodel_add"),
+    ],
+)
+def test_admin_add_model_keeps_the_other_save_buttons_meaning(
+    staff_client, button, lands_on
+):
+    response = add_model(staff_client, "churn", button)
+    model = MLModel.objects.get(slug="churn")
+    args = [model.pk] if lands_on.endswith("change") else []
+    assert response.url.split("?")[0] == reverse(lands_on, args=args)
+
+
+def test_admin_add_model_without_upload_permission_lands_on_the_list(client):
+    login_staff(client, "add_mlmodel", "view_mlmodel", "change_mlmodel")
+    response = add_model(client, "churn")
+    assert response.url == MODELS_URL
+
+
+def version_page(client, version: ModelVersion) -> str:
+    url = reverse("admin:registry_modelversion_change", args=[version.pk])
+    response = client.get(url)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def activate_url(version: ModelVersion) -> str:
+    return reverse("admin:registry_modelversion_activate", args=[version.pk])
+
+
+def delete_url(version: ModelVersion) -> str:
+    return reverse("admin:registry_modelversion_delete", args=[version.pk])
+
+
+def test_version_page_activate_button_serves_that_version(staff_client, iris_at_v2):
+    v1 = iris_at_v2.versions.get(number=1)
+    page = version_page(staff_client, v1)
+    assert f'action="{activate_url(v1)}"' in page
+    assert 'value="Activate this version"' in page
+    assert f'href="{delete_url(v1)}"' in page
+
+    response = staff_client.post(activate_url(v1), follow=True)
+    assert response.redirect_chain[-1][0] == reverse(
+        "admin:registry_modelversion_change", args=[v1.pk]
+    )
+    assert "Activated iris v1." in response.content.decode()
+    iris_at_v2.refresh_from_db()
+    assert iris_at_v2.active_version == v1
+    switch = Activation.objects.filter(model=iris_at_v2).latest("id")
+    assert (switch.from_number, switch.to_number, switch.channel, switch.username) == (
+        2,
+        1,
+        "admin",
+        "staff",
+    )
+
+
+def test_version_page_of_the_active_version_says_why_it_has_no_buttons(
+    staff_client, iris_at_v2
+):
+    page = version_page(staff_client, iris_at_v2.active_version)
+    assert "This version is active: it serves the model now." in page
+    assert "The active version cannot be deleted: activate another one first." in page
+    assert 'value="Activate this version"' not in page
+    assert f'href="{delete_url(iris_at_v2.active_version)}"' not in page
+
+
+def test_version_page_of_an_invalid_version_says_why_it_cannot_be_activated(
+    staff_client, iris_at_v2
+):
+    from registry import actions
+
+    v1 = iris_at_v2.versions.get(number=1)
+    actions.mark_invalid(v1, message="no longer loads")
+    page = version_page(staff_client, v1)
+    assert "This version is invalid: it failed its check and cannot be served." in page
+    assert 'value="Activate this version"' not in page
+    response = staff_client.post(activate_url(v1), follow=True)
+    assert "it cannot be served" in response.content.decode()
+    iris_at_v2.refresh_from_db()
+    assert iris_at_v2.active_version.number == 2
+
+
+def test_version_page_buttons_follow_the_actions_permissions(client, iris_at_v2):
+    login_staff(client, "view_mlmodel", "view_modelversion")
+    v1 = iris_at_v2.versions.get(number=1)
+    page = version_page(client, v1)
+    assert 'value="Activate this version"' not in page
+    assert f'href="{delete_url(v1)}"' not in page
+    assert client.post(activate_url(v1)).status_code == 403
+    iris_at_v2.refresh_from_db()
+    assert iris_at_v2.active_version.number == 2
+
+
+def test_version_page_activate_needs_the_change_permission_on_the_model(
+    client, iris_at_v2
+):
+    login_staff(client, "view_mlmodel", "view_modelversion", "change_mlmodel")
+    v1 = iris_at_v2.versions.get(number=1)
+    page = version_page(client, v1)
+    assert 'value="Activate this version"' in page
+    assert f'href="{delete_url(v1)}"' not in page
+    assert client.post(activate_url(v1)).status_code == 302
+    iris_at_v2.refresh_from_db()
+    assert iris_at_v2.active_version.number == 1
+
+
+def test_version_page_activate_is_post_only(staff_client, iris_at_v2):
+    v1 = iris_at_v2.versions.get(number=1)
+    assert staff_client.get(activate_url(v1)).status_code == 405
+    iris_at_v2.refresh_from_db()
+    assert iris_at_v2.active_version.number == 2
+
+
+def test_admin_shows_file_sizes_human_readable(staff_client, iris_at_v2, settings):
+    from django.template.defaultfilters import filesizeformat
+
+    version = iris_at_v2.active_version
+    readable = filesizeformat(version.size)
+    assert "KB" in readable
+    for page in (
+        staff_client.get(VERSIONS_URL).content.decode(),
+        version_page(staff_client, version),
+    ):
+        assert readable in page
+        assert f">{version.size}<" not in page
+    settings.MODELHUB_MAX_MODEL_BYTES = 500 * 1024 * 1024
+    upload_page = staff_client.get(UPLOAD_URL).content.decode()
+    assert f"Files up to {filesizeformat(500 * 1024 * 1024)}" in upload_page

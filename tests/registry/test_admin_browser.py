@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 
@@ -11,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from registry.models import MLModel
+from registry.upload_errors import FAILURES
 from tests.browser import ARTIFACTS, NO_PLAYWRIGHT, chromium_page
 
 pytestmark = pytest.mark.browser
@@ -122,6 +124,140 @@ def test_admin_upload_rejects_garbage_in_browser(
     page.goto(admin_url(live_server, "registry_mlmodel_change", model.pk))
     upload(page, garbage)
     errors = page.locator(".field-file .errorlist")
-    expect(errors).to_contain_text("not a usable model")
+    expect(errors).to_have_text(FAILURES["not_a_pickle"].sentence)
     expect(page.get_by_role("button", name="Upload and validate")).to_be_visible()
     assert not model.versions.exists()
+
+
+def screenshot(page, name: str, *, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"{name}.png"
+    shot.unlink(missing_ok=True)
+    page.screenshot(path=shot, full_page=full_page)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_admin_add_model_leads_to_its_upload_form_in_browser(
+    page, live_server, admin_user
+):
+    log_in(page, live_server, admin_user)
+    page.goto(admin_url(live_server, "registry_mlmodel_add"))
+    page.get_by_label("Slug").fill("churn")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("heading", name="Upload a model version")).to_be_visible()
+    model = MLModel.objects.get(slug="churn")
+    expect(page.locator("#id_model")).to_have_value(str(model.pk))
+    screenshot(page, "admin-upload-form-after-add")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("notes.txt", b"accuracy: 0.97\n", "unsupported_file_type"),
+        ("model.joblib", b"sepal length,sepal width\n5.1,3.5\n", "text_file"),
+        ("model.pkl", b'{"123": [0.1, 0.2]}', "json_file"),
+    ],
+    ids=["wrong-extension", "text", "json"],
+)
+def test_admin_bad_upload_shows_the_sentence_and_folds_the_exception_in_browser(
+    page, live_server, admin_user, tmp_path, name, content, reason
+):
+    model = MLModel.objects.create(slug="iris")
+    bad = tmp_path / name
+    bad.write_bytes(content)
+
+    log_in(page, live_server, admin_user)
+    page.goto(admin_url(live_server, "registry_mlmodel_change", model.pk))
+    upload(page, bad)
+    errors = page.locator(".field-file .errorlist")
+    expect(errors).to_have_text(FAILURES[reason].sentence)
+    assert not re.search(r"\w+(Error|Exception)\b", errors.inner_text())
+    detail = page.locator(".field-file details pre")
+    expect(detail).to_be_hidden()
+    page.get_by_text("Technical detail").click()
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text(f"[{FAILURES[reason].code}")
+    screenshot(page, f"admin-upload-refused-{reason}")
+    assert not model.versions.exists()
+
+
+# Notes what the page shows just after a submit, where the next page can read
+# it: Playwright waits for a navigation under way before it reads a page.
+NOTE_THE_WAITING_PAGE = """() => {
+    const form = document.getElementById("upload-form");
+    form.addEventListener("submit", () => setTimeout(() => {
+        const button = form.querySelector("input[type=submit]");
+        const progress = document.getElementById("upload-progress");
+        sessionStorage.setItem("waiting", JSON.stringify({
+            disabled: button.disabled,
+            shown: !progress.hidden,
+            text: progress.textContent,
+        }));
+    }, 0));
+}"""
+
+
+def test_admin_upload_button_waits_for_the_preflight_and_a_double_click_uploads_once(
+    page, live_server, admin_user, iris_path
+):
+    model = MLModel.objects.create(slug="iris")
+    log_in(page, live_server, admin_user)
+    page.goto(
+        admin_url(live_server, "registry_modelversion_add") + f"?model={model.pk}"
+    )
+    page.locator("#id_file").set_input_files(iris_path)
+    button = page.get_by_role("button", name="Upload and validate")
+    expect(page.get_by_role("status")).to_be_hidden()
+    # Hold the upload until the waiting page has been looked at: the preflight
+    # may be quicker than the look.
+    posts = []
+
+    def hold_posts(route) -> None:
+        if route.request.method == "POST":
+            posts.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/admin/registry/modelversion/add/**", hold_posts)
+
+    page.evaluate(NOTE_THE_WAITING_PAGE)
+
+    button.dblclick()
+    # The viewport only: measuring the whole page waits for the navigation.
+    screenshot(page, "admin-upload-in-progress", full_page=False)
+    assert len(posts) == 1
+    posts[0].continue_()
+    expect(page.get_by_role("heading", name="iris v1", exact=True)).to_be_visible()
+    assert len(posts) == 1
+    assert json.loads(page.evaluate("sessionStorage.getItem('waiting')")) == {
+        "disabled": True,
+        "shown": True,
+        "text": "Checking the model in a separate process; this takes a few seconds…",
+    }
+    assert list(model.versions.values_list("number", flat=True)) == [1]
+
+    page.go_back()
+    expect(page.get_by_role("button", name="Upload and validate")).to_be_enabled()
+
+
+def test_admin_version_page_activate_button_in_browser(
+    page, live_server, admin_user, iris_path
+):
+    from registry import actions
+
+    for _ in range(2):
+        with iris_path.open("rb") as source:
+            actions.register_version(slug="iris", source=source, filename="iris.joblib")
+    v1 = MLModel.objects.get(slug="iris").versions.get(number=1)
+
+    log_in(page, live_server, admin_user)
+    page.goto(admin_url(live_server, "registry_modelversion_change", v1.pk))
+    expect(page.get_by_role("link", name="Delete this version")).to_be_visible()
+    page.get_by_role("button", name="Activate this version").click()
+    expect(page.locator(".messagelist .success")).to_have_text("Activated iris v1.")
+    expect(
+        page.get_by_text("This version is active: it serves the model now.")
+    ).to_be_visible()
+    expect(page.get_by_role("link", name="Delete this version")).to_have_count(0)
+    assert MLModel.objects.get(slug="iris").active_version == v1
+    screenshot(page, "admin-version-activated")

@@ -286,9 +286,9 @@ def test_model_needing_an_uninstalled_package_is_refused_with_missing_library(
 
 
 def test_missing_boosting_library_says_to_install_the_extras():
-    from registry.validation import missing_library_message
+    from registry.validation import missing_library
 
-    assert missing_library_message("xgboost") == (
+    assert missing_library("xgboost").message == (
         "This model needs the Python package 'xgboost', which is not installed "
         "on this server: install it with pip install -r requirements-extras.txt."
     )

@@ -15,6 +15,7 @@ import pytest
 from django.urls import reverse
 
 from registry import actions
+from registry.exceptions import UnsupportedFileType
 from registry.models import MLModel, ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -26,10 +27,10 @@ HOSTILE_NAMES = {
     "absolute": "/etc/cron.d/escaped.joblib",
     "nul": "model\x00.joblib",
     "very-long": "m" * 5000 + ".joblib",
-    "only-dots": "..",
-    "empty": "",
     "newline": "a\nb.joblib",
 }
+# Names without a model file's extension are refused before a byte is read.
+NAMES_WITHOUT_EXTENSION = {"only-dots": "..", "empty": ""}
 
 
 @pytest.fixture
@@ -68,6 +69,20 @@ def test_register_stores_any_name_under_a_generated_one(
     assert len(version.original_filename) <= 255
 
 
+@pytest.mark.parametrize(
+    "name", NAMES_WITHOUT_EXTENSION.values(), ids=NAMES_WITHOUT_EXTENSION.keys()
+)
+def test_register_refuses_a_name_without_a_model_extension(
+    name, model_bytes, stored_files
+):
+    with pytest.raises(UnsupportedFileType):
+        actions.register_version(
+            slug="iris", source=io.BytesIO(model_bytes), filename=name
+        )
+    assert not ModelVersion.objects.exists()
+    assert stored_files() == []
+
+
 def multipart(fields: dict[str, str], filename: str, content: bytes) -> bytes:
     """A multipart body whose file part carries ``filename`` verbatim."""
     parts = [
@@ -91,7 +106,10 @@ def multipart(fields: dict[str, str], filename: str, content: bytes) -> bytes:
 BOUNDARY = "modelhub-test-boundary"
 
 
-@pytest.mark.parametrize("name", HOSTILE_NAMES.values(), ids=HOSTILE_NAMES.keys())
+ANY_NAME = {**HOSTILE_NAMES, **NAMES_WITHOUT_EXTENSION}
+
+
+@pytest.mark.parametrize("name", ANY_NAME.values(), ids=ANY_NAME.keys())
 def test_admin_upload_stores_any_name_under_a_generated_one(
     name, model_bytes, media_root, fast_preflight, staff_client, tmp_path
 ):

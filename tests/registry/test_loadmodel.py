@@ -15,6 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from registry.models import Activation, MLModel, ModelVersion
+from registry.upload_errors import FAILURES
 from tests.conftest import PROJECT_ROOT, AllocatesOnLoad
 
 pytestmark = pytest.mark.django_db
@@ -89,10 +90,10 @@ def test_loadmodel_accepts_skops_files(skops_path):
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("garbage", "not a usable model"),
+        ("garbage", "could not be read as a pickle"),
         ("not_a_model", r"has no predict\(\) method"),
         ("raises", "boom while loading"),
-        ("empty", "The file is empty"),
+        ("empty", "This file is empty"),
     ],
 )
 def test_loadmodel_refuses_bad_files_and_stores_nothing(
@@ -128,7 +129,7 @@ def test_loadmodel_refuses_missing_file_and_too_large_file(iris_path, settings):
     with pytest.raises(CommandError, match="no such file"):
         loadmodel("/nonexistent/model.joblib", "--slug", "iris")
     settings.MODELHUB_MAX_MODEL_BYTES = 100
-    with pytest.raises(CommandError, match="larger than the 100 byte limit"):
+    with pytest.raises(CommandError, match=r"upload limit \(100 bytes\)"):
         loadmodel(str(iris_path), "--slug", "iris")
     assert not MLModel.objects.exists()
 
@@ -212,7 +213,7 @@ def test_loadmodel_cli_prints_slug_and_version_exactly(
     assert done.stdout == "iris v1\n"
 
 
-def test_loadmodel_cli_failure_is_one_line_on_stderr_with_exit_1(
+def test_loadmodel_cli_failure_is_the_sentence_then_its_detail_with_exit_1(
     migrated_sqlite, tmp_path, hostile_files
 ):
     db = tmp_path / "db.sqlite3"
@@ -222,9 +223,10 @@ def test_loadmodel_cli_failure_is_one_line_on_stderr_with_exit_1(
     )
     assert done.returncode == 1
     assert done.stdout == ""
-    assert len(done.stderr.strip().splitlines()) == 1
+    sentence, detail = done.stderr.strip().splitlines()
     assert "Traceback" not in done.stderr
-    assert "boom while loading" in done.stderr
+    assert sentence.endswith(FAILURES["load_error"].sentence)
+    assert detail == "[invalid_model: load_error] RuntimeError: boom while loading"
     info = run_manage(["modelinfo", "bad"], db, tmp_path)
     assert info.returncode == 1
     assert "No model with slug 'bad'" in info.stderr

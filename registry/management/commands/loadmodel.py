@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from registry import actions, jsondepth, mlflow_models
 from registry.exceptions import RegistryError
 from registry.models import Activation
+from registry.upload_errors import technical_line
 
 
 class Command(BaseCommand):
@@ -54,7 +55,11 @@ class Command(BaseCommand):
                     description=options["description"],
                 )
         except RegistryError as exc:
-            raise CommandError(f"{path}: {exc.message}") from None
+            # The sentence on its own line, the technical detail (if any) below.
+            detail = technical_line(exc)
+            raise CommandError(
+                f"{path}: {exc.message}" + (f"\n{detail}" if detail else "")
+            ) from None
         if options["json"]:
             self.stdout.write(
                 json.dumps(

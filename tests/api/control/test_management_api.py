@@ -15,6 +15,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from registry.models import Activation, MLModel, ModelVersion, VersionEdit
+from registry.upload_errors import FAILURES
 
 pytestmark = pytest.mark.django_db
 
@@ -444,8 +445,9 @@ def test_upload_body_over_both_limits_is_413_before_it_is_read(
     settings.MODELHUB_MAX_MODEL_BYTES = 100
     settings.MODELHUB_MAX_BODY_BYTES = 100
     response = upload(api, staff, "iris", iris_path)
-    detail = assert_error(response, 413, "model_too_large")["detail"]
-    assert detail.startswith(
+    body = assert_error(response, 413, "model_too_large")
+    assert body["detail"] == FAILURES["too_large"].sentence.format(limit="100 bytes")
+    assert body["technical"].startswith(
         f"The request is {int(response.request['CONTENT_LENGTH']):,} "
     )
 

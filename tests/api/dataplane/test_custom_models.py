@@ -244,9 +244,8 @@ def test_custom_model_pickled_by_reference_needs_plugin_dir(
     settings.MODELHUB_PLUGIN_DIRS = []
     with pytest.raises(InvalidModel) as refused:
         register()
-    assert refused.value.message == (
-        "The file is not a usable model: ModuleNotFoundError: "
-        f"No module named '{user_module.name}'"
+    assert refused.value.technical == (
+        f"ModuleNotFoundError: No module named '{user_module.name}'"
     )
     assert not ModelVersion.objects.exists()
 
