@@ -19,19 +19,25 @@ from monitoring import rollup, stats
 from ..access import AUTHENTICATION, authorize, require_token
 from ..baseview import ApiView
 from ..dataplane.infer import serve_model
+from ..http import query_flag
 from ..openapi import PATH_VERSION, SLUG, TOKEN, ErrorSerializer, errors
 from ..parsers import JSONParser
 from . import catalog, publishing
+from .history import History
+from .pagination import ManagementPagination
 from .permissions import StaffWithPermission
 from .serializers import (
     ActivateSerializer,
+    HistoryEntrySerializer,
     ModelCreateSerializer,
     ModelDetailSerializer,
+    ModelEditSerializer,
     ModelHealthSerializer,
     ModelSummarySerializer,
     StatsSerializer,
     VersionDetailSerializer,
     VersionEditSerializer,
+    VersionSerializer,
     VersionUploadSerializer,
 )
 
@@ -92,20 +98,91 @@ class ModelListView(ManagementView):
         )
 
 
-class ModelDetailView(ApiView):
+FORCE = OpenApiParameter(
+    "force",
+    str,
+    enum=["1", "0", "true", "false"],
+    description="1: delete even while the model serves a version.",
+)
+
+
+class ModelDetailView(ManagementView):
+    parser_classes = [JSONParser]
+    write_permissions = {
+        "PATCH": "registry.change_mlmodel",
+        "DELETE": "registry.delete_mlmodel",
+    }
+
     @extend_schema(
+        summary="Describe a model",
+        description="The model, its versions (newest first), the schema and "
+        "classes of the version it serves, and a request body that works "
+        "(`example_request`). A private model is a 404 to whoever it does not "
+        "answer.",
         parameters=[SLUG],
-        responses={200: ModelDetailSerializer, 404: ErrorSerializer},
+        responses={200: ModelDetailSerializer, **errors(401, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         require_token(request)
         model = catalog.get_visible_model(slug, request)
         return Response(catalog.model_detail(model))
 
+    @extend_schema(
+        summary="Edit a model",
+        description="Change any of its slug, name, description and privacy; "
+        "the fields left out keep their value. A new slug serves from the next "
+        "request on and the old one answers 404. Needs the admin's *Can change "
+        "model* permission.",
+        parameters=[SLUG],
+        request=ModelEditSerializer,
+        responses={200: ModelDetailSerializer, **errors(400, 401, 403, 404, 409, 415)},
+        auth=TOKEN,
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        change = publishing.read_model_change(request.data)
+        model = publishing.edit_model(slug=slug, change=change)
+        return Response(catalog.model_detail(model))
+
+    @extend_schema(
+        summary="Delete a model",
+        description="Deletes the model with all its versions, their files and "
+        "its history. While it serves a version the answer is 409 "
+        "`model_has_active_version`, unless `?force=1`. Needs the admin's *Can "
+        "delete model* permission.",
+        parameters=[SLUG, FORCE],
+        responses={204: None, **errors(400, 401, 403, 404, 409)},
+        auth=TOKEN,
+    )
+    def delete(self, request: Request, slug: str) -> Response:
+        force = bool(query_flag(request, "force"))
+        publishing.delete_model(slug=slug, force=force)
+        return Response(status=204)
+
 
 class VersionListView(ManagementView):
     parser_classes = [MultiPartParser]
+    pagination_class = ManagementPagination
     write_permissions = {"POST": "registry.add_modelversion"}
+
+    @extend_schema(
+        summary="List a model's versions",
+        description="Newest first, a page at a time: `?page=` (from 1) and "
+        "`?page_size=` (1 to 100, default 20); `next` is null on the last page. "
+        "A page past the last is 404 `invalid_page`.",
+        parameters=[SLUG],
+        responses={200: VersionSerializer(many=True), **errors(400, 401, 404)},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        require_token(request)
+        model = catalog.get_visible_model(slug, request)
+        pages = ManagementPagination()
+        versions = pages.paginate_queryset(
+            model.versions.order_by("-number"), request, view=self
+        )
+        active = model.active_version_id
+        return pages.get_paginated_response(
+            [catalog.describe_version(v, active_id=active) for v in versions]
+        )
 
     @extend_schema(
         parameters=[SLUG],
@@ -183,6 +260,34 @@ class ActivateView(ManagementView):
         number = publishing.read_version_number(request.data)
         version = publishing.activate(slug=slug, number=number, user=request.user)
         return Response(catalog.version_detail(version))
+
+
+class HistoryView(ApiView):
+    """Who changed what a model serves: staff, or a key that may read the
+    management API (the history names people)."""
+
+    pagination_class = ManagementPagination
+
+    def get_permissions(self) -> list[BasePermission]:
+        return [StaffWithPermission("registry.view_mlmodel")]
+
+    @extend_schema(
+        summary="A model's activation history",
+        description="Every activation, rollback and version edit, newest "
+        "first: who, when, through which channel (admin, cli, api), from which "
+        "version to which. Paginated as the version list is. Staff with *Can "
+        "view model*, or an API key that may read the management API.",
+        parameters=[SLUG],
+        responses={
+            200: HistoryEntrySerializer(many=True),
+            **errors(400, 401, 403, 404),
+        },
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        model = catalog.get_visible_model(slug, request)
+        pages = ManagementPagination()
+        entries = pages.paginate_queryset(History(model), request, view=self)
+        return pages.get_paginated_response(entries)
 
 
 class ModelHealthView(ApiView):
