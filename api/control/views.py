@@ -79,13 +79,22 @@ class ModelListView(ManagementView):
     parser_classes = [JSONParser]
     write_permissions = {"POST": "registry.add_mlmodel"}
 
-    @extend_schema(responses={200: ModelSummarySerializer(many=True)})
+    @extend_schema(
+        summary="List the models you may call",
+        description="Every model you may see, with the version it serves. "
+        "Anonymous callers see the public ones; a private model is listed only "
+        "to who may call it (and to staff).",
+        responses={200: ModelSummarySerializer(many=True), **errors(401)},
+    )
     def get(self, request: Request) -> Response:
         require_token(request)
         models = catalog.visible_models(request)
         return Response([catalog.model_summary(m) for m in models])
 
     @extend_schema(
+        summary="Create a model",
+        description="A route with no version yet: upload its first file to "
+        "`/api/models/{slug}/versions/`. Needs *Can add model*.",
         request=ModelCreateSerializer,
         responses={201: ModelDetailSerializer, **errors(400, 401, 403, 409, 415)},
         auth=TOKEN,
@@ -185,6 +194,11 @@ class VersionListView(ManagementView):
         )
 
     @extend_schema(
+        summary="Upload a new version",
+        description="A model file as the multipart field `file` (.skops, or "
+        ".joblib/.pkl with *Can upload joblib/pickle files*), checked by the "
+        "preflight in a separate process before it is stored, and served at "
+        "once unless `activate=false`. Needs *Can add model version*.",
         parameters=[SLUG],
         request={"multipart/form-data": VersionUploadSerializer},
         responses={
@@ -209,6 +223,9 @@ class VersionDetailView(ManagementView):
     }
 
     @extend_schema(
+        summary="Describe a version",
+        description="What the preflight learned about one upload: its input "
+        "schema, classes, metadata and warnings.",
         parameters=[SLUG, PATH_VERSION],
         responses={200: VersionDetailSerializer, **errors(401, 404)},
     )
@@ -218,6 +235,10 @@ class VersionDetailView(ManagementView):
         return Response(catalog.version_detail(found))
 
     @extend_schema(
+        summary="Edit a version's schema or metadata",
+        description="The stored file is reloaded in the preflight process and "
+        "must predict on a row built from the new schema; every worker serves "
+        "the change from its next request. Needs *Can change model version*.",
         parameters=[SLUG, PATH_VERSION],
         request=VersionEditSerializer,
         responses={
@@ -234,6 +255,9 @@ class VersionDetailView(ManagementView):
         return Response(catalog.version_detail(edited))
 
     @extend_schema(
+        summary="Delete a version",
+        description="The version and its file; the served version is refused "
+        "with 409 `version_active`. Needs *Can delete model version*.",
         parameters=[SLUG, PATH_VERSION],
         responses={204: None, **errors(401, 403, 404, 409)},
         auth=TOKEN,
@@ -248,6 +272,10 @@ class ActivateView(ManagementView):
     write_permissions = {"POST": "registry.change_mlmodel"}
 
     @extend_schema(
+        summary="Serve a version",
+        description="Switch the model to version `n` in one step, recorded in "
+        "its history; every worker serves it from its next request. Needs *Can "
+        "change model*.",
         parameters=[SLUG],
         request=ActivateSerializer,
         responses={
@@ -292,6 +320,9 @@ class HistoryView(ApiView):
 
 class ModelHealthView(ApiView):
     @extend_schema(
+        summary="Can this model answer?",
+        description="Loads the served version (if this worker has not yet) and "
+        "says which one answers; 503 when its file cannot be loaded.",
         parameters=[SLUG],
         responses={
             200: ModelHealthSerializer,
@@ -316,6 +347,10 @@ class StatsView(ApiView):
     permission_classes = [StaffWithPermission]
 
     @extend_schema(
+        summary="Traffic, errors and latency per model",
+        description="Requests, errors, rows and latency percentiles per model "
+        "and version since a time (staff, or a key that may read the "
+        "management API).",
         parameters=[
             OpenApiParameter(
                 "since", str, description="ISO-8601 or 15m, 24h, 7d (default 24h)"
