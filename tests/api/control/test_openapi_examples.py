@@ -263,6 +263,16 @@ def test_health_endpoints_are_described_and_answer_as_described(api, demos):
     assert set(ready.json()) <= set(properties)
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("method", ["post", "put", "delete", "trace"])
+def test_health_endpoints_answer_other_methods_with_a_json_405(api, db, path, method):
+    response = getattr(api, method)(path)
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "method_not_allowed"
+    assert response["Allow"] == "GET, HEAD"
+
+
 def test_docs_page_links_the_v2_endpoints_and_their_protocol(api, demos):
     text = schema(api)["info"]["description"]
     assert "https://github.com/kserve/open-inference-protocol" in text
