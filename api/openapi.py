@@ -102,10 +102,31 @@ def postprocess_schema(
             if (p.get("in"), p.get("name")) != ("query", "version")
         ]
     result["paths"].update(HEALTH_PATHS)
+    result["tags"] = TAGS
     if request is not None:
         add_model_operations(result, request)
     return result
 
+
+# In this order on the docs page: what a newcomer wants first, first.
+TAGS = [
+    {
+        "name": "served models",
+        "description": "One operation per model you may call, with request "
+        "bodies built from its own features: Try it out, Execute.",
+    },
+    {
+        "name": "predict",
+        "description": "Any model by slug, every accepted body format.",
+    },
+    {
+        "name": "models",
+        "description": "The catalog, and the management API for automation "
+        "(staff tokens or API keys with a management scope).",
+    },
+    {"name": "stats", "description": "Traffic, errors and latency."},
+    {"name": "health", "description": "For orchestrators and load balancers."},
+]
 
 _READINESS = {
     "type": "object",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -96,6 +96,18 @@ class ModelListView(ManagementView):
         description="A route with no version yet: upload its first file to "
         "`/api/models/{slug}/versions/`. Needs *Can add model*.",
         request=ModelCreateSerializer,
+        examples=[
+            OpenApiExample(
+                "a private model",
+                {
+                    "slug": "churn",
+                    "name": "Churn",
+                    "description": "Who leaves next month",
+                    "private": True,
+                },
+                request_only=True,
+            )
+        ],
         responses={201: ModelDetailSerializer, **errors(400, 401, 403, 409, 415)},
         auth=TOKEN,
     )
@@ -144,6 +156,14 @@ class ModelDetailView(ManagementView):
         "model* permission.",
         parameters=[SLUG],
         request=ModelEditSerializer,
+        examples=[
+            OpenApiExample(
+                "describe it",
+                {"name": "Churn", "description": "Who leaves, retrained monthly"},
+                request_only=True,
+            ),
+            OpenApiExample("make it private", {"private": True}, request_only=True),
+        ],
         responses={200: ModelDetailSerializer, **errors(400, 401, 403, 404, 409, 415)},
         auth=TOKEN,
     )
@@ -241,6 +261,23 @@ class VersionDetailView(ManagementView):
         "the change from its next request. Needs *Can change model version*.",
         parameters=[SLUG, PATH_VERSION],
         request=VersionEditSerializer,
+        examples=[
+            OpenApiExample(
+                "name the features",
+                {
+                    "input_schema": [
+                        {"name": "age", "type": "number"},
+                        {"name": "city", "type": "string"},
+                    ]
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "replace the metadata",
+                {"metadata": {"metrics": {"auc": 0.91}, "owner": "ml-team"}},
+                request_only=True,
+            ),
+        ],
         responses={
             200: VersionDetailSerializer,
             **errors(400, 401, 403, 404, 415),
@@ -278,6 +315,7 @@ class ActivateView(ManagementView):
         "change model*.",
         parameters=[SLUG],
         request=ActivateSerializer,
+        examples=[OpenApiExample("serve v2", {"version": 2}, request_only=True)],
         responses={
             200: VersionDetailSerializer,
             **errors(400, 401, 403, 404, 409, 415),

@@ -222,6 +222,17 @@ def test_every_operation_has_a_summary_in_plain_words(api, demos, staff_user):
         assert "_" not in summary, (method, path, summary)
 
 
+def test_every_json_request_body_carries_an_example(api, db):
+    bodies = [
+        (method, path, op["requestBody"]["content"]["application/json"])
+        for path, method, op in operations(schema(api))
+        if "application/json" in op.get("requestBody", {}).get("content", {})
+    ]
+    assert ("patch", "/api/models/{slug}/") in {(m, p) for m, p, _ in bodies}
+    for method, path, content in bodies:
+        assert content.get("examples"), (method, path)
+
+
 def test_operation_ids_are_unique(api, publish, iris_classifier):
     publish(iris_classifier, "a-b")
     publish(iris_classifier, "a_b")
