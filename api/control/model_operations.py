@@ -34,17 +34,19 @@ def callable_models(request: Request) -> list[MLModel]:
         active_version__status=ModelVersion.Status.READY
     ):
         try:
-            authorize(request, _ref(model.active_version, private=model.private))
+            authorize(request, _ref(model))
         except (APIException, RegistryError):
             continue
         found.append(model)
     return found
 
 
-def _ref(version: ModelVersion, *, private: bool) -> VersionRef:
+def _ref(model: MLModel) -> VersionRef:
+    """What api.access.authorize reads of a served version."""
+    version = model.active_version
     return VersionRef(
         id=version.pk,
-        slug=version.model.slug,
+        slug=model.slug,
         number=version.number,
         sha256=version.sha256,
         file_name=version.file.name,
@@ -52,7 +54,7 @@ def _ref(version: ModelVersion, *, private: bool) -> VersionRef:
         kind=version.kind,
         input_schema=version.input_schema,
         classes=version.classes,
-        private=private,
+        private=model.private,
     )
 
 
@@ -72,17 +74,13 @@ def add_model_operations(result: dict[str, Any], request: Request) -> None:
     }
     for model in models:
         version = model.active_version
-        examples = example_bodies(
-            catalog.example_request(version),
-            classifier=version.kind == ModelVersion.Kind.CLASSIFIER,
-        )
         result["paths"][f"/api/predict/{model.slug}/"] = {
             "post": model_operation(
                 generic,
                 slug=model.slug,
                 summary=f"Predict with {model.display_name}",
                 description=describe(model, version),
-                examples=examples,
+                examples=_examples(version),
                 private=model.private,
                 operation_id=operation_id(model.slug, taken),
             )
@@ -95,10 +93,7 @@ def aim_templates(result: dict[str, Any], model: MLModel) -> None:
     """The templated predict operations (active and pinned) get the first
     callable model's bodies, and its slug and version prefilled."""
     version = model.active_version
-    examples = example_bodies(
-        catalog.example_request(version),
-        classifier=version.kind == ModelVersion.Kind.CLASSIFIER,
-    )
+    examples = _examples(version)
     prefill = {"slug": model.slug, "version": version.number}
     for path in TEMPLATES:
         operation = result["paths"].get(path, {}).get("post")
@@ -108,6 +103,13 @@ def aim_templates(result: dict[str, Any], model: MLModel) -> None:
         for parameter in operation.get("parameters", []):
             if parameter.get("in") == "path" and parameter["name"] in prefill:
                 parameter["example"] = prefill[parameter["name"]]
+
+
+def _examples(version: ModelVersion) -> dict[str, Any]:
+    return example_bodies(
+        catalog.example_request(version),
+        classifier=version.kind == ModelVersion.Kind.CLASSIFIER,
+    )
 
 
 def describe(model: MLModel, version: ModelVersion) -> str:

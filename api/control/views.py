@@ -333,6 +333,7 @@ class HistoryView(ApiView):
     management API (the history names people)."""
 
     pagination_class = ManagementPagination
+    permission_classes = [StaffWithPermission]  # what the schema reads
 
     def get_permissions(self) -> list[BasePermission]:
         return [StaffWithPermission("registry.view_mlmodel")]
