@@ -259,6 +259,11 @@ STATS = {
     "staff_token": OK,
     "staff_session": OK,
 }
+# A model's history names people: who may read stats may read it.
+HISTORY = {
+    caller: (OK, OK, HIDDEN) if outcome == OK else (outcome,) * 3
+    for caller, outcome in STATS.items()
+}
 SEES_HEALTH_DETAIL = {"manage_read", "manage_write", "staff_token", "staff_session"}
 # /v2 is the data plane: no session there either.
 SEES_V2_HEALTH_DETAIL = SEES_HEALTH_DETAIL - {"staff_session"}
@@ -284,6 +289,8 @@ SLUGGED = {
     "v2_ready": Endpoint("GET", "/v2/models/{slug}/ready", CALLS, v2=True),
     "model_detail": Endpoint("GET", "/api/models/{slug}/", CATALOG),
     "version_detail": Endpoint("GET", "/api/models/{slug}/versions/1/", CATALOG),
+    "version_list": Endpoint("GET", "/api/models/{slug}/versions/", CATALOG),
+    "history": Endpoint("GET", "/api/models/{slug}/history/", HISTORY),
     "model_health": Endpoint("GET", "/api/models/{slug}/health/", HEALTH),
     "activate": Endpoint("POST", "/api/models/{slug}/activate/", WRITE, {"version": 1}),
 }
