@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
 from monitoring.requestlog import writer
 from registry.warmup import load_active
@@ -48,13 +50,35 @@ def readiness_for(request: HttpRequest) -> tuple[bool, dict[str, Any]]:
     return ready, body
 
 
-@require_GET
+def get_only(view: Callable[[HttpRequest], JsonResponse]) -> Callable[..., Any]:
+    """GET (and HEAD); any other method is the API's JSON 405, not Django's
+    empty HTML one."""
+
+    @csrf_exempt  # a POST is a 405 here, not a CSRF refusal
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest) -> JsonResponse:
+        if request.method not in ("GET", "HEAD"):
+            response = JsonResponse(
+                {
+                    "detail": f'Method "{request.method}" not allowed.',
+                    "code": "method_not_allowed",
+                },
+                status=405,
+            )
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request)
+
+    return wrapped
+
+
+@get_only
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: answers while the process lives, touches nothing."""
     return JsonResponse({"status": "alive"})
 
 
-@require_GET
+@get_only
 def readyz(request: HttpRequest) -> JsonResponse:
     ready, body = readiness_for(request)
     return JsonResponse(body, status=200 if ready else 503)

@@ -219,6 +219,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The description, the health endpoints and an operation per model the
+    # caller may call, with bodies built from its features (api.openapi).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.openapi.postprocess_schema",
+    ],
 }
 CSRF_FAILURE_VIEW = "api.errors.csrf_failure"
 

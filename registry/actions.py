@@ -4,7 +4,8 @@ register_version() validates, hashes, stores and (optionally) activates;
 activate()/rollback() switch a model's active version in one UPDATE and
 record who did it; edit_version() changes how a version serves (schema,
 metadata) after the preflight's checks; mark_invalid() takes a version out of
-service; delete_version() removes a row and its file together. Every change
+service; delete_version() removes a row and its file together, delete_model()
+a model with all of its (refusing one that serves unless forced). Every change
 that alters what a slug serves is announced to the other processes when its
 transaction commits (registry.changes); nothing else tells them.
 """
@@ -31,6 +32,7 @@ from .exceptions import (
     InvalidModel,
     InvalidSchema,
     ModelExists,
+    ModelHasActiveVersion,
     ModelTooLarge,
     NothingToChange,
     NothingToRollBack,
@@ -329,6 +331,25 @@ def delete_models(models: Iterable[MLModel]) -> None:
             model.delete()
             changes.announce()
             transaction.on_commit(lambda names=names: _delete_files(names))
+
+
+def delete_model(model: MLModel, *, force: bool = False) -> None:
+    """Delete a model with its versions, their files and its history.
+
+    A model still serving a version is refused unless ``force``: its clients
+    would start getting 404s. The check and the delete happen under the
+    model's row lock, so an activation cannot slip in between.
+    """
+    with transaction.atomic():
+        locked = MLModel.objects.select_for_update().filter(pk=model.pk).first()
+        if locked is None:
+            raise UnknownModel(f"No model with slug '{model.slug}'.")
+        if locked.active_version_id is not None and not force:
+            raise ModelHasActiveVersion(
+                f"Model '{locked.slug}' is serving a version: deleting it would "
+                "answer its clients 404. Force the delete to go ahead."
+            )
+        delete_models([locked])
 
 
 def _delete_files(names: list[str]) -> None:

@@ -125,6 +125,12 @@ class VersionActive(RegistryError):
     code = "version_active"
 
 
+class ModelHasActiveVersion(VersionActive):
+    """A model that serves a version is not deleted unless that is forced."""
+
+    code = "model_has_active_version"
+
+
 class NothingToRollBack(RegistryError):
     """The model has no earlier version to return to."""
 

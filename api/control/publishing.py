@@ -1,4 +1,5 @@
-"""The management API's writes: create a model, publish, edit, activate, delete.
+"""The management API's writes: create, edit and delete a model; publish, edit,
+activate and delete its versions.
 
 Each goes through registry.actions, the write path of the admin and the CLI,
 with the API channel and the token's user: the preflight, the size limit and
@@ -67,6 +68,69 @@ def create_model(new: NewModel) -> MLModel:
         description=new.description,
         private=new.private,
     )
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """What a PATCH changes; None keeps the current value."""
+
+    slug: str | None
+    name: str | None
+    description: str | None
+    private: bool | None
+
+
+MODEL_FIELDS = ("slug", "name", "description", "private")
+
+
+def read_model_change(data: Any) -> ModelChange:
+    """The JSON body of a model edit: any of slug, name, description, private."""
+    if not isinstance(data, dict):
+        raise InvalidField("The body must be a JSON object.")
+    unknown = sorted(set(data) - set(MODEL_FIELDS))
+    if unknown:
+        raise InvalidField(
+            f"'{unknown[0][:100]}' cannot be edited: send any of "
+            + ", ".join(f"'{f}'" for f in MODEL_FIELDS)
+            + ".",
+            field=unknown[0][:100],
+        )
+    if not data:
+        raise InvalidField(
+            "Send at least one of " + ", ".join(f"'{f}'" for f in MODEL_FIELDS) + "."
+        )
+    private = data.get("private")
+    if "private" in data and type(private) is not bool:
+        raise InvalidField("'private' must be true or false.", field="private")
+
+    def given(field: str, max_length: int = 0) -> str | None:
+        return _text(data, field, max_length=max_length) if field in data else None
+
+    return ModelChange(
+        slug=given("slug"),
+        name=given("name", _max_length("name")),
+        description=given("description"),
+        private=private,
+    )
+
+
+def edit_model(*, slug: str, change: ModelChange) -> MLModel:
+    """Rename, describe or change who may call a model, from the next request on."""
+    model = get_model(slug)
+    return actions.update_model(
+        model,
+        name=model.name if change.name is None else change.name,
+        description=(
+            model.description if change.description is None else change.description
+        ),
+        private=model.private if change.private is None else change.private,
+        slug=None if change.slug in (None, model.slug) else change.slug,
+    )
+
+
+def delete_model(*, slug: str, force: bool) -> None:
+    """The model, its versions and their files (once the delete commits)."""
+    actions.delete_model(get_model(slug), force=force)
 
 
 def read_upload(request: Request) -> Upload:

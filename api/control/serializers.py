@@ -145,3 +145,42 @@ class VersionDetailSerializer(VersionSerializer):
     classes = serializers.JSONField(allow_null=True)
     metadata = serializers.JSONField()
     warnings = serializers.ListField(child=serializers.CharField())
+
+
+class ModelEditSerializer(serializers.Serializer):
+    """A partial change: fields left out keep their value."""
+
+    slug = serializers.RegexField(
+        r"^[-a-zA-Z0-9_]+$",
+        max_length=100,
+        required=False,
+        help_text="A new URL name: predictions move to /api/predict/<slug>/ at once.",
+    )
+    name = serializers.CharField(required=False, max_length=200, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    private = serializers.BooleanField(required=False)
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(
+        ["activation", "rollback", "edit"],
+        help_text="activation or rollback: the served version changed; edit: a "
+        "version's schema or metadata did.",
+    )
+    at = serializers.DateTimeField()
+    user = serializers.CharField(
+        allow_null=True, help_text="Who; null for a local command (the CLI)."
+    )
+    channel = serializers.ChoiceField(["admin", "cli", "api"])
+    from_version = serializers.IntegerField(
+        required=False, allow_null=True, help_text="activation, rollback"
+    )
+    to_version = serializers.IntegerField(
+        required=False, help_text="activation, rollback"
+    )
+    version = serializers.IntegerField(required=False, help_text="edit")
+    changes = serializers.JSONField(
+        required=False,
+        help_text='edit: {"input_schema": {"from": [...], "to": [...]}, '
+        '"metadata": [keys]}',
+    )

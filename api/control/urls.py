@@ -25,6 +25,11 @@ urlpatterns = [
         name="model-activate",
     ),
     path(
+        "api/models/<slug:slug>/history/",
+        views.HistoryView.as_view(),
+        name="model-history",
+    ),
+    path(
         "api/models/<slug:slug>/health/",
         views.ModelHealthView.as_view(),
         name="model-health",

@@ -23,7 +23,14 @@ from ..http import query_version
 from ..openapi import SLUG, errors
 from ..renderers import dumps
 from .infer import infer
-from .openapi import EXAMPLES, VERSION, PredictBodySerializer, PredictionSerializer
+from .openapi import (
+    EXAMPLES,
+    PREDICT_DESCRIPTION,
+    PREDICT_SUMMARY,
+    VERSION,
+    PredictBodySerializer,
+    PredictionSerializer,
+)
 from .rest import RestDecoder, response_body
 
 
@@ -31,8 +38,8 @@ class PredictView(ApiView):
     """DRF documents this endpoint and answers its errors and other methods;
     a POST that succeeds skips DRF's dispatch, about a tenth of its CPU."""
 
-    # The docstring is the OpenAPI description. The POST path authenticates
-    # and throttles with the classes declared here (api.access).
+    # The POST path authenticates and throttles with the classes declared
+    # here (api.access); its OpenAPI text is in .openapi.
     authentication_classes = AUTHENTICATION
     parser_classes: list[Any] = []
     throttle_classes = [THROTTLE]
@@ -50,6 +57,8 @@ class PredictView(ApiView):
             return self.finalize_response(drf_request, response, *args, **kwargs)
 
     @extend_schema(
+        summary=PREDICT_SUMMARY,
+        description=PREDICT_DESCRIPTION,
         request={
             "application/json": PredictBodySerializer,
             "text/csv": {"type": "string"},
