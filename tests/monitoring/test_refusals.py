@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import Client
 from prometheus_client import REGISTRY
 
 from api.access import issuing
@@ -26,6 +27,13 @@ def predict(client, slug: str, **headers: str):
         content_type="application/json",
         **headers,
     )
+
+
+@pytest.fixture
+def anonymous() -> Client:
+    """A client of its own: ``staff_client`` logs pytest-django's ``client``
+    in, and a staff session may predict on private models."""
+    return Client()
 
 
 def refusals_counted(code: str) -> float:
@@ -48,11 +56,11 @@ def test_made_up_slugs_are_folded_into_one_rollup_bucket(client, staff_client):
 
 
 def test_private_model_refused_is_counted_as_an_unknown_model(
-    client, staff_client, publish, iris_classifier
+    anonymous, staff_client, publish, iris_classifier
 ):
     publish(iris_classifier, "hush", private=True)
     before = refusals_counted("unknown_model")
-    assert predict(client, "hush").status_code == 404
+    assert predict(anonymous, "hush").status_code == 404
     row = RequestLog.objects.get(slug="hush")
     assert (row.status, row.error_code, row.version) == (404, "unknown_model", None)
     assert refusals_counted("unknown_model") == before + 1
@@ -87,11 +95,11 @@ def test_refusal_of_a_key_out_of_scope_is_logged_with_its_name(
 
 
 def test_missing_token_under_require_token_is_counted_as_not_authenticated(
-    client, staff_client, publish, iris_classifier, settings
+    anonymous, staff_client, publish, iris_classifier, settings
 ):
     publish(iris_classifier, "iris")
     settings.MODELHUB_REQUIRE_TOKEN = True
-    assert predict(client, "iris").status_code == 401
+    assert predict(anonymous, "iris").status_code == 401
     assert RequestLog.objects.get().error_code == "not_authenticated"
     totals = staff_client.get("/api/stats/").json()["totals"]
     assert totals["refusals"]["not_authenticated"] == 1
