@@ -86,9 +86,7 @@ def test_a_new_user_goes_from_login_to_a_prediction_of_their_own_model(
     curl = page.locator('[data-snippet="curl"]')
     expect(curl).to_contain_text(f"{live_server.url}/api/predict/wine/v1/")
     expect(curl).to_contain_text("alcohol")
-    expect(page.get_by_role("table", name="Input schema")).to_contain_text(
-        "proline"
-    )
+    expect(page.get_by_role("table", name="Input schema")).to_contain_text("proline")
     form = page.get_by_role("form", name="Try it")
     form.get_by_role("button", name="Send").click()
     expect(form.locator(".pages-try-status")).to_have_text(re.compile(r"^200\b"))
