@@ -315,13 +315,21 @@ def smoke_input(schema: InputSchema, metadata: dict[str, Any]) -> tuple[Any, str
         return None, "the number of input features is unknown"
     row: dict[str, Any] = {}
     for feature in features:
-        if feature["type"] == NUMBER:
-            row[feature["name"]] = 0.0
-        elif feature.get("categories"):
-            row[feature["name"]] = feature["categories"][0]
-        else:
+        value = placeholder(feature)
+        if value is None:
             return None, f"no example value for string feature {feature['name']!r}"
+        row[feature["name"]] = value
     return _frame_or_array([row], schema), ""
+
+
+def placeholder(feature: Feature, unknown: Any = None) -> Any:
+    """A value of the feature's type for a made-up row: 0.0, or a string
+    feature's first category (``unknown`` when it has none). The smoke test,
+    the catalog's example and the pages' snippets fill rows alike."""
+    if feature.get("type", NUMBER) == NUMBER:
+        return 0.0
+    categories = feature.get("categories") or []
+    return categories[0] if categories else unknown
 
 
 def _has_strings(values: list[Any]) -> bool:

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from rest_framework.request import Request
 
 from registry.exceptions import UnknownVersion
+from registry.inspection import placeholder
 from registry.models import MLModel, ModelVersion
 
 from .. import access
@@ -103,11 +104,5 @@ def example_request(version: ModelVersion) -> dict[str, Any]:
             else {"inputs": [example[0]]}
         )
     if not version.input_schema.get("named") and features:
-        return {"inputs": [[_placeholder(f) for f in features]]}
-    return {"data": {f["name"]: _placeholder(f) for f in features}}
-
-
-def _placeholder(feature: dict[str, Any]) -> Any:
-    if feature.get("type") == "string":
-        return (feature.get("categories") or [""])[0]
-    return 0.0
+        return {"inputs": [[placeholder(f, "") for f in features]]}
+    return {"data": {f["name"]: placeholder(f, "") for f in features}}

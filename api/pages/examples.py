@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from registry.inspection import NUMBER, SchemaError, example_records
+from registry.inspection import SchemaError, example_records, placeholder
 from registry.models import ModelVersion
 
 INPUT_EXAMPLE = "input_example"
@@ -42,7 +42,7 @@ def example_for(version: ModelVersion) -> Example:
     recorded = _first_record(version.metadata or {})
     if recorded is not None and _fits(recorded, features, named=named):
         return Example(_arranged(recorded, features, named=named), INPUT_EXAMPLE)
-    placeholders = {str(f["name"]): _placeholder(f) for f in features}
+    placeholders = {str(f["name"]): placeholder(f, "") for f in features}
     row = placeholders if named else list(placeholders.values())
     return Example(row, PLACEHOLDERS)
 
@@ -86,10 +86,3 @@ def _arranged(
     if named and names:
         return dict(zip(names, values, strict=True))
     return values
-
-
-def _placeholder(feature: dict[str, Any]) -> Any:
-    if feature.get("type", NUMBER) == NUMBER:
-        return 0.0
-    categories = feature.get("categories") or []
-    return categories[0] if categories else ""
