@@ -32,7 +32,7 @@ class BufferedWriter(RequestLogWriter):
         self._oldest = 0.0
 
     def submit(self, entry: LogEntry) -> None:
-        with self._lock:
+        with self._rows:
             if len(self._pending) >= settings.MODELHUB_LOG_BUFFER_SIZE:
                 self._drop()
             else:

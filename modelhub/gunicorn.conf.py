@@ -145,12 +145,13 @@ def post_worker_init(worker) -> None:  # noqa: ANN001
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001
-    """Graceful exit (TERM, HUP, max_requests): write rows still buffered and
-    fold them into the dashboard's rollup."""
+    """Every exit where Python still runs (TERM, HUP, max_requests, the
+    worker timeout's abort, an error): commit the rows of the open window and
+    any buffered ones, and fold them into the dashboard's rollup."""
     from monitoring import rollup
     from monitoring.requestlog import writer
 
-    writer.flush()
+    writer.close()
     rollup.refresh()
     # The worker's copies of the listening sockets, closed before Python's
     # exit would warn about them on stderr; the master's stay open.

@@ -317,13 +317,21 @@ MODELHUB_KEY_RECHECK_MS = env_int("MODELHUB_KEY_RECHECK_MS", 2000)
 # private models' series are labelled by an opaque id instead of their slug.
 MODELHUB_METRICS_TOKEN = env_str("MODELHUB_METRICS_TOKEN", "")
 
-# Request log: "after_response" writes each row once the response is sent,
-# "sync" before it; "off" exists only to measure the cost in benchmarks.
+# Request log: "after_response" queues each row once the response is sent
+# (committed by the group commit below), "sync" commits it before the
+# response is sent, whatever the window; "off" exists only to measure the
+# cost in benchmarks.
 MODELHUB_LOG_MODE = env_str("MODELHUB_LOG_MODE", "after_response")
 if MODELHUB_LOG_MODE not in {"after_response", "sync", "off"}:
     raise ImproperlyConfigured(
         f"MODELHUB_LOG_MODE={MODELHUB_LOG_MODE!r}: use after_response, sync or off"
     )
+# Group commit: a row is committed at most this many ms after its response
+# was sent (0 = a commit per request, before the worker takes its next one),
+# or as soon as MODELHUB_LOG_COMMIT_ROWS rows wait. A worker killed with
+# SIGKILL loses the rows not yet committed; every graceful exit commits them.
+MODELHUB_LOG_COMMIT_MS = env_int("MODELHUB_LOG_COMMIT_MS", 10)
+MODELHUB_LOG_COMMIT_ROWS = env_int("MODELHUB_LOG_COMMIT_ROWS", 256, minimum=1)
 # Rows a worker keeps while the database is down; beyond this they are counted.
 MODELHUB_LOG_BUFFER_SIZE = env_int("MODELHUB_LOG_BUFFER_SIZE", 10_000, minimum=1)
 MODELHUB_LOG_CLIENT = env_bool("MODELHUB_LOG_CLIENT", False)

@@ -65,7 +65,7 @@ class RequestLogMiddleware:
         if mode == "after_response":
             after_response(response, partial(writer.submit, entry))
         elif mode == "sync":
-            writer.submit(entry)
+            writer.submit(entry, now=True)
         return response
 
 

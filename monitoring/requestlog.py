@@ -1,12 +1,15 @@
 """Writing the request log: one row per prediction request, never failing one.
 
-Contract: a request's row is committed before the worker takes its next
-request — written right after the response is sent (or before it, in "sync"
-mode). If the database is down, rows wait in a bounded per-worker buffer and
-are written with the next successful flush; what overflows is counted
-(metric, and a LogGap row once the database is back). The dashboard's rollup
-is folded from the rows separately (monitoring.rollup). Raw SQL, because the
-ORM's per-row overhead is most of the cost.
+Contract: a request's row is committed at most MODELHUB_LOG_COMMIT_MS after
+its response was sent, or sooner when MODELHUB_LOG_COMMIT_ROWS rows wait
+(group commit, monitoring.commit_window; 0 ms = a commit per request, in the
+request's own thread, before the worker takes its next request). Every
+graceful exit commits what waits (``close``). If the database is down, rows
+wait in a bounded per-worker buffer and are written with the next successful
+flush; what overflows is counted (metric, and a LogGap row once the database
+is back). The dashboard's rollup is folded from the rows separately
+(monitoring.rollup). Raw SQL, because the ORM's per-row overhead is most of
+the cost.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from django.utils import timezone
 from registry.routing import reconnect_later
 
 from . import metrics, rollup, writer_lock
+from .commit_window import CommitWindow, commit_at_exit
 from .models import LogGap, RequestLog
 
 logger = logging.getLogger(__name__)
@@ -91,11 +95,18 @@ def _qmark(sql: str) -> str:
 
 
 class RequestLogWriter:
-    """Per-process writer with a bounded outage buffer."""
+    """Per-process writer with a commit window and a bounded outage buffer.
+
+    Two locks: ``_rows`` guards the pending rows for a moment (requests add
+    to them while a commit runs), ``_writing`` lets one commit run at a time.
+    """
 
     def __init__(self) -> None:
         self._pending: deque[LogEntry] = deque()
-        self._lock = threading.Lock()
+        self._rows = threading.Lock()
+        self._writing = threading.Lock()
+        self._window = CommitWindow(self._commit_window)
+        self._failing = False  # the last write failed: rows wait for a retry
         self._unrecorded_drops = 0
         self._drops_since: datetime | None = None
         self._last_warning = 0.0
@@ -108,15 +119,34 @@ class RequestLogWriter:
         self._shown = -1  # what LOG_ROWS_BUFFERED was last set to
         self._folded_at = float("-inf")  # when this process last ran rollup
 
-    def submit(self, entry: LogEntry) -> None:
+    def submit(self, entry: LogEntry, *, now: bool = False) -> None:
+        """Queue ``entry``; committed at once with ``now`` (the "sync" log
+        mode) or a zero window, else when its window closes."""
         if len(self._pending) >= settings.MODELHUB_LOG_BUFFER_SIZE:
             self.flush()  # the database may be back: make room first
-        with self._lock:
+        with self._rows:
             if len(self._pending) >= settings.MODELHUB_LOG_BUFFER_SIZE:
                 self._drop()
             else:
                 self._pending.append(entry)
+            waiting = len(self._pending)
+        window_ms = settings.MODELHUB_LOG_COMMIT_MS
+        if now or window_ms <= 0:
+            self.flush()
+        else:
+            self._window.row_added(
+                waiting, window_ms / 1000, settings.MODELHUB_LOG_COMMIT_ROWS
+            )
+
+    def close(self) -> int:
+        """The graceful exit: stop the window's thread, commit what waits."""
+        self._window.close()
+        return self.flush()
+
+    def _commit_window(self) -> bool:
+        """The window's commit; True when it failed (rows wait for a retry)."""
         self.flush()
+        return self._failing
 
     def _drop(self) -> None:
         self.dropped_total += 1
@@ -126,33 +156,44 @@ class RequestLogWriter:
 
     def flush(self) -> int:
         """Write what is pending; on a database error keep it for next time."""
-        with self._lock:
+        with self._writing:
             try:
                 self._settle_unconfirmed()
             except DatabaseError as exc:
+                self._failing = True
                 reconnect_later()
                 self._show_buffered()
                 self._warn(exc)
                 return 0
-            batch = list(self._pending)
-            drops = self._unrecorded_drops
+            with self._rows:
+                batch = list(self._pending)
+                drops = self._unrecorded_drops
+                since = self._drops_since
             if not batch and not drops:
                 return 0
             try:
-                self._write(batch, drops)
+                self._write(batch, drops, since)
             except DatabaseError as exc:
+                self._failing = True
                 self._unconfirmed, self._unconfirmed_drops = len(batch), drops
                 reconnect_later()
                 self._show_buffered()
                 self._warn(exc)
                 return 0
-            for _ in batch:
-                self._pending.popleft()
-            self._unrecorded_drops = 0
-            self._drops_since = None
+            self._failing = False
+            with self._rows:
+                for _ in batch:
+                    self._pending.popleft()
+                self._forget_drops(drops)
             self._show_buffered()
         self._fold_now_and_then()
         return len(batch)
+
+    def _forget_drops(self, count: int) -> None:
+        """Drops recorded in a LogGap row; more may have come meanwhile."""
+        self._unrecorded_drops -= count
+        if not self._unrecorded_drops:
+            self._drops_since = None
 
     def _fold_now_and_then(self) -> None:
         """Bring the rollup up to date at most every MODELHUB_LOG_ROLLUP_MS."""
@@ -182,11 +223,10 @@ class RequestLogWriter:
             created_at=first.created_at, slug=first.slug, request_id=first.request_id
         ).exists()
         if landed:
-            for _ in range(self._unconfirmed):
-                self._pending.popleft()
-            self._unrecorded_drops -= self._unconfirmed_drops
-            if not self._unrecorded_drops:
-                self._drops_since = None
+            with self._rows:
+                for _ in range(self._unconfirmed):
+                    self._pending.popleft()
+                self._forget_drops(self._unconfirmed_drops)
             self._show_buffered()
         self._unconfirmed = self._unconfirmed_drops = 0
 
@@ -203,7 +243,7 @@ class RequestLogWriter:
 
     def reset(self) -> None:
         """Forget pending rows and drops (a fresh process, for tests)."""
-        with self._lock:
+        with self._writing, self._rows:
             self._pending.clear()
             self._unrecorded_drops = 0
             self._unconfirmed = self._unconfirmed_drops = 0
@@ -211,7 +251,7 @@ class RequestLogWriter:
             self._shown = -1
             self._folded_at = float("-inf")
 
-    def _write(self, batch: list[LogEntry], drops: int) -> None:
+    def _write(self, batch: list[LogEntry], drops: int, since: datetime | None) -> None:
         db = connections[DEFAULT_DB_ALIAS]
         adapt = db.ops.adapt_datetimefield_value
         logs = [
@@ -241,7 +281,7 @@ class RequestLogWriter:
                     sql = _insert_log_sql(len(chunk))
                     cursor.execute(sql, [v for r in chunk for v in r])
             if drops:
-                LogGap.objects.create(dropped=drops, since=self._drops_since)
+                LogGap.objects.create(dropped=drops, since=since)
 
     def _write_direct(
         self, db: BaseDatabaseWrapper, logs: list[tuple[Any, ...]]
@@ -274,6 +314,7 @@ class RequestLogWriter:
 
 
 writer = RequestLogWriter()
+commit_at_exit(writer.close)
 
 
 def sanitize_payload(body: bytes) -> str:

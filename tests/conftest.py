@@ -31,6 +31,15 @@ def plain_static_files(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def commit_per_request(settings: Any) -> None:
+    """In-process tests read a request's row as soon as it is answered, inside
+    their own transaction: a row is committed per request, in the request's
+    thread. The group commit has its own tests (tests/monitoring/
+    test_group_commit.py) and is the default under gunicorn."""
+    settings.MODELHUB_LOG_COMMIT_MS = 0
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings: Any, tmp_path: Path) -> Path:
     root = tmp_path / "media"
     root.mkdir()

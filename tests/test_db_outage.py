@@ -565,11 +565,18 @@ def test_sqlite_made_read_only_keeps_serving_and_writes_buffered_rows_once_writa
     after: list[Outcome] = []
     sent = [*warm, *outage]
 
-    def every_row_landed() -> bool:
+    def every_buffered_row_landed() -> bool:
         after.extend(predict_many(server, f"after-{len(after) // 4}", 4))
-        return len(sqlite_log(db)) >= len(sent) + len(after)
+        logged = sqlite_log(db)
+        return all(o.request_id in logged for o in sent)
 
-    wait_until(every_row_landed, "every log row", RECOVERY_TIMEOUT)
+    wait_until(every_buffered_row_landed, "every buffered row", RECOVERY_TIMEOUT)
+    # The last requests' rows wait for their commit window.
+    wait_until(
+        lambda: len(sqlite_log(db)) >= len(sent) + len(after),
+        "every log row",
+        RECOVERY_TIMEOUT,
+    )
     wait_until_ready(server)
     assert_served(after, 1, install.predictions[1])
     assert_one_row_per_request(sqlite_log(db), [*sent, *after])
