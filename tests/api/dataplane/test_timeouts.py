@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
 
 import pytest
@@ -105,3 +107,87 @@ def test_time_limit_is_a_timeout_when_the_block_returns_past_its_deadline():
     with pytest.raises(PredictionTimeout):
         with time_limit(0.05, "'m' v1"):
             swallows_once()
+
+
+# Outside the main thread: a gthread request thread, a batcher's thread -----
+
+
+def in_a_thread(work):
+    """Runs ``work`` in a new thread; returns what it returned or raised."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(("returned", work()))
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            outcome.append(("raised", exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the limit never fired"
+    return outcome[0]
+
+
+def test_time_limit_interrupts_a_model_in_another_thread():
+    def slow() -> None:
+        with time_limit(0.05, "'m' v1"):
+            busy(3)
+
+    started = time.monotonic()
+    kind, value = in_a_thread(slow)
+    assert kind == "raised" and isinstance(value, PredictionTimeout), value
+    assert time.monotonic() - started < 1
+
+
+def test_time_limit_in_another_thread_interrupts_again_what_swallowed_it():
+    def falls_back_to_more_work() -> None:
+        with time_limit(0.1, "'m' v1"):
+            try:
+                busy(3)
+            except BaseException:  # noqa: BLE001 - the misbehaviour under test
+                busy(3)
+
+    started = time.monotonic()
+    kind, value = in_a_thread(falls_back_to_more_work)
+    assert kind == "raised" and isinstance(value, PredictionTimeout), value
+    assert time.monotonic() - started < 1
+
+
+def test_threads_keep_their_own_limits():
+    """A fast block in one thread is never hit by another thread's expiry."""
+    results: dict[str, object] = {}
+
+    def slow() -> None:
+        try:
+            with time_limit(0.1, "slow"):
+                busy(3)
+        except PredictionTimeout as exc:
+            results["slow"] = exc
+
+    def fast() -> None:
+        for _ in range(200):
+            with time_limit(5, "fast"):
+                busy(0.001)
+        results["fast"] = "finished"
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=fast)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert isinstance(results["slow"], PredictionTimeout)
+    assert results["fast"] == "finished"
+
+
+def test_nothing_is_raised_into_a_thread_after_its_block_ended():
+    def many_short_blocks_then_work() -> str:
+        for _ in range(500):
+            # Limits so short that the clock often fires as the block ends.
+            with contextlib.suppress(PredictionTimeout):
+                with time_limit(0.0002, "tiny"):
+                    busy(0.0002)
+        busy(0.2)  # an exception set but not yet raised would land here
+        return "clean"
+
+    assert in_a_thread(many_short_blocks_then_work) == ("returned", "clean")
