@@ -53,6 +53,7 @@ class LogEntry:
     client: str = ""
     payload: str | None = None
     key_name: str = ""
+    batch_size: int | None = None
 
 
 LOG_COLUMNS = (
@@ -68,6 +69,7 @@ LOG_COLUMNS = (
     "client",
     "payload",
     "key_name",
+    "batch_size",
 )
 # Rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -228,6 +230,7 @@ class RequestLogWriter:
                 e.client,
                 e.payload,
                 e.key_name,
+                e.batch_size,
             )
             for e in batch
         ]
