@@ -101,13 +101,6 @@ BATCHING_HELP = (
 )
 
 
-def batching_idle(model: MLModel | None) -> bool:
-    """Batching is on but every worker runs one request at a time, so no two
-    requests can ever meet in a batch."""
-    threads = getattr(settings, "MODELHUB_THREADS", 1)
-    return model is not None and model.batching_on and threads == 1
-
-
 def describe_edit(edit: VersionEdit) -> str:
     """One line per version edit: which version, what changed."""
     parts = []
@@ -254,17 +247,18 @@ class MLModelAdmin(admin.ModelAdmin):
         url = reverse("admin:registry_modelversion_add")
         return HttpResponseRedirect(f"{url}?model={obj.pk}")
 
-    def render_change_form(
+    def change_view(
         self,
         request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
+        object_id: str,
         form_url: str = "",
-        obj: MLModel | None = None,
+        extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        context = {**context, "batching_idle": batching_idle(obj)}
-        return super().render_change_form(request, context, add, change, form_url, obj)
+        """The page warns when batching is on but can never happen: every
+        worker runs one request at a time, so no two requests meet."""
+        threads = getattr(settings, "MODELHUB_THREADS", 1)
+        extra = {**(extra_context or {}), "one_request_per_worker": threads == 1}
+        return super().change_view(request, object_id, form_url, extra)
 
     def delete_model(self, request: HttpRequest, obj: MLModel) -> None:
         actions.delete_models([obj])

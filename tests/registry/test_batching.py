@@ -54,36 +54,23 @@ def test_model_validation_names_the_allowed_range(field, value, message):
     assert message in " ".join(caught.value.message_dict[field])
 
 
-@pytest.mark.parametrize("rows", BAD_ROWS)
-def test_update_model_refuses_bad_rows_and_changes_nothing(
-    publish, iris_classifier, rows
+BAD_BATCHING = [{"batch_max_rows": rows} for rows in BAD_ROWS] + [
+    {"batch_max_rows": 8, "batch_max_wait_ms": wait} for wait in BAD_WAITS
+]
+
+
+@pytest.mark.parametrize("fields", BAD_BATCHING)
+def test_update_model_refuses_bad_batching_and_changes_nothing(
+    publish, iris_classifier, fields
 ):
     model = publish(iris_classifier, "iris").model
     with pytest.raises(InvalidBatching) as caught:
-        actions.update_model(
-            model, name="", description="", private=False, batch_max_rows=rows
-        )
+        actions.update_model(model, name="x", description="", private=False, **fields)
     assert caught.value.code == "invalid_batching"
-    assert "'batch_max_rows'" in caught.value.message
-    assert MLModel.objects.get().batch_max_rows == 0
-
-
-@pytest.mark.parametrize("wait", BAD_WAITS)
-def test_update_model_refuses_bad_waits_and_changes_nothing(
-    publish, iris_classifier, wait
-):
-    model = publish(iris_classifier, "iris").model
-    with pytest.raises(InvalidBatching) as caught:
-        actions.update_model(
-            model,
-            name="",
-            description="",
-            private=False,
-            batch_max_rows=8,
-            batch_max_wait_ms=wait,
-        )
-    assert "'batch_max_wait_ms'" in caught.value.message
-    assert MLModel.objects.get().batch_max_rows == 0
+    named = "batch_max_wait_ms" if "batch_max_wait_ms" in fields else "batch_max_rows"
+    assert f"'{named}'" in caught.value.message
+    model = MLModel.objects.get()
+    assert (model.name, model.batch_max_rows, model.batch_max_wait_ms) == ("", 0, 2.0)
 
 
 def test_create_model_refuses_bad_batching_and_creates_nothing():

@@ -13,7 +13,7 @@ from django.test import Client
 from registry import routing
 from registry.models import MLModel
 
-from .callers import assert_error, token_for
+from .callers import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -32,16 +32,6 @@ BAD = [
     {"batch_max_rows": 8, "batch_max_wait_ms": None},
     {"batch_max_rows": 8, "batch_max_wait_ms": [2]},
 ]
-
-
-@pytest.fixture
-def api() -> Client:
-    return Client(raise_request_exception=False)
-
-
-@pytest.fixture
-def staff(staff_user) -> dict[str, str]:
-    return token_for(staff_user)
 
 
 @pytest.fixture
