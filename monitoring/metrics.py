@@ -85,6 +85,12 @@ REFUSALS = Counter(
     "Prediction requests refused before a model answered, by error code.",
     ["code"],
 )
+BATCH_SIZE = Histogram(
+    "modelhub_batch_size",
+    "Requests predicted together in one call (adaptive batching), per batch.",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+)
 LOG_ROWS_BUFFERED = Gauge(
     "modelhub_log_rows_buffered",
     "Request-log rows waiting for the database (summed over live workers).",
@@ -159,6 +165,12 @@ def observe_request(
         if series.rows is None:
             series.rows = ROWS.labels(*series.labels)
         series.rows.inc(rows)
+
+
+def observe_batch(slug: str, private: bool, size: int) -> None:
+    """One batch of ``size`` requests to a model, predicted in one call (the
+    batcher calls it once per batch, not per request)."""
+    BATCH_SIZE.labels(model_label(slug, private=private)).observe(size)
 
 
 def observe_refusal(code: str) -> None:

@@ -104,4 +104,5 @@ def _entry(
         if body is not None and settings.MODELHUB_LOG_PAYLOADS
         else None,
         key_name=record.key_name,
+        batch_size=record.batch_size,
     )

@@ -33,6 +33,13 @@ class RequestLog(models.Model):
     key_name = models.CharField(
         max_length=50, blank=True, help_text="The API key that called (its name)."
     )
+    batch_size = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests predicted in the one call this request rode in; "
+        "empty when it was not batched (batching off, or it failed before "
+        "predicting).",
+    )
 
     class Meta:
         db_table = "api_requestlog"
@@ -74,6 +81,10 @@ class RequestStat(models.Model):
     count = models.PositiveIntegerField()
     rows = models.BigIntegerField()
     latency_sum_ms = models.FloatField()
+    # Requests that rode in a batch, and the sum of their batch sizes: their
+    # mean batch size is one division, whatever the window.
+    batched = models.PositiveIntegerField(default=0, db_default=0)
+    batch_size_sum = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "api_requeststat"

@@ -36,6 +36,9 @@ class PredictionRecord:
     key_name: str = ""  # the API key that called, never the key
     body: bytes | None = None
     request_id: str = ""
+    # Requests predicted in the one call this one rode in (the batcher sets
+    # it); None when it was predicted alone or not at all.
+    batch_size: int | None = None
 
 
 def attach(request: HttpRequest, slug: str) -> PredictionRecord:

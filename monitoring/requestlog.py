@@ -57,6 +57,7 @@ class LogEntry:
     client: str = ""
     payload: str | None = None
     key_name: str = ""
+    batch_size: int | None = None
 
 
 LOG_COLUMNS = (
@@ -72,6 +73,7 @@ LOG_COLUMNS = (
     "client",
     "payload",
     "key_name",
+    "batch_size",
 )
 # Rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -268,6 +270,7 @@ class RequestLogWriter:
                 e.client,
                 e.payload,
                 e.key_name,
+                e.batch_size,
             )
             for e in batch
         ]

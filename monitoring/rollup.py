@@ -28,7 +28,7 @@ from .models import RequestLog, RequestStat, RollupMark
 logger = logging.getLogger(__name__)
 
 STAT_KEY = ("resolution", "start", "slug", "version", "error", "bucket")
-STAT_SUMS = ("count", "rows", "latency_sum_ms")
+STAT_SUMS = ("count", "rows", "latency_sum_ms", "batched", "batch_size_sum")
 # Log rows folded per transaction: a backlog (after an outage) is folded a
 # batch at a time rather than in one long write.
 BATCH = 5000
@@ -43,6 +43,7 @@ _FOLDED = (
     "rows",
     "latency_ms",
     "error_code",
+    "batch_size",
 )
 # Requests for a slug that names no model (or a private one the caller may
 # not see) are folded under this one name, which no slug can be: a flood of
@@ -84,27 +85,37 @@ def _periods(minute: datetime) -> tuple[tuple[str, Any], ...]:
     )
 
 
-def sums(rows: Iterable[tuple[datetime, str, int | None, int, int, float]]) -> list:
+LoggedRow = tuple[datetime, str, int | None, int, int, float, int | None]
+
+
+def sums(rows: Iterable[LoggedRow]) -> list:
     """Rollup rows for log rows given as (created_at, slug, version, status,
-    rows, latency_ms): key columns, then count, rows and latency sum."""
+    rows, latency_ms, batch_size): key columns, then count, rows, latency
+    sum, requests batched and the sum of their batch sizes."""
     totals: dict[tuple[Any, ...], list[float]] = {}
-    for created_at, slug, version, status, count, latency_ms in rows:
+    for created_at, slug, version, status, count, latency_ms, batch_size in rows:
         error = status >= 400
         bucket = bucket_of(latency_ms)
         for resolution, start in _periods(created_at.replace(second=0, microsecond=0)):
             key = (resolution, start, slug, version or 0, error, bucket)
-            total = totals.setdefault(key, [0, 0, 0.0])
+            total = totals.setdefault(key, [0, 0, 0.0, 0, 0])
             total[0] += 1
             total[1] += count
             total[2] += latency_ms
-    return [(*k, int(v[0]), int(v[1]), v[2]) for k, v in totals.items()]
+            if batch_size is not None:
+                total[3] += 1
+                total[4] += batch_size
+    return [
+        (*k, int(v[0]), int(v[1]), v[2], int(v[3]), int(v[4]))
+        for k, v in totals.items()
+    ]
 
 
-def _bucketed(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    _, created_at, slug, version, status, count, latency_ms, code = row
+def _bucketed(row: tuple[Any, ...]) -> LoggedRow:
+    _, created_at, slug, version, status, count, latency_ms, code, batch_size = row
     if code == "unknown_model":
         slug = UNKNOWN_MODELS
-    return created_at, slug, version, status, count, latency_ms
+    return created_at, slug, version, status, count, latency_ms, batch_size
 
 
 def catch_up(limit: int = BATCH) -> int:

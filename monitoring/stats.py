@@ -105,7 +105,15 @@ def _window(since: datetime, until: datetime) -> Q:
 
 
 class _Counter:
-    __slots__ = ("requests", "errors", "rows", "latency_sum", "histogram")
+    __slots__ = (
+        "requests",
+        "errors",
+        "rows",
+        "latency_sum",
+        "histogram",
+        "batched",
+        "batch_size_sum",
+    )
 
     def __init__(self) -> None:
         self.requests = 0
@@ -113,13 +121,27 @@ class _Counter:
         self.rows = 0
         self.latency_sum = 0.0
         self.histogram: dict[int, int] = defaultdict(int)
+        self.batched = 0
+        self.batch_size_sum = 0
 
-    def add(self, *, error: bool, bucket: int, count: int, rows: int, latency: float):
+    def add(
+        self,
+        *,
+        error: bool,
+        bucket: int,
+        count: int,
+        rows: int,
+        latency: float,
+        batched: int = 0,
+        batch_size_sum: int = 0,
+    ) -> None:
         self.requests += count
         self.errors += count if error else 0
         self.rows += rows
         self.latency_sum += latency
         self.histogram[bucket] += count
+        self.batched += batched
+        self.batch_size_sum += batch_size_sum
 
     def as_dict(self) -> dict[str, Any]:
         p = percentiles(self.histogram.items(), PERCENTILES)
@@ -136,6 +158,10 @@ class _Counter:
             "p50_ms": p[50.0],
             "p95_ms": p[95.0],
             "p99_ms": p[99.0],
+            # Over the requests that rode in a batch only.
+            "mean_batch_size": round(self.batch_size_sum / self.batched, 2)
+            if self.batched
+            else None,
         }
 
 
@@ -144,7 +170,13 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     grouped = (
         RequestStat.objects.filter(_window(since, until))
         .values_list("slug", "version", "error", "bucket")
-        .annotate(n=Sum("count"), r=Sum("rows"), s=Sum("latency_sum_ms"))
+        .annotate(
+            n=Sum("count"),
+            r=Sum("rows"),
+            s=Sum("latency_sum_ms"),
+            b=Sum("batched"),
+            z=Sum("batch_size_sum"),
+        )
         .order_by()
     )
     totals = _Counter()
@@ -152,10 +184,16 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     per_version: dict[str, dict[int, _Counter]] = defaultdict(
         lambda: defaultdict(_Counter)
     )
-    for slug, version, error, bucket, count, rows, latency in grouped:
+    for slug, version, error, bucket, count, rows, latency, batched, size in grouped:
         for counter in (totals, per_model[slug], per_version[slug][version]):
             counter.add(
-                error=error, bucket=bucket, count=count, rows=rows, latency=latency
+                error=error,
+                bucket=bucket,
+                count=count,
+                rows=rows,
+                latency=latency,
+                batched=batched,
+                batch_size_sum=size,
             )
     models = []
     for slug in sorted(per_model):

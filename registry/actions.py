@@ -27,7 +27,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from . import changes, mlflow_models, staging
+from . import batching, changes, mlflow_models, staging
 from .exceptions import (
     InvalidModel,
     InvalidSchema,
@@ -123,14 +123,26 @@ def register_version(
 
 
 def create_model(
-    *, slug: str, name: str = "", description: str = "", private: bool = False
+    *,
+    slug: str,
+    name: str = "",
+    description: str = "",
+    private: bool = False,
+    batch_max_rows: int = batching.OFF,
+    batch_max_wait_ms: float = batching.DEFAULT_WAIT_MS,
 ) -> MLModel:
     """A route with no version yet (the REST API's create; uploads add versions)."""
     check_slug(slug)
+    batching.check(rows=batch_max_rows, wait_ms=batch_max_wait_ms)
     try:
         with transaction.atomic():
             model = MLModel.objects.create(
-                slug=slug, name=name, description=description, private=private
+                slug=slug,
+                name=name,
+                description=description,
+                private=private,
+                batch_max_rows=batch_max_rows,
+                batch_max_wait_ms=batch_max_wait_ms,
             )
             changes.announce()
             return model
@@ -364,9 +376,12 @@ def update_model(
     description: str,
     private: bool,
     slug: str | None = None,
+    batch_max_rows: int | None = None,
+    batch_max_wait_ms: float | None = None,
 ) -> MLModel:
-    """Change a model's name, description, privacy or slug (the last two are
-    what routing serves)."""
+    """Change a model's name, description, privacy, slug or batching (all but
+    the first two are what routing serves). ``None`` keeps the batching
+    setting as it is."""
     fields: dict[str, Any] = {
         "name": name,
         "description": description,
@@ -375,6 +390,13 @@ def update_model(
     if slug is not None:
         check_slug(slug)
         fields["slug"] = slug
+    if batch_max_rows is not None or batch_max_wait_ms is not None:
+        rows = model.batch_max_rows if batch_max_rows is None else batch_max_rows
+        wait = (
+            model.batch_max_wait_ms if batch_max_wait_ms is None else batch_max_wait_ms
+        )
+        batching.check(rows=rows, wait_ms=wait)
+        fields |= {"batch_max_rows": rows, "batch_max_wait_ms": wait}
     try:
         with transaction.atomic():
             MLModel.objects.filter(pk=model.pk).update(**fields)

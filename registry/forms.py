@@ -1,4 +1,4 @@
-"""Admin forms: the upload form and schema editing."""
+"""Admin forms: the upload form, a model's settings and schema editing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from . import actions, jsondepth
+from . import actions, batching, jsondepth
 from .exceptions import NothingToChange, RegistryError
 from .inspection import SchemaError, normalize_features
 from .models import MLModel, ModelVersion
@@ -75,6 +75,31 @@ class VersionUploadForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError("Metadata must be a JSON object.")
         return value
+
+
+class MLModelForm(forms.ModelForm):
+    """The model page's form. The batching settings may be left out or empty
+    (a script posting the other fields, a cleared box): they keep their value."""
+
+    class Meta:
+        model = MLModel
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in batching.FIELDS:
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean_batch_max_rows(self) -> int:
+        return self._kept("batch_max_rows")
+
+    def clean_batch_max_wait_ms(self) -> float:
+        return self._kept("batch_max_wait_ms")
+
+    def _kept(self, name: str) -> Any:
+        value = self.cleaned_data.get(name)
+        return getattr(self.instance, name) if value is None else value
 
 
 class ModelVersionForm(forms.ModelForm):

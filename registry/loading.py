@@ -32,6 +32,9 @@ class VersionRef:
     input_schema: dict[str, Any]
     classes: list[Any] | None
     private: bool = False
+    # The route's adaptive batching (registry.batching): 0 rows = off.
+    batch_max_rows: int = 0
+    batch_max_wait_ms: float = 0.0
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from . import batching
+
 
 class MLModel(models.Model):
     """A route: the slug clients call and the version it currently serves."""
@@ -42,6 +44,23 @@ class MLModel(models.Model):
         related_name="granted_models",
         help_text="Groups whose members may call this model while it is private.",
     )
+    batch_max_rows = models.PositiveIntegerField(
+        "batch max rows",
+        default=batching.OFF,
+        validators=[batching.validate_rows],
+        help_text="0: batching off. 2 to 1024: single- and few-row requests to "
+        "the same version that arrive within the wait below are predicted in one "
+        "call of up to this many rows, and each gets its own rows back; results "
+        "are identical to unbatched ones. It needs a server that runs several "
+        "requests per worker (MODELHUB_THREADS > 1).",
+    )
+    batch_max_wait_ms = models.FloatField(
+        "batch max wait (ms)",
+        default=batching.DEFAULT_WAIT_MS,
+        validators=[batching.validate_wait_ms],
+        help_text="How long the first request of a batch waits for others, in "
+        "milliseconds (above 0, at most 100). Used only when batching is on.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -55,6 +74,10 @@ class MLModel(models.Model):
     @property
     def display_name(self) -> str:
         return self.name or self.slug
+
+    @property
+    def batching_on(self) -> bool:
+        return self.batch_max_rows != batching.OFF
 
 
 class ModelVersion(models.Model):

@@ -32,6 +32,8 @@ from .models import MLModel, ModelVersion
 
 logger = logging.getLogger(__name__)
 
+# The route's own columns, then its version's: one row, one query.
+_ROUTE_FIELDS = ("private", "batch_max_rows", "batch_max_wait_ms")
 _VERSION_FIELDS = (
     "id",
     "number",
@@ -130,14 +132,14 @@ _MAX_NUMBER = 2_147_483_647  # PositiveIntegerField's range on every backend
 
 @functools.cache
 def _active_statement() -> tuple[str, tuple[Any, ...]]:
-    fields = ["private", *(f"active_version__{f}" for f in _VERSION_FIELDS)]
+    fields = [*_ROUTE_FIELDS, *(f"active_version__{f}" for f in _VERSION_FIELDS)]
     query = MLModel.objects.filter(slug=_SLUG).values_list(*fields)[:1].query
     return query.sql_with_params()
 
 
 @functools.cache
 def _pinned_statement() -> tuple[str, tuple[Any, ...]]:
-    fields = ["model__private", *_VERSION_FIELDS]
+    fields = [*(f"model__{f}" for f in _ROUTE_FIELDS), *_VERSION_FIELDS]
     versions = ModelVersion.objects.filter(model__slug=_SLUG, number=_NUMBER)
     return versions.values_list(*fields)[:1].query.sql_with_params()
 
@@ -175,8 +177,13 @@ def _native(sql: str, vendor: str) -> str:
     return sql.replace("%s", "?") if vendor == "sqlite" else sql
 
 
-# Row positions of the JSON fields: the row starts with `private`.
-_JSON_COLUMNS = tuple(1 + _VERSION_FIELDS.index(f) for f in ("input_schema", "classes"))
+# Row positions of the version's fields: the row starts with the route's.
+_ID, _NUMBER_COLUMN = (
+    len(_ROUTE_FIELDS) + _VERSION_FIELDS.index(f) for f in ("id", "number")
+)
+_JSON_COLUMNS = tuple(
+    len(_ROUTE_FIELDS) + _VERSION_FIELDS.index(f) for f in ("input_schema", "classes")
+)
 
 
 def _decoded(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -213,7 +220,7 @@ def _query(slug: str, number: int | None) -> VersionRef:
         row = _fetch_one(_active_statement(), slug)
         if row is None:
             raise UnknownModel(f"No model with slug '{slug}'.")
-        if row[1] is None:
+        if row[_ID] is None:
             raise NoActiveVersion(f"Model '{slug}' has no active version.")
     else:
         # A number no version can have (the path takes any digits) is not
@@ -226,7 +233,7 @@ def _query(slug: str, number: int | None) -> VersionRef:
             raise UnknownVersion(f"Model '{slug}' has no version {number}.")
     status = row[-1]
     if status != ModelVersion.Status.READY:
-        raise ModelUnavailable(f"'{slug}' v{row[2]} is marked {status}.")
+        raise ModelUnavailable(f"'{slug}' v{row[_NUMBER_COLUMN]} is marked {status}.")
     try:
         return _refs[(slug, row)]
     except KeyError:
@@ -241,7 +248,9 @@ def _query(slug: str, number: int | None) -> VersionRef:
 
 
 def _ref(slug: str, row: tuple[Any, ...]) -> VersionRef:
-    private, vid, num, sha, file_name, fmt, kind, schema, classes, _ = _decoded(row)
+    private, rows, wait_ms, vid, num, sha, file_name, fmt, kind, schema, classes, _ = (
+        _decoded(row)
+    )
     return VersionRef(
         id=vid,
         slug=slug,
@@ -253,4 +262,6 @@ def _ref(slug: str, row: tuple[Any, ...]) -> VersionRef:
         input_schema=schema or {},
         classes=classes,
         private=private,
+        batch_max_rows=rows,
+        batch_max_wait_ms=wait_ms,
     )

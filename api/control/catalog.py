@@ -88,6 +88,8 @@ def model_detail(model: MLModel) -> dict[str, Any]:
         "classes": shown.classes if shown else None,
         "metadata": shown.metadata if shown else None,
         "example_request": example_request(shown) if shown else None,
+        "batch_max_rows": model.batch_max_rows,
+        "batch_max_wait_ms": model.batch_max_wait_ms,
     }
 
 

@@ -55,6 +55,8 @@ def _ref(model: MLModel) -> VersionRef:
         input_schema=version.input_schema,
         classes=version.classes,
         private=model.private,
+        batch_max_rows=model.batch_max_rows,
+        batch_max_wait_ms=model.batch_max_wait_ms,
     )
 
 

@@ -17,7 +17,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from rest_framework.request import Request
 
-from registry import actions, jsondepth
+from registry import actions, batching, jsondepth
 from registry.exceptions import InvalidMetadata
 from registry.models import Activation, MLModel, ModelVersion
 from registry.stored import storable
@@ -36,6 +36,7 @@ class NewModel:
     name: str
     description: str
     private: bool
+    batching: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def read_new_model(data: Any) -> NewModel:
         name=_text(data, "name", max_length=_max_length("name")),
         description=_text(data, "description"),
         private=private,
+        batching=_batching(data),
     )
 
 
@@ -67,6 +69,7 @@ def create_model(new: NewModel) -> MLModel:
         name=new.name,
         description=new.description,
         private=new.private,
+        **new.batching,
     )
 
 
@@ -78,13 +81,15 @@ class ModelChange:
     name: str | None
     description: str | None
     private: bool | None
+    batching: dict[str, Any]  # the settings sent; those left out are kept
 
 
-MODEL_FIELDS = ("slug", "name", "description", "private")
+MODEL_FIELDS = ("slug", "name", "description", "private", *batching.FIELDS)
 
 
 def read_model_change(data: Any) -> ModelChange:
-    """The JSON body of a model edit: any of slug, name, description, private."""
+    """The JSON body of a model edit: any of slug, name, description, private
+    and the batching settings."""
     if not isinstance(data, dict):
         raise InvalidField("The body must be a JSON object.")
     unknown = sorted(set(data) - set(MODEL_FIELDS))
@@ -111,11 +116,13 @@ def read_model_change(data: Any) -> ModelChange:
         name=given("name", _max_length("name")),
         description=given("description"),
         private=private,
+        batching=_batching(data),
     )
 
 
 def edit_model(*, slug: str, change: ModelChange) -> MLModel:
-    """Rename, describe or change who may call a model, from the next request on."""
+    """Rename, describe, change who may call a model or how it batches, from
+    every worker's next request on."""
     model = get_model(slug)
     return actions.update_model(
         model,
@@ -125,6 +132,7 @@ def edit_model(*, slug: str, change: ModelChange) -> MLModel:
         ),
         private=model.private if change.private is None else change.private,
         slug=None if change.slug in (None, model.slug) else change.slug,
+        **change.batching,
     )
 
 
@@ -266,6 +274,13 @@ def _text(
             f"'{field}' may not contain U+0000 or lone surrogates.", field=field
         )
     return value
+
+
+def _batching(data: dict[str, Any]) -> dict[str, Any]:
+    """The batching settings sent, each checked (a null is no setting)."""
+    sent = {field: data[field] for field in batching.FIELDS if field in data}
+    batching.check_given(sent)
+    return sent
 
 
 def _max_length(field: str) -> int:

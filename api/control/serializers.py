@@ -20,6 +20,19 @@ class VersionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+BATCH_ROWS_HELP = (
+    "Adaptive batching: 0 = off; 2 to 1024 = single- and few-row requests to "
+    "the same version that arrive within batch_max_wait_ms are predicted in one "
+    "call of up to this many rows, with results identical to unbatched ones. "
+    "Needs a server running several requests per worker (MODELHUB_THREADS > 1). "
+    "Out of range: 400 invalid_batching."
+)
+BATCH_WAIT_HELP = (
+    "How long a batch waits for more requests, in milliseconds: above 0, at "
+    "most 100 (default 2). Out of range: 400 invalid_batching."
+)
+
+
 class ModelSummarySerializer(serializers.Serializer):
     slug = serializers.CharField()
     name = serializers.CharField()
@@ -36,6 +49,8 @@ class ModelDetailSerializer(ModelSummarySerializer):
     classes = serializers.JSONField(allow_null=True)
     metadata = serializers.JSONField(allow_null=True)
     example_request = serializers.JSONField(allow_null=True)
+    batch_max_rows = serializers.IntegerField(help_text=BATCH_ROWS_HELP)
+    batch_max_wait_ms = serializers.FloatField(help_text=BATCH_WAIT_HELP)
 
 
 class ModelHealthSerializer(serializers.Serializer):
@@ -54,6 +69,11 @@ class CountersSerializer(serializers.Serializer):
     p50_ms = serializers.FloatField(allow_null=True)
     p95_ms = serializers.FloatField(allow_null=True)
     p99_ms = serializers.FloatField(allow_null=True)
+    mean_batch_size = serializers.FloatField(
+        allow_null=True,
+        help_text="Mean size of the batches its batched requests rode in; null "
+        "when none was batched.",
+    )
 
 
 class VersionStatsSerializer(CountersSerializer):
@@ -98,6 +118,16 @@ class ModelCreateSerializer(serializers.Serializer):
         required=False,
         default=False,
         help_text="Predictions need a token; anonymous listings hide the model.",
+    )
+    batch_max_rows = serializers.IntegerField(
+        required=False,
+        default=0,
+        min_value=0,
+        max_value=1024,
+        help_text=BATCH_ROWS_HELP,
+    )
+    batch_max_wait_ms = serializers.FloatField(
+        required=False, default=2.0, max_value=100, help_text=BATCH_WAIT_HELP
     )
 
 
@@ -159,6 +189,12 @@ class ModelEditSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, max_length=200, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
     private = serializers.BooleanField(required=False)
+    batch_max_rows = serializers.IntegerField(
+        required=False, min_value=0, max_value=1024, help_text=BATCH_ROWS_HELP
+    )
+    batch_max_wait_ms = serializers.FloatField(
+        required=False, max_value=100, help_text=BATCH_WAIT_HELP
+    )
 
 
 class HistoryEntrySerializer(serializers.Serializer):

@@ -150,10 +150,11 @@ class ModelDetailView(ManagementView):
 
     @extend_schema(
         summary="Edit a model",
-        description="Change any of its slug, name, description and privacy; "
-        "the fields left out keep their value. A new slug serves from the next "
-        "request on and the old one answers 404. Needs the admin's *Can change "
-        "model* permission.",
+        description="Change any of its slug, name, description, privacy and "
+        "batching (`batch_max_rows`, `batch_max_wait_ms`); the fields left out "
+        "keep their value. A new slug serves from the next request on and the "
+        "old one answers 404; batching changes from every worker's next request. "
+        "Needs the admin's *Can change model* permission.",
         parameters=[SLUG],
         request=ModelEditSerializer,
         examples=[
@@ -163,6 +164,11 @@ class ModelDetailView(ManagementView):
                 request_only=True,
             ),
             OpenApiExample("make it private", {"private": True}, request_only=True),
+            OpenApiExample(
+                "batch concurrent requests",
+                {"batch_max_rows": 32, "batch_max_wait_ms": 2},
+                request_only=True,
+            ),
         ],
         responses={200: ModelDetailSerializer, **errors(400, 401, 403, 404, 409, 415)},
         auth=TOKEN,

@@ -60,6 +60,8 @@ def test_loadmodel_json_output(regressor_path):
         "version": 1,
         "status": "ready",
         "sha256": version.sha256,
+        "batch_max_rows": 0,
+        "batch_max_wait_ms": 2.0,
     }
 
 

@@ -12,9 +12,9 @@ from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from registry import actions, jsondepth, mlflow_models
+from registry import actions, batching, jsondepth, mlflow_models
 from registry.exceptions import RegistryError
-from registry.models import Activation
+from registry.models import Activation, MLModel
 from registry.upload_errors import technical_line
 
 
@@ -35,6 +35,19 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="")
         parser.add_argument("--metadata", metavar="JSON_FILE")
         parser.add_argument("--no-activate", action="store_true")
+        parser.add_argument(
+            "--batch-max-rows",
+            type=int,
+            metavar="N",
+            help="adaptive batching: predict up to N rows of concurrent requests "
+            "in one call (2 to 1024; 0 turns it off; needs MODELHUB_THREADS > 1)",
+        )
+        parser.add_argument(
+            "--batch-max-wait-ms",
+            type=float,
+            metavar="MS",
+            help="how long a batch waits for more requests (above 0, at most 100)",
+        )
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -43,6 +56,7 @@ class Command(BaseCommand):
         if not path.is_file() and not path.is_dir():
             raise CommandError(f"{path}: no such file or directory")
         try:
+            batch = _batching(options)
             with _open_source(path) as source:
                 version = actions.register_version(
                     slug=options["slug"],
@@ -53,6 +67,14 @@ class Command(BaseCommand):
                     activate=not options["no_activate"],
                     name=options["name"],
                     description=options["description"],
+                )
+            if batch:
+                actions.update_model(
+                    version.model,
+                    name=version.model.name,
+                    description=version.model.description,
+                    private=version.model.private,
+                    **batch,
                 )
         except RegistryError as exc:
             # The sentence on its own line, the technical detail (if any) below.
@@ -68,11 +90,29 @@ class Command(BaseCommand):
                         "version": version.number,
                         "status": version.status,
                         "sha256": version.sha256,
+                        "batch_max_rows": version.model.batch_max_rows,
+                        "batch_max_wait_ms": version.model.batch_max_wait_ms,
                     }
                 )
             )
         else:
             self.stdout.write(f"{version.model.slug} v{version.number}")
+
+
+def _batching(options: dict[str, Any]) -> dict[str, Any]:
+    """The batching flags given, checked before any file is registered."""
+    given = {
+        key: options[key]
+        for key in ("batch_max_rows", "batch_max_wait_ms")
+        if options[key] is not None
+    }
+    if given:
+        model = MLModel.objects.filter(slug=options["slug"]).first() or MLModel()
+        batching.check(
+            rows=given.get("batch_max_rows", model.batch_max_rows),
+            wait_ms=given.get("batch_max_wait_ms", model.batch_max_wait_ms),
+        )
+    return given
 
 
 def _open_source(path: Path) -> IO[bytes]:

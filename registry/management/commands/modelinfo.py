@@ -1,4 +1,5 @@
-"""manage.py modelinfo SLUG [--version N]: a version's metadata and schema as JSON."""
+"""manage.py modelinfo SLUG [--version N]: a version's metadata and schema, and
+its model's batching, as JSON."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ class Command(BaseCommand):
                     "version": version.number,
                     "metadata": version.metadata,
                     "input_schema": version.input_schema,
+                    "batch_max_rows": model.batch_max_rows,
+                    "batch_max_wait_ms": model.batch_max_wait_ms,
                 },
                 indent=2,
             )

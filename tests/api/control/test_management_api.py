@@ -27,12 +27,6 @@ IRIS_ROW = {
 }
 
 
-@pytest.fixture
-def api() -> Client:
-    """A test client that answers a crash with its 500 instead of raising."""
-    return Client(raise_request_exception=False)
-
-
 def token_for(user: Any) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=user).key}"}
 
@@ -45,12 +39,6 @@ def make_user(name: str, *, staff: bool, permissions: tuple[str, ...] = ()) -> A
         )
     )
     return user
-
-
-@pytest.fixture
-def staff(staff_user) -> dict[str, str]:
-    """Headers of a staff token holding every registry permission."""
-    return token_for(staff_user)
 
 
 @pytest.fixture
@@ -224,6 +212,8 @@ def test_create_model_returns_201_with_the_model_and_its_location(api, staff):
         "classes": None,
         "metadata": None,
         "example_request": None,
+        "batch_max_rows": 0,
+        "batch_max_wait_ms": 2.0,
     }
     model = MLModel.objects.get(slug="churn")
     assert (model.name, model.description, model.private) == (

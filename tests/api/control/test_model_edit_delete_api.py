@@ -34,16 +34,6 @@ IRIS_ROW = {
 
 
 @pytest.fixture
-def api() -> Client:
-    return Client(raise_request_exception=False)
-
-
-@pytest.fixture
-def staff(staff_user) -> dict[str, str]:
-    return token_for(staff_user)
-
-
-@pytest.fixture
 def iris_v2(publish, iris_classifier) -> ModelVersion:
     """iris with v1 and v2, v2 served."""
     publish(iris_classifier, "iris")

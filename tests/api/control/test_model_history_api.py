@@ -19,16 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api() -> Client:
-    return Client(raise_request_exception=False)
-
-
-@pytest.fixture
-def staff(staff_user) -> dict[str, str]:
-    return token_for(staff_user)
-
-
-@pytest.fixture
 def changed_iris(api, staff, publish, iris_classifier) -> None:
     """v1 then v2 served from the CLI, v1 again through the API, a rollback to
     v2 in the admin, then an edit of v2's metadata through the API."""

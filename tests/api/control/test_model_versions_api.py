@@ -19,11 +19,6 @@ UNKNOWN = "zz-absent-lilac-3k"  # as long as PRIVATE: bodies compare byte for by
 
 
 @pytest.fixture
-def api() -> Client:
-    return Client(raise_request_exception=False)
-
-
-@pytest.fixture
 def three_versions(publish, iris_classifier) -> list[Any]:
     """iris v1, v2 (served) and v3 (uploaded, not served)."""
     return [

@@ -26,11 +26,6 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 
 
 @pytest.fixture
-def api() -> Client:
-    return Client(raise_request_exception=False)
-
-
-@pytest.fixture
 def demos(fast_preflight) -> list[Any]:
     """iris and diabetes (with input examples) and wine (positional, none)."""
     return install_demos()
