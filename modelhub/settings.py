@@ -317,6 +317,10 @@ MODELHUB_KEY_RECHECK_MS = env_int("MODELHUB_KEY_RECHECK_MS", 2000)
 # private models' series are labelled by an opaque id instead of their slug.
 MODELHUB_METRICS_TOKEN = env_str("MODELHUB_METRICS_TOKEN", "")
 
+# Requests a gunicorn worker runs at once (gunicorn.conf.py reads the same
+# variable): adaptive batching needs more than one (api/dataplane/batching.py).
+MODELHUB_THREADS = env_int("MODELHUB_THREADS", 1, minimum=1)
+
 # Request log: "after_response" queues each row once the response is sent
 # (committed by the group commit below), "sync" commits it before the
 # response is sent, whatever the window; "off" exists only to measure the

@@ -24,7 +24,7 @@ from registry.inspection import selects_columns_by_name
 from registry.loading import LoadedModel, VersionRef
 
 from ..errors import ModelRejectedInput, PredictionTimeout
-from . import model_warnings
+from . import batching, model_warnings
 from .features import InputSpec, prepare_spec
 from .timeouts import time_limit
 
@@ -131,14 +131,31 @@ def infer(
     started = time.perf_counter()  # Server-Timing's "load": the model, not the route
     loaded = _load(ref, pinned=version is not None, record=record)
     loaded_at = time.perf_counter()
-    model_input, proba = decoder(loaded)
+    batcher = batching.batcher_for(loaded, ref)
+    if batcher is not None:
+        batcher.expect()
+    try:
+        model_input, proba = decoder(loaded)
+    except BaseException:
+        if batcher is not None:
+            batcher.unexpect()
+        raise
     decoded_at = time.perf_counter()
-    predictions, probabilities = run_model(
-        loaded,
-        model_input.data,
-        proba=proba and loaded.has_proba,
-        request_id=record.request_id if record is not None else "",
-    )
+    request_id = record.request_id if record is not None else ""
+    proba = proba and loaded.has_proba
+    if batcher is not None and model_input.rows < batcher.max_rows:
+        job = batcher.predict(
+            batching.Job(model_input.data, model_input.rows, proba, request_id)
+        )
+        predictions, probabilities = job.predictions, job.probabilities
+        if record is not None:
+            record.batch_size = job.batch_size
+    else:
+        if batcher is not None:
+            batcher.unexpect()
+        predictions, probabilities = run_model(
+            loaded, model_input.data, proba=proba, request_id=request_id
+        )
     predicted_at = time.perf_counter()
     inference = Inference(
         loaded=loaded,
