@@ -101,18 +101,22 @@ def test_update_model_keeps_the_batching_setting_left_out(publish, iris_classifi
     )
 
 
+def turn_on(model: MLModel, *, rows: int, wait_ms: float) -> None:
+    actions.update_model(
+        model,
+        name=model.name,
+        description=model.description,
+        private=model.private,
+        batch_max_rows=rows,
+        batch_max_wait_ms=wait_ms,
+    )
+
+
 def test_the_route_carries_the_models_batching(publish, iris_classifier):
     version = publish(iris_classifier, "iris")
     off = routing.resolve("iris")
     assert (off.batch_max_rows, off.batch_max_wait_ms) == (0, 2.0)
-    actions.update_model(
-        version.model,
-        name="",
-        description="",
-        private=False,
-        batch_max_rows=32,
-        batch_max_wait_ms=2.5,
-    )
+    turn_on(version.model, rows=32, wait_ms=2.5)
     for ref in (routing.resolve("iris"), routing.resolve("iris", 1)):
         assert (ref.batch_max_rows, ref.batch_max_wait_ms) == (32, 2.5)
         assert ref.number == 1 and ref.private is False
@@ -132,16 +136,6 @@ def test_resolving_a_batching_route_is_still_one_query(
         assert routing.resolve("iris", 1).batch_max_rows == 8
 
 
-@pytest.fixture
-def generation_file(tmp_path, monkeypatch, transactional_db):
-    """The test database's own generation, as a SQLite file has one
-    (tests/registry/test_changes.py)."""
-    path = str(tmp_path / f"db.sqlite3{generation.SUFFIX}")
-    open(path, "w").close()
-    monkeypatch.setattr(generation, "file_for", lambda db: path)
-    return path
-
-
 def test_a_batching_change_reaches_a_worker_serving_its_route_from_memory(
     generation_file, publish, iris_classifier, django_assert_num_queries
 ):
@@ -152,14 +146,7 @@ def test_a_batching_change_reaches_a_worker_serving_its_route_from_memory(
     with django_assert_num_queries(0):
         assert routing.resolve("iris").batch_max_rows == 0
     before = generation.current(generation_file)
-    actions.update_model(
-        version.model,
-        name="",
-        description="",
-        private=False,
-        batch_max_rows=16,
-        batch_max_wait_ms=3.0,
-    )
+    turn_on(version.model, rows=16, wait_ms=3.0)
     assert generation.current(generation_file) > before
     with django_assert_num_queries(1):
         ref = routing.resolve("iris")

@@ -2,9 +2,10 @@
 while the registry's generation stands.
 
 The suite's database is SQLite in memory (or PostgreSQL), which has no
-generation; ``generation_file`` gives the test database one, as a SQLite file
-has, so that the action functions advance it. The tests commit for real
-(transactional_db): the generation advances at commit.
+generation; ``generation_file`` (tests/registry/conftest.py) gives the test
+database one, as a SQLite file has, so that the action functions advance it.
+The tests commit for real (transactional_db): the generation advances at
+commit.
 """
 
 from __future__ import annotations
@@ -19,14 +20,6 @@ from django.db.utils import ConnectionHandler
 from monitoring.models import RequestLog
 from registry import actions, generation, routing
 from registry.models import MLModel, ModelVersion
-
-
-@pytest.fixture
-def generation_file(tmp_path, monkeypatch, transactional_db):
-    path = str(tmp_path / f"db.sqlite3{generation.SUFFIX}")
-    open(path, "w").close()
-    monkeypatch.setattr(generation, "file_for", lambda db: path)
-    return path
 
 
 def sqlite_connection(name: str):
