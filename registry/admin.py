@@ -256,7 +256,7 @@ class MLModelAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         """The page warns when batching is on but can never happen: every
         worker runs one request at a time, so no two requests meet."""
-        threads = getattr(settings, "MODELHUB_THREADS", 1)
+        threads = settings.MODELHUB_THREADS
         extra = {**(extra_context or {}), "one_request_per_worker": threads == 1}
         return super().change_view(request, object_id, form_url, extra)
 
