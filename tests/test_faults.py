@@ -198,7 +198,8 @@ import numpy as np
 
 
 class SleepsOnPredict:
-    """Sleeps as many seconds as the first input value says."""
+    """Sleeps as many seconds as the first input value says, in short naps
+    (Python code between them, where a time limit can interrupt a thread)."""
 
     n_features_in_ = 1
 
@@ -209,7 +210,9 @@ class SleepsOnPredict:
         seconds = float(np.asarray(x)[0][0])
         if seconds > 0 and os.environ.get("SLEEPY_STARTED"):
             open(os.environ["SLEEPY_STARTED"], "w").close()  # the test's cue
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
         return np.zeros(len(x))
 '''
 
@@ -242,11 +245,18 @@ def slow_model_install(install: Install) -> Install:
     return install
 
 
+@pytest.mark.parametrize("threads", ["1", "4"], ids=["sync", "gthread"])
 def test_model_slower_than_the_limit_gets_json_504_a_row_and_the_worker_lives(
-    slow_model_install, gunicorn_servers
+    slow_model_install, gunicorn_servers, threads
 ):
     install = slow_model_install
-    server = start(install, gunicorn_servers, workers=1, MODELHUB_PREDICT_TIMEOUT="1")
+    server = start(
+        install,
+        gunicorn_servers,
+        workers=1,
+        MODELHUB_PREDICT_TIMEOUT="1",
+        MODELHUB_THREADS=threads,
+    )
     (worker,) = server.booted_workers()
 
     started = time.monotonic()
@@ -265,7 +275,11 @@ def test_model_slower_than_the_limit_gets_json_504_a_row_and_the_worker_lives(
     assert server.booted_workers() == [worker], "the worker was replaced"
     rows = wait_for_rows(install, "slow", 2)
     assert rows == {"slow-0": [(504, 1)], "slow-1": [(200, 1)]}
-    report_gate("model slower than the limit", status=504, seconds=round(elapsed, 2))
+    report_gate(
+        f"model slower than the limit ({threads} thread(s))",
+        status=504,
+        seconds=round(elapsed, 2),
+    )
 
 
 def test_sigterm_lets_an_in_flight_request_finish(slow_model_install, gunicorn_servers):
