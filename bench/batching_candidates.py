@@ -42,14 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batching_host import read_counts  # noqa: E402
 from harness import (  # noqa: E402
     RESULTS,
-    ROOT,
-    Service,
     machine,
     post_script,
     require_wrk,
     stamp,
     wait_quiet,
 )
+from suite import Reference, run_child  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -110,55 +109,20 @@ SCENARIOS = (
 )
 
 
-def build_models(directory: Path) -> dict[str, dict[str, float]]:
-    """rf20 as bench/suite.py builds it and the demo iris, saved as joblib
-    files in ``directory``; returns one record per model for the bodies."""
-    import os
+class CandidateServer(Reference):
+    """The suite's reference server (ModelHub's gunicorn settings) with the
+    candidate's workers, threads and way to the model."""
 
-    import django
-    import joblib
-    import pandas as pd
-    from sklearn.datasets import make_classification
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelhub.settings")
-    sys.path.insert(0, str(ROOT))
-    django.setup()
-    from registry.demo import DEMOS
-
-    iris, iris_meta = DEMOS["iris"][2]()
-    x, y = make_classification(
-        n_samples=2000, n_features=20, n_informative=10, random_state=0
-    )
-    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(20)])
-    forest = make_pipeline(
-        StandardScaler(), RandomForestClassifier(n_estimators=100, random_state=0)
-    ).fit(frame, y)
-    joblib.dump(iris, directory / "iris.joblib")
-    joblib.dump(forest, directory / "rf20.joblib")
-    return {"iris": iris_meta["input_example"], "rf20": frame.iloc[0].to_dict()}
-
-
-class CandidateServer(Service):
     name = "batching"
 
     def __init__(self, candidate: Candidate, models: Path) -> None:
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        super().__init__(
-            [str(gunicorn), "--config", "bench/batching_gunicorn.py"],
-            ready_path="/readyz",
-        )
+        super().__init__(models, candidate.workers)
+        self.command[-1] = "bench/batching_gunicorn.py"
         self.stats = self.work / "stats"
         self.stats.mkdir()
         files = {"iris": "iris", "irisb": "iris", "rf20": "rf20"}
         self.env.update(
-            MODELHUB_BIND=f"127.0.0.1:{self.port}",
-            MODELHUB_WORKERS=str(candidate.workers),
             MODELHUB_THREADS=str(candidate.threads),
-            PYTHONPATH=str(ROOT),
-            PROMETHEUS_MULTIPROC_DIR=str(self.work / "prometheus"),
             MODELHUB_INFLIGHT_DIR=str(self.work / "inflight"),
             BENCH_REFERENCE_MODELS=",".join(
                 f"{name}={models / f'{file}.joblib'}" for name, file in files.items()
@@ -303,11 +267,12 @@ def main() -> None:
     keys = set(filter(None, args.only.split(",")))
     candidates = tuple(c for c in CANDIDATES if not keys or c.key in keys)
     with tempfile.TemporaryDirectory(prefix="modelhub-batching-") as scratch:
-        models = Path(scratch)
-        records = build_models(models)
+        # the suite's own models (rf20, the demo iris), trained by its child
+        site = run_child("site", Path(scratch) / "site", Path(scratch) / "models")
+        models = Path(scratch) / "models"
         bodies = {
-            name: post_script(models / f"{name}.lua", {"dataframe_records": [record]})
-            for name, record in records.items()
+            name: post_script(models / f"{name}.lua", {"dataframe_records": [rows[0]]})
+            for name, rows in site["sample"].items()
         }
         rows: list[dict] = []
         for run in range(args.runs):
