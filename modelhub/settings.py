@@ -294,6 +294,9 @@ MODELHUB_MODEL_COPY_DIR = Path(
         str(Path(tempfile.gettempdir()) / f"modelhub-model-copies-{os.getuid()}"),
     )
 )
+# The gunicorn master loads the active versions before it forks, so workers
+# share the pages of models mapping cannot share (forests; registry/forkshare.py).
+MODELHUB_SHARE_MODELS = env_bool("MODELHUB_SHARE_MODELS", True)
 # A file that failed to load is retried after this many seconds.
 MODELHUB_LOAD_RETRY_SECONDS = env_int("MODELHUB_LOAD_RETRY_SECONDS", 5)
 # Request limits on the prediction endpoints.

@@ -1,4 +1,4 @@
-"""One copy of a model per host: mapped joblib copies.
+"""One copy of a model per host: mapped joblib copies and the master's preload.
 
 Memory is read from /proc/<pid>/smaps_rollup of real processes: pages two
 processes share count in Shared_*, pages one holds alone in Private_*.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pickle
 import resource
 import subprocess
 import sys
@@ -18,13 +20,14 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
-from registry import loading
+from registry import forkshare, loading
 from registry.exceptions import ModelUnavailable
 from registry.loading import VersionRef
-from tests.servers import PROJECT_ROOT, clean_env
+from tests.conftest import SleepsOnLoad
+from tests.servers import PROJECT_ROOT, clean_env, manage, start_gunicorn
 
 MB = 1024 * 1024
 # The processes these tests start hold a model of tens of MB, never gigabytes.
@@ -236,3 +239,87 @@ def test_two_processes_share_the_pages_of_one_mapped_model(
         assert end["Shared_Clean"] - start["Shared_Clean"] >= 0.9 * array_bytes
         assert end["Private"] - start["Private"] < 0.2 * array_bytes
         assert end["Pss"] - start["Pss"] < 0.7 * array_bytes
+
+
+def test_master_probe_survives_a_model_that_hangs_while_loading(
+    tmp_path: Path, media_root: Path
+) -> None:
+    sleeps = tmp_path / "sleeps.pkl"
+    sleeps.write_bytes(pickle.dumps(SleepsOnLoad()))
+
+    assert not forkshare.loads_in_child(
+        ref_for(sleeps, media_root, "pickle"), timeout=1
+    )
+
+
+def test_master_probe_survives_a_model_that_ends_its_process(
+    tmp_path: Path, media_root: Path, boosted: Path
+) -> None:
+    exits = tmp_path / "exits.pkl"
+    exits.write_bytes(pickle.dumps(ExitsOnLoad()))
+
+    assert not forkshare.loads_in_child(
+        ref_for(exits, media_root, "pickle"), timeout=30
+    )
+    assert forkshare.loads_in_child(ref_for(boosted, media_root), timeout=30)
+
+
+class ExitsOnLoad:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os._exit, (3,))
+
+
+def _forest(directory: Path) -> tuple[Path, int]:
+    """Deep extremely randomized trees on noisy labels: ~50 MB of tree nodes,
+    trained in seconds."""
+    x, y = make_classification(
+        n_samples=40_000, n_features=10, flip_y=0.3, random_state=0
+    )
+    model = ExtraTreesClassifier(n_estimators=20, random_state=0).fit(x, y)
+    path = directory / "forest.joblib"
+    joblib.dump(model, path)
+    nodes = 0
+    for tree in model.estimators_:
+        state = tree.tree_.__getstate__()
+        nodes += state["nodes"].nbytes + state["values"].nbytes
+    return path, nodes
+
+
+def _serve_forest(run_dir: Path, forest: Path, **env: str) -> list[dict[str, int]]:
+    """Worker memory of a two-worker gunicorn serving the forest."""
+    run_dir.mkdir()
+    (run_dir / "static").mkdir()
+    settings_env = clean_env(
+        run_dir,
+        MODELHUB_LOG_LEVEL="WARNING",
+        MODELHUB_MODEL_COPY_DIR=str(run_dir / "copies"),
+        **env,
+    )
+    manage(settings_env, "migrate", "--noinput", "--verbosity", "0")
+    manage(settings_env, "loadmodel", str(forest), "--slug", "forest")
+    server = start_gunicorn(settings_env, run_dir, workers=2)
+    try:
+        for _ in range(4):
+            answer = server.post("/api/predict/forest/", {"inputs": [[0.5] * 10]})
+            assert answer.status == 200
+        return [rollup(int(pid)) for pid in server.booted_workers()]
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_pages_of_a_forest_the_master_loaded(
+    tmp_path: Path,
+) -> None:
+    """A forest's nodes are copied out of any mapping by scikit-learn, so
+    its pages are shared through the fork instead (anonymous: Shared_Dirty)."""
+    forest, tree_bytes = _forest(tmp_path)
+    assert tree_bytes > 30 * MB
+    limit = {"MODELHUB_PREFLIGHT_MEMORY_MB": "3072"}
+
+    shared = _serve_forest(tmp_path / "on", forest, MODELHUB_SHARE_MODELS="1", **limit)
+    alone = _serve_forest(tmp_path / "off", forest, MODELHUB_SHARE_MODELS="0", **limit)
+
+    for on, off in zip(shared, alone, strict=True):
+        assert on["Shared"] - off["Shared"] >= 0.9 * tree_bytes
+        assert off["Private"] - on["Private"] >= 0.9 * tree_bytes
