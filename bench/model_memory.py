@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,14 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import (  # noqa: E402
     RESULTS,
     ROOT,
-    _cmdline,
-    child_pids,
+    Service,
     free_port,
     machine,
     manage,
     site_env,
     stamp,
-    wait_ready,
 )
 
 MB = 1024 * 1024
@@ -126,26 +122,18 @@ def smaps(pid: int) -> dict[str, int]:
 def serve(env: dict[str, str], slug: str | None, features: int, log: Path) -> dict:
     """Starts gunicorn, waits for every worker, predicts (unless ``slug`` is
     None: the site without a model), reads memory."""
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "--config",
+        "modelhub/gunicorn.conf.py",
+    ]
     port = free_port()
     env = {**env, "MODELHUB_BIND": f"127.0.0.1:{port}", "MODELHUB_WORKERS": "4"}
     started = time.perf_counter()
-    with log.open("ab") as out:
-        master = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("gunicorn")),
-                "--config",
-                "modelhub/gunicorn.conf.py",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_ready(
-            f"http://127.0.0.1:{port}/healthz", time.monotonic() + 600, alive=master
-        )
+    service = Service(
+        command, port=port, env=env, ready_path="/healthz", ready_timeout=600, log=log
+    )
+    with service:
         deadline = time.monotonic() + 600
         while log.read_text(errors="replace").count("Booting worker") < WORKERS:
             if time.monotonic() > deadline:
@@ -154,31 +142,18 @@ def serve(env: dict[str, str], slug: str | None, features: int, log: Path) -> di
         body = json.dumps({"inputs": [[0.0] * features]}).encode()
         for _ in range(WORKERS * 8 if slug else 0):
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/predict/{slug}/",
+                f"{service.base}/api/predict/{slug}/",
                 data=body,
                 headers={"Content-Type": "application/json", "Connection": "close"},
             )
-            with urllib.request.urlopen(request, timeout=60) as answer:
+            with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
                 assert answer.status == 200
         ready = time.perf_counter() - started
-        workers = [
-            pid
-            for pid in child_pids(master.pid)
-            if b"registry.inflight" not in _cmdline(pid)
-        ]
-        memory = {pid: smaps(pid) for pid in workers}
         return {
             "ready_s": ready,
-            "workers": memory,
-            "master": smaps(master.pid),
+            "workers": {pid: smaps(pid) for pid in service.worker_pids()},
+            "master": smaps(service.process.pid),
         }
-    finally:
-        os.killpg(master.pid, signal.SIGTERM)
-        try:
-            master.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(master.pid, signal.SIGKILL)
-            master.wait(timeout=10)
 
 
 def total(memory: dict, key: str, *, master: bool) -> float:
