@@ -7,13 +7,15 @@ Run by hand, one load at a time:
 For a ~200 MB forest (extremely randomized trees: the same Tree structure
 as a random forest's, trained in a fraction of the time) and a
 HistGradientBoosting model, starts ModelHub under gunicorn with 4 workers
-twice: sharing off (MODELHUB_MODEL_MMAP=0, MODELHUB_SHARE_MODELS=0) and on
-(both 1, the defaults). Reports the workers' (and the master's) RSS, PSS and
-private memory from /proc/<pid>/smaps_rollup after a few predictions, the
-time from start to every worker serving, the load time of one version in
-a process (unmapped, mapped with a new copy, mapped from the existing copy)
-and the predict time of one row (timeit) for the unmapped and the mapped
-estimator. Writes bench/results/model-memory-<stamp>.md. All traffic stays
+three times: sharing off (MODELHUB_MODEL_MMAP=0, MODELHUB_SHARE_MODELS=0),
+mapped files only (MODELHUB_MODEL_MMAP=1) and on (both 1, the defaults).
+Each is compared with the same site before the model was registered.
+Reports the workers' (and the master's) RSS, PSS and private memory from
+/proc/<pid>/smaps_rollup after a few predictions, the time from start to
+every worker serving, the load time of one version in a process (unmapped,
+mapped with a new copy, mapped from the existing copy) and the predict time
+of one row (timeit) for the unmapped and the mapped estimator.
+Writes bench/results/model-memory-<stamp>.md. All traffic stays
 on 127.0.0.1; every process started is stopped.
 """
 
@@ -46,6 +48,7 @@ MB = 1024 * 1024
 WORKERS = 4
 MODES = {
     "off": {"MODELHUB_MODEL_MMAP": "0", "MODELHUB_SHARE_MODELS": "0"},
+    "mmap only": {"MODELHUB_MODEL_MMAP": "1", "MODELHUB_SHARE_MODELS": "0"},
     "on": {"MODELHUB_MODEL_MMAP": "1", "MODELHUB_SHARE_MODELS": "1"},
 }
 
@@ -241,13 +244,19 @@ def main() -> None:
             results["baseline"][name] = {}
             for mode, overrides in MODES.items():
                 results["baseline"][name][mode] = serve(
-                    {**env, **overrides}, None, features, site / f"{mode}-none.log"
+                    {**env, **overrides},
+                    None,
+                    features,
+                    site / f"{mode.replace(' ', '-')}-none.log",
                 )
             manage(ROOT, env, "loadmodel", str(path), "--slug", name)
             for mode, overrides in MODES.items():
                 shutil.rmtree(site / "copies", ignore_errors=True)
                 results["served"][name][mode] = serve(
-                    {**env, **overrides}, name, features, site / f"{mode}.log"
+                    {**env, **overrides},
+                    name,
+                    features,
+                    site / f"{mode.replace(' ', '-')}.log",
                 )
             shutil.rmtree(site / "copies", ignore_errors=True)
             timed = subprocess.run(
