@@ -9,7 +9,7 @@ as a random forest's, trained in a fraction of the time) and a
 HistGradientBoosting model, starts ModelHub under gunicorn with 4 workers
 three times: sharing off (MODELHUB_MODEL_MMAP=0, MODELHUB_SHARE_MODELS=0),
 mapped files only (MODELHUB_MODEL_MMAP=1) and on (both 1, the defaults).
-Each is compared with the same site before the model was registered.
+Each is compared with the same site serving a tiny model of the same kind.
 Reports the workers' (and the master's) RSS, PSS and private memory from
 /proc/<pid>/smaps_rollup after a few predictions, the time from start to
 every worker serving, the load time of one version in a process (unmapped,
@@ -77,8 +77,9 @@ print(json.dumps(out))
 """
 
 
-def train(directory: Path, forest_trees: int) -> dict[str, tuple[Path, int, int]]:
-    """(file, bytes of the model's big arrays, features) per model."""
+def train(directory: Path, forest_trees: int) -> dict[str, tuple[Path, int, int, Path]]:
+    """(file, bytes of the model's big arrays, features, file of a tiny model
+    of the same kind) per model."""
     import joblib
     from sklearn.datasets import make_classification
     from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
@@ -98,6 +99,10 @@ def train(directory: Path, forest_trees: int) -> dict[str, tuple[Path, int, int]
         max_iter=200, max_leaf_nodes=255, early_stopping=False, random_state=0
     ).fit(xb, yb)
     boosted_bytes = sum(p.nodes.nbytes for it in boosted._predictors for p in it)
+    tiny = {
+        "forest": ExtraTreesClassifier(n_estimators=1, max_depth=2).fit(x, y),
+        "hgb": HistGradientBoostingClassifier(max_iter=1, max_leaf_nodes=3).fit(xb, yb),
+    }
     out = {}
     for name, model, size in (
         ("forest", forest, forest_bytes),
@@ -105,7 +110,9 @@ def train(directory: Path, forest_trees: int) -> dict[str, tuple[Path, int, int]
     ):
         path = directory / f"{name}.joblib"
         joblib.dump(model, path)
-        out[name] = (path, size, 20)
+        small = directory / f"{name}-tiny.joblib"
+        joblib.dump(tiny[name], small)
+        out[name] = (path, size, 20, small)
     return out
 
 
@@ -122,9 +129,8 @@ def smaps(pid: int) -> dict[str, int]:
     }
 
 
-def serve(env: dict[str, str], slug: str | None, features: int, log: Path) -> dict:
-    """Starts gunicorn, waits for every worker, predicts (unless ``slug`` is
-    None: the site without a model), reads memory."""
+def serve(env: dict[str, str], slug: str, features: int, log: Path) -> dict:
+    """Starts gunicorn, waits for every worker, predicts, reads memory."""
     command = [
         str(Path(sys.executable).with_name("gunicorn")),
         "--config",
@@ -143,7 +149,7 @@ def serve(env: dict[str, str], slug: str | None, features: int, log: Path) -> di
                 raise SystemExit(f"workers did not boot:\n{log.read_text()[-3000:]}")
             time.sleep(0.05)
         body = json.dumps({"inputs": [[0.0] * features]}).encode()
-        for _ in range(WORKERS * 8 if slug else 0):
+        for _ in range(WORKERS * 8):
             request = urllib.request.Request(
                 f"{service.base}/api/predict/{slug}/",
                 data=body,
@@ -180,7 +186,7 @@ def report(results: dict, sizes: dict, info: dict) -> str:
         "arrays (tree nodes and values; HGB predictor nodes).",
         "",
         "| model | sharing | workers' RSS MB | workers' PSS MB | workers + master "
-        "PSS MB | same, no model | the model's PSS ÷ one copy | workers' private MB "
+        "PSS MB | same, tiny model | the model's PSS ÷ one copy | workers' private MB "
         "| start to serving s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -201,8 +207,10 @@ def report(results: dict, sizes: dict, info: dict) -> str:
         "",
         "RSS counts a shared page once in every process that maps it; PSS "
         "divides it among them, so the sum of PSS is what the host spends. "
-        "'same, no model': the same site and settings before the model was "
-        "registered; the model's PSS is the difference.",
+        "'same, tiny model': the same site and settings serving a tiny model of "
+        "the same kind (a 1-tree forest, a 1-iteration HGB: the same libraries "
+        "imported) before the big one was activated; the model's PSS is the "
+        "difference.",
         "",
         "## Load and predict, in one process",
         "",
@@ -225,9 +233,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelhub-bench-memory-"))
     try:
         models = train(work, args.forest_trees)
-        sizes = {name: size for name, (_, size, _) in models.items()}
+        sizes = {name: size for name, (_, size, _, _) in models.items()}
         results: dict = {"served": {}, "baseline": {}, "in_process": {}}
-        for name, (path, _, features) in models.items():
+        for name, (path, _, features, tiny) in models.items():
             site = work / name
             (site / "static").mkdir(parents=True)
             env = {
@@ -240,14 +248,16 @@ def main() -> None:
                 "OMP_NUM_THREADS": "1",
             }
             manage(ROOT, env, "migrate", "-v0")
+            manage(ROOT, env, "loadmodel", str(tiny), "--slug", name)
             results["served"][name] = {}
             results["baseline"][name] = {}
             for mode, overrides in MODES.items():
+                shutil.rmtree(site / "copies", ignore_errors=True)
                 results["baseline"][name][mode] = serve(
                     {**env, **overrides},
-                    None,
+                    name,
                     features,
-                    site / f"{mode.replace(' ', '-')}-none.log",
+                    site / f"{mode.replace(' ', '-')}-tiny.log",
                 )
             manage(ROOT, env, "loadmodel", str(path), "--slug", name)
             for mode, overrides in MODES.items():
