@@ -46,6 +46,7 @@ from bench.harness import (  # noqa: E402
 
 MB = 1024 * 1024
 WORKERS = 4
+SERVED, BASELINE = "served", "baseline"
 MODES = {
     "off": {"MODELHUB_MODEL_MMAP": "0", "MODELHUB_SHARE_MODELS": "0"},
     "mmap only": {"MODELHUB_MODEL_MMAP": "1", "MODELHUB_SHARE_MODELS": "0"},
@@ -237,7 +238,7 @@ def main() -> None:
     try:
         models = train(work, args.forest_trees)
         sizes = {name: size for name, (_, size, _, _) in models.items()}
-        results: dict = {"served": {}, "baseline": {}, "in_process": {}}
+        results: dict = {SERVED: {}, BASELINE: {}, "in_process": {}}
         for name, (path, _, features, tiny) in models.items():
             site = work / name
             (site / "static").mkdir(parents=True)
@@ -251,26 +252,18 @@ def main() -> None:
                 "OMP_NUM_THREADS": "1",
             }
             manage(ROOT, env, "migrate", "-v0")
-            manage(ROOT, env, "loadmodel", str(tiny), "--slug", name)
-            results["served"][name] = {}
-            results["baseline"][name] = {}
-            for mode, overrides in MODES.items():
-                shutil.rmtree(site / "copies", ignore_errors=True)
-                results["baseline"][name][mode] = serve(
-                    {**env, **overrides},
-                    name,
-                    features,
-                    site / f"{mode.replace(' ', '-')}-tiny.log",
-                )
-            manage(ROOT, env, "loadmodel", str(path), "--slug", name)
-            for mode, overrides in MODES.items():
-                shutil.rmtree(site / "copies", ignore_errors=True)
-                results["served"][name][mode] = serve(
-                    {**env, **overrides},
-                    name,
-                    features,
-                    site / f"{mode.replace(' ', '-')}.log",
-                )
+            # The tiny model first, then the big one as its next version.
+            for key, file, suffix in ((BASELINE, tiny, "-tiny"), (SERVED, path, "")):
+                manage(ROOT, env, "loadmodel", str(file), "--slug", name)
+                results[key][name] = {}
+                for mode, overrides in MODES.items():
+                    shutil.rmtree(site / "copies", ignore_errors=True)
+                    results[key][name][mode] = serve(
+                        {**env, **overrides},
+                        name,
+                        features,
+                        site / f"{mode.replace(' ', '-')}{suffix}.log",
+                    )
             shutil.rmtree(site / "copies", ignore_errors=True)
             timed = subprocess.run(
                 [sys.executable, "-c", _IN_PROCESS, name, str(features)],
