@@ -1,7 +1,9 @@
 """gunicorn settings for ModelHub, each overridable from the environment.
 
 Memory: every worker keeps its own cache of loaded models, so resident memory
-is roughly workers x cached models x model size. Bound it with
+is roughly workers x cached models x model size, less what the workers share:
+the arrays of memory-mapped joblib files (MODELHUB_MODEL_MMAP) and the models
+the master loaded before forking (MODELHUB_SHARE_MODELS). Bound it with
 MODELHUB_WORKERS and the model cache size settings.
 """
 
@@ -99,6 +101,12 @@ def when_ready(server) -> None:  # noqa: ANN001
         # shared by every worker.
         import sklearn.base  # noqa: F401
 
+        # The active versions too: every worker forked afterwards shares their
+        # pages (registry/forkshare.py).
+        from registry.forkshare import preload_before_fork
+
+        preload_before_fork()
+
     _watchdog = subprocess.Popen(
         [
             sys.executable,
@@ -109,6 +117,14 @@ def when_ready(server) -> None:  # noqa: ANN001
         ],
         cwd=Path(__file__).resolve().parent.parent,
     )
+
+
+def on_reload(server) -> None:  # noqa: ANN001
+    """HUP: the new workers share what is active now, not what was at start."""
+    if preload_app:
+        from registry.forkshare import preload_before_fork
+
+        preload_before_fork()
 
 
 def on_exit(server) -> None:  # noqa: ANN001

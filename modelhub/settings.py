@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -283,6 +284,19 @@ if PRODUCTION:
 
 # Loaded models kept per worker process (LRU by version).
 MODELHUB_MODEL_CACHE_SIZE = env_int("MODELHUB_MODEL_CACHE_SIZE", 16, minimum=1)
+# Joblib files load memory-mapped from a verified uncompressed copy in
+# MODELHUB_MODEL_COPY_DIR, so the workers of a host share their arrays
+# (registry/hostcopy.py). The directory must be this user's alone.
+MODELHUB_MODEL_MMAP = env_bool("MODELHUB_MODEL_MMAP", True)
+MODELHUB_MODEL_COPY_DIR = Path(
+    env_str(
+        "MODELHUB_MODEL_COPY_DIR",
+        str(Path(tempfile.gettempdir()) / f"modelhub-model-copies-{os.getuid()}"),
+    )
+)
+# The gunicorn master loads the active versions before it forks, so workers
+# share the pages of models mapping cannot share (forests; registry/forkshare.py).
+MODELHUB_SHARE_MODELS = env_bool("MODELHUB_SHARE_MODELS", True)
 # A file that failed to load is retried after this many seconds.
 MODELHUB_LOAD_RETRY_SECONDS = env_int("MODELHUB_LOAD_RETRY_SECONDS", 5)
 # Request limits on the prediction endpoints.

@@ -72,6 +72,14 @@ class ModelCache:
         self.notify("loaded", ref, entry.load_seconds)
         return entry
 
+    def adopt(self, entry: LoadedModel) -> None:
+        """Keeps a model loaded outside ``get``: the gunicorn master's, which
+        its workers inherit. Listeners are not told; they count per worker."""
+        with self._lock:
+            self._entries[(entry.ref.id, entry.ref.sha256)] = entry
+            while len(self._entries) > max(1, settings.MODELHUB_MODEL_CACHE_SIZE):
+                self._entries.popitem(last=False)
+
     def _rebound(self, key: Key, entry: LoadedModel, ref: VersionRef) -> LoadedModel:
         """``entry``'s estimator under ``ref``: an edited row (schema, privacy)
         is served from the request that resolved it, with the input spec and

@@ -5,17 +5,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from . import hostcopy
 from .exceptions import ModelUnavailable
 from .inspection import has_class_probabilities
 from .serialization import read_estimator
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,19 +55,74 @@ class LoadedModel:
 def load(ref: VersionRef) -> LoadedModel:
     """Read the version's file, check its sha256 and deserialize it.
 
+    A joblib file is loaded memory-mapped from the host's verified copy
+    (registry.hostcopy) when MODELHUB_MODEL_MMAP is on, so the workers of a
+    host share its arrays; the stored file is still checked at every load,
+    so one missing or altered in storage is a 503 as without copies.
     Raises ModelUnavailable (503) when the file is missing, altered or no
     longer loads; other versions are unaffected.
     """
     started = time.perf_counter()
+    source: bytes | Path | None = None
+    if ref.format == "joblib" and hostcopy.enabled():
+        _check_digest(ref, _read(ref, _sha256))
+        source = _host_copy(ref)
+    if source is None:
+        source = _read(ref, _everything)
+        _check_digest(ref, hashlib.sha256(source).hexdigest())
+    estimator = _deserialize(ref, source)
+    elapsed = time.perf_counter() - started
+    logger.info("loaded %s v%s in %.1f ms", ref.slug, ref.number, elapsed * 1000)
+    return LoadedModel(
+        ref=ref,
+        estimator=estimator,
+        has_proba=has_class_probabilities(estimator),
+        load_seconds=elapsed,
+        size=source.stat().st_size if isinstance(source, Path) else len(source),
+    )
+
+
+def _host_copy(ref: VersionRef) -> Path | None:
+    """The verified local copy, written from storage if need be; None when
+    the copy directory is unusable (the file is then read as without)."""
+    try:
+        path = hostcopy.verified(ref.sha256)
+        if path is not None:
+            return path
+        with hostcopy.building(ref.sha256):
+            path = hostcopy.verified(ref.sha256)
+            if path is not None:  # written by another worker meanwhile
+                return path
+            with default_storage.open(ref.file_name, "rb") as handle:
+                path = hostcopy.keep(ref.sha256, handle)
+    except OSError as exc:
+        logger.error("no local copy of %s v%s: %s", ref.slug, ref.number, exc)
+        return None
+    if path is None:
+        _check_digest(ref, "(changed while copied)")
+    return path
+
+
+def _read(ref: VersionRef, read: Callable[[BinaryIO], T]) -> T:
     try:
         with default_storage.open(ref.file_name, "rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, OSError) as exc:
+            return read(handle)
+    except OSError as exc:
         logger.error("model file of %s v%s is missing: %s", ref.slug, ref.number, exc)
         raise ModelUnavailable(
             f"The file of '{ref.slug}' v{ref.number} is missing from storage."
         ) from None
-    digest = hashlib.sha256(data).hexdigest()
+
+
+def _sha256(handle: BinaryIO) -> str:
+    return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _everything(handle: BinaryIO) -> bytes:
+    return handle.read()
+
+
+def _check_digest(ref: VersionRef, digest: str) -> None:
     if digest != ref.sha256:
         logger.error(
             "sha256 mismatch for %s v%s: stored %s, file %s",
@@ -75,25 +135,24 @@ def load(ref: VersionRef) -> LoadedModel:
             f"The file of '{ref.slug}' v{ref.number} does not match its sha256; "
             "it was altered after upload."
         )
-    estimator = _deserialize(ref, data)
-    elapsed = time.perf_counter() - started
-    logger.info("loaded %s v%s in %.1f ms", ref.slug, ref.number, elapsed * 1000)
-    return LoadedModel(
-        ref=ref,
-        estimator=estimator,
-        has_proba=has_class_probabilities(estimator),
-        load_seconds=elapsed,
-        size=len(data),
-    )
 
 
-def _deserialize(ref: VersionRef, data: bytes) -> Any:
-    """BaseException too: a file that calls sys.exit() (or raises
+def _deserialize(ref: VersionRef, source: bytes | Path) -> Any:
+    """A path is a verified host copy, mapped copy-on-write ("c", not "r"):
+    the pages stay shared until written, and an estimator that writes to its
+    own arrays while predicting behaves as it does unmapped.
+
+    BaseException too: a file that calls sys.exit() (or raises
     KeyboardInterrupt, GeneratorExit) while loading would otherwise end the
     worker in the preload hook, and every worker after it."""
     try:
+        if isinstance(source, Path):
+            import joblib
+
+            mode = "c" if hostcopy.mappable(source) else None
+            return joblib.load(source, mmap_mode=mode)
         return read_estimator(
-            data, ref.format, list(settings.MODELHUB_SKOPS_TRUSTED_TYPES)
+            source, ref.format, list(settings.MODELHUB_SKOPS_TRUSTED_TYPES)
         )
     except BaseException as exc:  # noqa: BLE001 - any failure to load is a 503
         logger.exception("model %s v%s no longer loads", ref.slug, ref.number)
