@@ -44,6 +44,9 @@ def media_root(settings: Any, tmp_path: Path) -> Path:
     root = tmp_path / "media"
     root.mkdir()
     settings.MEDIA_ROOT = root
+    # The host's uncompressed copies of joblib files (registry/hostcopy.py):
+    # each test its own, as each has its own media.
+    settings.MODELHUB_MODEL_COPY_DIR = tmp_path / "model-copies"
     return root
 
 

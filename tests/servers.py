@@ -53,6 +53,7 @@ def clean_env(tmp: Path, **overrides: str) -> dict[str, str]:
     env["MODELHUB_SECRET_KEY_FILE"] = str(tmp / "secret_key")
     env["MODELHUB_MEDIA_ROOT"] = str(tmp / "media")
     env["MODELHUB_STATIC_ROOT"] = str(tmp / "static")
+    env["MODELHUB_MODEL_COPY_DIR"] = str(tmp / "model-copies")
     env.update(overrides)
     return env
 
