@@ -49,9 +49,13 @@ def forest_install(install: Install) -> tuple[Install, RandomForestClassifier]:
 
 
 def forest_request(index: int) -> tuple[str, dict]:
-    return "/api/predict/forest/?proba=1", {
-        "inputs": [ROWS[index % len(ROWS)].tolist()]
-    }
+    """Every eighth request is malformed (a row too short): a 400 of its own."""
+    row = ROWS[index % len(ROWS)].tolist()
+    return "/api/predict/forest/?proba=1", {"inputs": [row[:-1] if bad(index) else row]}
+
+
+def bad(index: int) -> bool:
+    return index % 8 == 7
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
@@ -68,8 +72,11 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
         server, "batch", 160, request_for=forest_request, clients=16
     ).finish()
 
-    assert Counter(o.status for o in outcomes) == {200: 160}, outcomes[:3]
+    assert Counter(o.status for o in outcomes) == {200: 140, 400: 20}
     for o in outcomes:
+        assert o.status == (400 if bad(o.index) else 200), o
+        if bad(o.index):
+            continue
         row = ROWS[o.index % len(ROWS)].reshape(1, -1)
         body = o.json()
         assert body["predictions"] == forest.predict(row).tolist()
@@ -80,18 +87,16 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
 
     logged = wait_for_rows(install, "batch", 160)
     assert sorted(logged) == sorted(o.request_id for o in outcomes)
-    sizes = [
-        size
-        for (size,) in install.query(
-            "SELECT batch_size FROM api_requestlog WHERE request_id LIKE 'batch-%%'"
-        )
-    ]
-    assert all(size is not None and 1 <= size <= 32 for size in sizes), sizes
-    assert max(sizes) > 1, "sixteen clients never shared a batch"
+    sizes = install.query(
+        "SELECT status, batch_size FROM api_requestlog WHERE request_id LIKE 'batch-%%'"
+    )
+    refused = {size for status, size in sizes if status == 400}
+    assert refused == {None}, "a refused request never joins a batch"
+    batched = [size for status, size in sizes if status == 200]
+    assert all(size is not None and 1 <= size <= 32 for size in batched), batched
+    assert max(batched) > 1, "sixteen clients never shared a batch"
 
     batches = sum(v for _, v in metric_samples(server, "modelhub_batch_size_count"))
-    rows_in_batches = sum(
-        v for _, v in metric_samples(server, "modelhub_batch_size_sum")
-    )
-    assert rows_in_batches == 160
-    assert batches < 160
+    requests = sum(v for _, v in metric_samples(server, "modelhub_batch_size_sum"))
+    assert requests == 140
+    assert batches < 140
