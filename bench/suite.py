@@ -4,6 +4,7 @@ Run by hand (not a test):
 
     .venv/bin/python bench/suite.py [--duration 10] [--runs 3] [--quick]
         [--no-compare] [--workers 2] [--quiet-wait 5] [--baseline REV]
+        [--database sqlite,postgres]
 
 In one invocation, side by side so the ratios hold on a noisy machine:
 
@@ -11,17 +12,22 @@ In one invocation, side by side so the ratios hold on a noisy machine:
    checkout measured): ``model.predict`` for 1 and 1,000 rows (the floor),
    and decode + predict + encode through ModelHub's own code against a bare
    handler (json.loads -> float array in schema order -> predict ->
-   json.dumps), timeit, for the demo iris LogisticRegression (4 features)
-   and a 100-tree random-forest pipeline (20 features);
+   json.dumps), timeit, for the demo iris LogisticRegression (4 features),
+   a 100-tree random-forest pipeline and a 200-iteration
+   HistGradientBoostingClassifier (20 features each);
 2. under load (wrk, 127.0.0.1, bounded runs): the reference WSGI app
    (bench/reference_wsgi.py, ModelHub's gunicorn settings: the floor of this
-   stack), ModelHub with the request log on (after_response) and off, and,
-   unless --no-compare, MLflow's scoring server and Seldon MLServer's sklearn
-   runtime, each installed on demand into its own environment under
-   bench/.envs/ (never a project dependency). Single-row requests for both
-   models at concurrency 1 and 8, one 1,000-row request at concurrency 1;
+   stack), ModelHub with the request log on (after_response) and off, over
+   V2, on PostgreSQL (--database postgres: a scratch database, created and
+   dropped here), with adaptive batching (only when the checkout's loadmodel
+   has it), and, unless --no-compare, MLflow's scoring server and Seldon
+   MLServer's sklearn runtime with and without its adaptive batching, each
+   installed on demand into its own environment under bench/.envs/ (never a
+   project dependency). Single-row requests for every model at concurrency
+   1 and 8, one 1,000-row request at concurrency 1 (iris, boosted model);
    every server serves the same model files. Runs are interleaved
-   (A B C … A B C …) --runs times, wait_quiet() before each;
+   (A B C … A B C …) --runs times, wait_quiet() before each; issue 23's
+   targets are read off the runs (bench/targets.py);
 3. memory: RSS of a ModelHub worker with 1, 10 and 50 distinct models
    cached, with MODELHUB_MODEL_CACHE_SIZE=16 (the bound) and 64.
 
@@ -31,7 +37,7 @@ ModelHub server gets a twin named <name>@base, run just before or after it,
 the in-process children take turns, and the report adds after ÷ before per
 scenario with the noise (the spread between runs of one server).
 
---quick: 2-second runs, 1 run, no comparisons (a smoke check, ~2 minutes).
+--quick: 2-second runs, 1 run, SQLite only, no comparisons (a smoke check).
 The report goes to bench/results/suite-<stamp>.md and .json; bench/README.md
 explains the rows and ratios. Helpers live in bench/harness.py.
 """
