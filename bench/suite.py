@@ -1620,7 +1620,10 @@ def main() -> None:
                 extra_machine["postgresql"] = postgres_version()
                 for tree in trees:
                     url = scratch.enter_context(
-                        scratch_postgres(f"modelhub_bench_{scratch_stamp}{tree.suffix}")
+                        scratch_postgres(
+                            f"modelhub_bench_{scratch_stamp}"
+                            + ("_base" if tree.suffix else "")
+                        )
                     )
                     directory = work / f"site-pg{tree.suffix}"
                     registered_site(tree.root, directory, model_files, database_url=url)
