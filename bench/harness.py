@@ -170,16 +170,17 @@ def children_cpu() -> float:
 def wait_quiet(max_wait: float = 60, busy_below: float = 0.25) -> float:
     """Wait (bounded) until other work on the machine is light.
 
-    Returns the busy fraction of the last 1-second sample: 0.0 = idle,
-    1.0 = every core busy. Other sessions sharing the machine make server
-    CPU per request noisy; reports record this figure.
+    Returns the busy fraction of the last sample (1 second, or ``max_wait``
+    if shorter): 0.0 = idle, 1.0 = every core busy. Other sessions sharing
+    the machine make server CPU per request noisy; reports record this figure.
     """
     deadline = time.monotonic() + max_wait
     cores = os.cpu_count() or 1
+    sample = min(1.0, max(max_wait, 0.1))
     while True:
         before = system_busy_cpu()
-        time.sleep(1)
-        busy = (system_busy_cpu() - before) / cores
+        time.sleep(sample)
+        busy = (system_busy_cpu() - before) / (cores * sample)
         if busy < busy_below or time.monotonic() > deadline:
             return round(busy, 3)
 
