@@ -3,7 +3,7 @@ suite (``bench/suite.py --baseline REV``).
 
 - ``baseline_checkout``: a detached git worktree of the revision under
   bench/.envs/ (git-ignored), reused while it stays at that commit;
-- ``baseline_site``: a throw-away site registered by that checkout's own
+- its site is made by ``harness.registered_site`` with that checkout's own
   ``manage.py``, so each side runs on the schema and code of its revision;
 - ``head_info``: which commit the current tree is, and whether it has
   uncommitted changes (they are measured too).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness import ROOT, manage, site_env
+from harness import ROOT
 
 ENVS = ROOT / "bench" / ".envs"
 
@@ -100,25 +100,3 @@ def head_info() -> dict:
         "sha": git("rev-parse", "HEAD"),
         "tracked_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
     }
-
-
-def baseline_site(
-    root: Path, directory: Path, models_dir: Path, slugs: tuple[str, ...]
-) -> None:
-    """``<slug>.joblib`` (with ``<slug>.meta.json``) of ``models_dir`` for each
-    slug, registered and activated in a fresh site in ``directory`` by the
-    checkout ``root``'s own ``manage.py migrate`` and ``loadmodel``."""
-    directory.mkdir(parents=True)
-    env = site_env(directory)
-    manage(root, env, "migrate", "-v0")
-    for slug in slugs:
-        manage(
-            root,
-            env,
-            "loadmodel",
-            str(models_dir / f"{slug}.joblib"),
-            "--slug",
-            slug,
-            "--metadata",
-            str(models_dir / f"{slug}.meta.json"),
-        )

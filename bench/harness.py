@@ -7,7 +7,12 @@
 - ``process_tree_cpu``: user+system CPU of a process and its children, from
   /proc, so a scenario can report server CPU per request.
 - ``machine``: CPU, kernel and library versions for every report.
-- ``scratch_postgres``: creates and drops a scratch PostgreSQL database.
+- ``spread`` and ``paired``: mean (min–max) of a figure over runs, and of a
+  ratio or difference of two servers' figures paired by run.
+- ``scratch_postgres``: creates and drops a scratch PostgreSQL database;
+  ``postgres_unreachable`` says why it cannot be reached, if it cannot.
+- ``registered_site``: a throw-away site whose models are registered by a
+  checkout's own ``manage.py loadmodel``.
 
 Every subprocess has a timeout and all traffic stays on 127.0.0.1.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -24,12 +30,13 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -163,16 +170,17 @@ def children_cpu() -> float:
 def wait_quiet(max_wait: float = 60, busy_below: float = 0.25) -> float:
     """Wait (bounded) until other work on the machine is light.
 
-    Returns the busy fraction of the last 1-second sample: 0.0 = idle,
-    1.0 = every core busy. Other sessions sharing the machine make server
-    CPU per request noisy; reports record this figure.
+    Returns the busy fraction of the last sample (1 second, or ``max_wait``
+    if shorter): 0.0 = idle, 1.0 = every core busy. Other sessions sharing
+    the machine make server CPU per request noisy; reports record this figure.
     """
     deadline = time.monotonic() + max_wait
     cores = os.cpu_count() or 1
+    sample = min(1.0, max(max_wait, 0.1))
     while True:
         before = system_busy_cpu()
-        time.sleep(1)
-        busy = (system_busy_cpu() - before) / cores
+        time.sleep(sample)
+        busy = (system_busy_cpu() - before) / (cores * sample)
         if busy < busy_below or time.monotonic() > deadline:
             return round(busy, 3)
 
@@ -237,6 +245,32 @@ def run_wrk(url: str, connections: int, duration: int, script: Path) -> dict:
     }
 
 
+def spread(values: list[float], digits: int = 3) -> dict:
+    """Mean, min, max, stdev and n of ``values`` (NaN left out)."""
+    values = [v for v in values if not math.isnan(v)] or [math.nan]
+    return {
+        "mean": round(statistics.fmean(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "stdev": round(statistics.stdev(values), digits) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def paired(
+    runs: list[dict],
+    scenario: str,
+    a: str,
+    b: str,
+    key: str,
+    op: Callable[[float, float], float],
+) -> dict | None:
+    """op(a, b) per round (same scenario, same round), then mean and spread."""
+    by = {(r["target"], r["round"]): r[key] for r in runs if r["scenario"] == scenario}
+    values = [op(by[a, n], by[b, n]) for (t, n) in by if t == a and (b, n) in by]
+    return spread(values) if values else None
+
+
 def require_wrk() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -281,6 +315,37 @@ def machine(extra: dict | None = None) -> dict:
         **versions,
         **(extra or {}),
     }
+
+
+def postgres_unreachable() -> str | None:
+    """Why PostgreSQL at PG_ADMIN_URL cannot be used, or None when it can."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        return f"psycopg is not installed ({exc})"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"{PG_ADMIN_URL} unreachable: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
+def postgres_backends_cpu(database: str) -> float:
+    """utime+stime (seconds) of the PostgreSQL backends connected to
+    ``database`` now (pids from pg_stat_activity; the server runs on this
+    machine, so /proc has them). The query's own backend is on another
+    database and is not counted."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+            )
+        ]
+    return _cpu_seconds(pids)
 
 
 def postgres_version() -> str:
@@ -334,6 +399,36 @@ def manage(root: Path, env: dict[str, str], *command: str) -> str:
         raise SystemExit(
             f"manage.py {' '.join(command)} failed in {root}:\n{exc.stderr[-3000:]}"
         ) from None
+
+
+def registered_site(
+    root: Path,
+    directory: Path,
+    models: dict[str, Path],
+    *,
+    database_url: str | None = None,
+    options: tuple[str, ...] = (),
+) -> None:
+    """A fresh site in ``directory`` (media/ and, by default, db.sqlite3)
+    with each ``slug: file`` of ``models`` (and its ``<file>.meta.json``)
+    registered and activated by the checkout ``root``'s own ``manage.py
+    migrate`` and ``loadmodel`` (plus ``options``), so the site has the
+    schema and registration of that checkout's code."""
+    directory.mkdir(parents=True)
+    env = site_env(directory, database_url)
+    manage(root, env, "migrate", "-v0")
+    for slug, path in models.items():
+        manage(
+            root,
+            env,
+            "loadmodel",
+            str(path),
+            "--slug",
+            slug,
+            "--metadata",
+            str(path.with_suffix(".meta.json")),
+            *options,
+        )
 
 
 def prepare_site(env: dict[str, str], root: Path = ROOT) -> None:
@@ -448,6 +543,11 @@ class Service:
     def cpu(self) -> float:
         return session_cpu(self.process.pid)
 
+    def database_cpu(self) -> float:
+        """CPU seconds of a database server's processes working for this
+        service (0 when its database lives inside it, as SQLite does)."""
+        return 0.0
+
     def worker_pids(self) -> list[int]:
         """The master's children, less the watchdog (registry/inflight.py)."""
         return [
@@ -479,16 +579,22 @@ class Service:
     ) -> dict:
         """One wrk run against ``path``, with server CPU ms per request."""
         script = script or self.post_script()
+        database_before = self.database_cpu()
         before = self.cpu()
         machine_before = system_busy_cpu()
         wrk_before = children_cpu()
         result = run_wrk(self.base + path, connections, duration, script)
-        cpu = self.cpu() - before
+        database = self.database_cpu() - database_before
+        cpu = self.cpu() - before + database
         wrk_cpu = children_cpu() - wrk_before
         other = system_busy_cpu() - machine_before - cpu - wrk_cpu
         result["connections"] = connections
+        # the server's CPU includes its database server's (database_cpu())
         result["server_cpu_ms_per_request"] = round(
             cpu * 1000 / max(result["requests"], 1), 3
+        )
+        result["database_cpu_ms_per_request"] = round(
+            database * 1000 / max(result["requests"], 1), 3
         )
         # CPU used by everything but the server and wrk (other processes on a
         # shared machine), as a share of all cores over the run.
@@ -514,6 +620,8 @@ class Server(Service):
     PostgreSQL pass a database created from the prepared one as template.
     ``root`` = the checkout whose code and gunicorn settings run (another
     revision's worktree for a before/after comparison), with this virtualenv.
+    With PostgreSQL, the CPU of the backends connected to its database counts
+    as the server's (SQLite's work is inside the workers already).
     """
 
     name = "modelhub"
@@ -548,6 +656,16 @@ class Server(Service):
             }
         )
         self.prepared = prepared
+        self.postgres_database = (
+            self.database_url.rsplit("/", 1)[1].split("?", 1)[0]
+            if self.database_url.startswith(("postgres://", "postgresql://"))
+            else None
+        )
+
+    def database_cpu(self) -> float:
+        if self.postgres_database is None:
+            return 0.0
+        return postgres_backends_cpu(self.postgres_database)
 
     def prepare(self) -> None:
         if self.prepared:

@@ -4,6 +4,7 @@ Run by hand (not a test):
 
     .venv/bin/python bench/suite.py [--duration 10] [--runs 3] [--quick]
         [--no-compare] [--workers 2] [--quiet-wait 5] [--baseline REV]
+        [--database sqlite,postgres]
 
 In one invocation, side by side so the ratios hold on a noisy machine:
 
@@ -11,17 +12,22 @@ In one invocation, side by side so the ratios hold on a noisy machine:
    checkout measured): ``model.predict`` for 1 and 1,000 rows (the floor),
    and decode + predict + encode through ModelHub's own code against a bare
    handler (json.loads -> float array in schema order -> predict ->
-   json.dumps), timeit, for the demo iris LogisticRegression (4 features)
-   and a 100-tree random-forest pipeline (20 features);
+   json.dumps), timeit, for the demo iris LogisticRegression (4 features),
+   a 100-tree random-forest pipeline and a 200-iteration
+   HistGradientBoostingClassifier (20 features each);
 2. under load (wrk, 127.0.0.1, bounded runs): the reference WSGI app
    (bench/reference_wsgi.py, ModelHub's gunicorn settings: the floor of this
-   stack), ModelHub with the request log on (after_response) and off, and,
-   unless --no-compare, MLflow's scoring server and Seldon MLServer's sklearn
-   runtime, each installed on demand into its own environment under
-   bench/.envs/ (never a project dependency). Single-row requests for both
-   models at concurrency 1 and 8, one 1,000-row request at concurrency 1;
+   stack), ModelHub with the request log on (after_response) and off, over
+   V2, on PostgreSQL (--database postgres: a scratch database, created and
+   dropped here), with adaptive batching (only when the checkout's loadmodel
+   has it), and, unless --no-compare, MLflow's scoring server and Seldon
+   MLServer's sklearn runtime with and without its adaptive batching, each
+   installed on demand into its own environment under bench/.envs/ (never a
+   project dependency). Single-row requests for every model at concurrency
+   1 and 8, one 1,000-row request at concurrency 1 (iris, boosted model);
    every server serves the same model files. Runs are interleaved
-   (A B C … A B C …) --runs times, wait_quiet() before each;
+   (A B C … A B C …) --runs times, wait_quiet() before each; issue 23's
+   targets are read off the runs (bench/targets.py);
 3. memory: RSS of a ModelHub worker with 1, 10 and 50 distinct models
    cached, with MODELHUB_MODEL_CACHE_SIZE=16 (the bound) and 64.
 
@@ -31,7 +37,7 @@ ModelHub server gets a twin named <name>@base, run just before or after it,
 the in-process children take turns, and the report adds after ÷ before per
 scenario with the noise (the spread between runs of one server).
 
---quick: 2-second runs, 1 run, no comparisons (a smoke check, ~2 minutes).
+--quick: 2-second runs, 1 run, SQLite only, no comparisons (a smoke check).
 The report goes to bench/results/suite-<stamp>.md and .json; bench/README.md
 explains the rows and ratios. Helpers live in bench/harness.py.
 """
@@ -46,7 +52,6 @@ import os
 import re
 import select
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +65,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baseline import ENVS, baseline_checkout, baseline_site, head_info  # noqa: E402
+import targets as issue_targets  # noqa: E402
+from baseline import ENVS, baseline_checkout, head_info  # noqa: E402
 from harness import (  # noqa: E402
     RESULTS,
     ROOT,
@@ -68,10 +74,17 @@ from harness import (  # noqa: E402
     Service,
     free_port,
     machine,
+    manage,
+    paired,
     post_script,
+    postgres_unreachable,
+    postgres_version,
+    registered_site,
     require_wrk,
     rss_kb,
+    scratch_postgres,
     site_env,
+    spread,
     stamp,
     wait_quiet,
 )
@@ -79,7 +92,17 @@ from harness import (  # noqa: E402
 BENCH = ROOT / "bench"
 # The baseline's servers and in-process figures: modelhub@base, ...
 BASE = "@base"
-MODELS = ("iris", "rf20")
+MODELS = ("iris", "rf20", "hgb20")
+# Every process the suite starts (servers, in-process children, training)
+# inherits this unless the caller set it: scikit-learn's OpenMP code (the
+# boosted model's predict) otherwise runs a thread per core in each worker,
+# and on a shared 2-core machine one-row predicts then spun for 30 ms instead
+# of 3 ms, whoever the server was.
+OPENMP_THREADS = "1"
+# The model-bound models, for which batching exists: the batching targets
+# (modelhub-batch, mlserver-batch) serve these only.
+BATCHED_MODELS = ("rf20", "hgb20")
+HGB_ITERATIONS = 200
 BATCH_ROWS = 1000
 MEMORY_MODELS = 50
 MEMORY_STEPS = (1, 10, 50)
@@ -113,7 +136,10 @@ SCENARIOS = (
     Scenario("iris", 1, 8),
     Scenario("rf20", 1, 1),
     Scenario("rf20", 1, 8),
+    Scenario("hgb20", 1, 1),
+    Scenario("hgb20", 1, 8),
     Scenario("iris", BATCH_ROWS, 1),
+    Scenario("hgb20", BATCH_ROWS, 1),
 )
 
 
@@ -156,13 +182,13 @@ def _register(path: Path, slug: str, meta: dict[str, Any], *, activate: bool) ->
 
 
 def build_site(directory: Path, models_dir: Path) -> dict:
-    """Child: train the two models, save them in ``models_dir`` (with their
+    """Child: train the three models, save them in ``models_dir`` (with their
     metadata files) and register them in a fresh site in ``directory``.
     Returns the sample rows."""
     import joblib
     import pandas as pd
     from sklearn.datasets import make_classification
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -177,19 +203,28 @@ def build_site(directory: Path, models_dir: Path) -> dict:
     forest = make_pipeline(
         StandardScaler(), RandomForestClassifier(n_estimators=100, random_state=0)
     ).fit(frame, y)
+    # 200 iterations whatever the data: no early stopping
+    boosted = HistGradientBoostingClassifier(
+        max_iter=HGB_ITERATIONS, early_stopping=False, random_state=0
+    ).fit(frame, y)
     sample = {
         "iris": [
             dict(zip(iris.feature_names_in_, r, strict=True)) for r in _iris_rows()
         ],
         "rf20": frame.head(200).to_dict("records"),
     }
+    sample["hgb20"] = sample["rf20"]
     forest_meta = {
         "dataset": "make_classification(n_samples=2000, n_features=20, "
         "n_informative=10, random_state=0)",
         "input_example": sample["rf20"][0],
     }
     models_dir.mkdir(parents=True, exist_ok=True)
-    for slug, model, meta in (("iris", iris, iris_meta), ("rf20", forest, forest_meta)):
+    for slug, model, meta in (
+        ("iris", iris, iris_meta),
+        ("rf20", forest, forest_meta),
+        ("hgb20", boosted, forest_meta),
+    ):
         joblib.dump(model, models_dir / f"{slug}.joblib")
         _register(models_dir / f"{slug}.joblib", slug, meta, activate=True)
     return {"sample": sample}
@@ -397,6 +432,8 @@ class Target:
     # one server per model (MLflow serves one model per process)
     per_model: bool = False
     notes: str = ""
+    # the models it serves: scenarios of other models skip it
+    models: tuple[str, ...] = MODELS
     services: dict[str, Service] = field(default_factory=dict)
 
     def service(self, model: str) -> Service:
@@ -409,7 +446,31 @@ MODELHUB_SERVERS = (
     ("modelhub-log-off", {"MODELHUB_LOG_MODE": "off"}, False),
     ("modelhub-v2", {"MODELHUB_LOG_MODE": "after_response"}, True),
 )
-MODELHUB_TARGETS = tuple(name for name, _, _ in MODELHUB_SERVERS)
+# ModelHub on PostgreSQL (--database postgres), run at the baseline too
+PG_SERVER = "modelhub-pg"
+PG_ENV = {"MODELHUB_LOG_MODE": "after_response"}
+# ModelHub's adaptive batching (issue 23), started only when the checkout's
+# `manage.py loadmodel --help` lists BATCH_FLAG: the models are registered
+# with BATCH_OPTIONS and gunicorn runs threads for the batcher to gather.
+BATCH_SERVER = "modelhub-batch"
+BATCH_FLAG = "--batch-max-rows"
+BATCH_OPTIONS = (BATCH_FLAG, "32", "--batch-max-wait-ms", "2")
+BATCH_ENV = {"MODELHUB_LOG_MODE": "after_response", "MODELHUB_THREADS": "8"}
+# MLServer's adaptive batching, as issue 23 sets it (model-settings.json)
+MLSERVER_BATCHING = {"max_batch_size": 8, "max_batch_time": 0.002}
+MODELHUB_TARGETS = (
+    *(name for name, _, _ in MODELHUB_SERVERS),
+    PG_SERVER,
+    BATCH_SERVER,
+)
+# Two servers compared scenario by scenario in the report (a ÷ b, paired)
+PAIRS = (
+    ("PostgreSQL ÷ SQLite", PG_SERVER, "modelhub"),
+    ("PostgreSQL ÷ SQLite, before", PG_SERVER + BASE, "modelhub" + BASE),
+    ("ModelHub batching on ÷ off", BATCH_SERVER, "modelhub"),
+    ("MLServer batching on ÷ off", "mlserver-batch", "mlserver"),
+    ("ModelHub batching ÷ MLServer batching", BATCH_SERVER, "mlserver-batch"),
+)
 
 
 def mlflow_body(rows: list[dict]) -> object:
@@ -458,25 +519,75 @@ def modelhub_target(
     *,
     v2: bool = False,
     about: str = "",
+    site: Path | None = None,
+    database_url: str | None = None,
+    models: tuple[str, ...] = MODELS,
 ) -> Target:
     """ModelHub's own endpoint with MLflow's body, or (``v2``) its Open
     Inference Protocol endpoint with the very body MLServer gets; the code
-    and site of ``tree``."""
+    and site of ``tree``, or another ``site`` of that code (its media, and
+    its database unless ``database_url`` names one)."""
     return Target(
         name=name + tree.suffix,
         start=lambda _: Server(
-            workers=workers, prepared=tree.site, env=env, root=tree.root
+            workers=workers,
+            prepared=site or tree.site,
+            database_url=database_url,
+            env=env,
+            root=tree.root,
         ),
         path=(lambda model: f"/v2/models/{model}/infer")
         if v2
         else (lambda model: f"/api/predict/{model}/"),
         body=v2_body if v2 else mlflow_body,
+        models=models,
         notes=", ".join(
             ([about] if about else [])
             + [f"{k}={v}" for k, v in env.items()]
             + (["V2 JSON tensor (FP64), as sent to MLServer"] if v2 else [])
         ),
     )
+
+
+def batch_target(
+    work: Path,
+    model_files: dict[str, Path],
+    workers: int,
+    *,
+    absent: dict[str, str],
+) -> list[Target]:
+    """BATCH_SERVER on a site of its own whose BATCHED_MODELS are registered
+    with BATCH_OPTIONS, when this checkout has batching; otherwise none, and
+    ``absent`` says why."""
+    help_text = manage(ROOT, site_env(work / "site"), "loadmodel", "--help")
+    if BATCH_FLAG not in help_text:
+        absent[BATCH_SERVER] = (
+            f"this checkout has no batching (manage.py loadmodel --help lists no "
+            f"{BATCH_FLAG})"
+        )
+        return []
+    print("setting up: the batching site", flush=True)
+    try:
+        registered_site(
+            ROOT,
+            work / "site-batch",
+            {m: model_files[m] for m in BATCHED_MODELS},
+            options=BATCH_OPTIONS,
+        )
+    except SystemExit as exc:
+        absent[BATCH_SERVER] = f"its models did not register: {exc}"
+        return []
+    tree = Tree("", ROOT, work / "site-batch")
+    return [
+        modelhub_target(
+            BATCH_SERVER,
+            tree,
+            workers,
+            BATCH_ENV,
+            about=f"loadmodel {' '.join(BATCH_OPTIONS)}",
+            models=BATCHED_MODELS,
+        )
+    ]
 
 
 # --- comparison environments ----------------------------------------------------
@@ -561,11 +672,20 @@ model = joblib.load(source)
 frame = pd.DataFrame(json.loads(example))
 mlflow.sklearn.save_model(
     model, target, signature=infer_signature(frame, model.predict(frame)),
-    # MLflow 3 defaults to skops, which refuses tree models without a trust list
+    # MLflow 3's default, skops, refuses to save a tree model (forest or
+    # boosted) unless its tree types are passed as skops_trusted_types
+    # (still so in 3.17); the format only changes the load, not predict.
     serialization_format="cloudpickle",
     pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
 """
-QUIET_MLFLOW = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+# MLflow 3.17 loads a model of any format (skops included) only while
+# MLFLOW_ALLOW_PICKLE_DESERIALIZATION is true: its default, set so that a
+# changed default cannot stop the servers.
+QUIET_MLFLOW = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+}
 
 
 class MLflowServer(Service):
@@ -605,6 +725,7 @@ class MLServer(Service):
     name = "mlserver"
 
     def __init__(self, repository: Path, workers: int) -> None:
+        """``repository``: one folder per model (mlserver_repository)."""
         port = free_port()
         (repository / "settings.json").write_text(
             json.dumps(
@@ -626,11 +747,34 @@ class MLServer(Service):
         )
 
 
+def mlserver_repository(
+    repository: Path, models_dir: Path, models: tuple[str, ...], settings: dict
+) -> Path:
+    """A model repository for ``mlserver start``: each model's joblib file
+    and model-settings.json (the sklearn runtime, plus ``settings``)."""
+    for model in models:
+        (repository / model).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(
+            models_dir / f"{model}.joblib", repository / model / "model.joblib"
+        )
+        (repository / model / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": model,
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib"},
+                    **settings,
+                }
+            )
+        )
+    return repository
+
+
 def comparison_targets(
     models_dir: Path, work: Path, sample: dict, workers: int, sklearn: str
 ) -> tuple[list[Target], dict]:
-    """MLflow and MLServer targets whose environments install; the rest is
-    reported with the reason."""
+    """MLflow, MLServer and MLServer with adaptive batching, for those whose
+    environments install; the rest is reported with the reason."""
     targets, status = [], {}
     mlflow = bench_env("mlflow", ["mlflow>=3,<4", f"scikit-learn=={sklearn}"])
     status["mlflow"] = mlflow
@@ -683,39 +827,31 @@ def comparison_targets(
     )
     status["mlserver"] = mlserver
     if "error" not in mlserver:
-        repository = work / "mlserver"
-        for model in MODELS:
-            (repository / model).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(
-                models_dir / f"{model}.joblib", repository / model / "model.joblib"
-            )
-            (repository / model / "model-settings.json").write_text(
-                json.dumps(
-                    {
-                        "name": model,
-                        "implementation": "mlserver_sklearn.SKLearnModel",
-                        "parameters": {"uri": "./model.joblib"},
-                    }
+        for name, models, settings in (
+            ("mlserver", MODELS, {}),
+            ("mlserver-batch", BATCHED_MODELS, MLSERVER_BATCHING),
+        ):
+            repository = mlserver_repository(work / name, models_dir, models, settings)
+            targets.append(
+                Target(
+                    name=name,
+                    start=lambda _, r=repository: MLServer(r, workers),
+                    path=lambda model: f"/v2/models/{model}/infer",
+                    body=v2_body,
+                    models=models,
+                    notes=f"mlserver start, sklearn runtime, parallel_workers="
+                    f"{workers}, V2 JSON tensor (FP64)"
+                    + "".join(f", {k}={v}" for k, v in settings.items()),
                 )
             )
-        targets.append(
-            Target(
-                name="mlserver",
-                start=lambda _: MLServer(repository, workers),
-                path=lambda model: f"/v2/models/{model}/infer",
-                body=v2_body,
-                notes=f"mlserver start, sklearn runtime, parallel_workers={workers}, "
-                "V2 JSON tensor (FP64)",
-            )
-        )
     return targets, status
 
 
-def start_targets(targets: list[Target]) -> Iterator[str]:
-    """Start every target's server(s); yields a problem line per failure and
+def start_targets(targets: list[Target]) -> Iterator[tuple[str, str]]:
+    """Start every target's server(s); yields (name, why) per failure and
     drops that target."""
     for target in list(targets):
-        models = MODELS if target.per_model else ("",)
+        models = target.models if target.per_model else ("",)
         try:
             for model in models:
                 target.services[model] = target.start(model).__enter__()
@@ -723,7 +859,7 @@ def start_targets(targets: list[Target]) -> Iterator[str]:
             for service in target.services.values():
                 service.__exit__(None, None, None)
             targets.remove(target)
-            yield f"{target.name} did not start: {exc}"
+            yield target.name, f"did not start: {exc}"
 
 
 # --- measuring ------------------------------------------------------------------
@@ -734,16 +870,18 @@ def measure_all(
 ) -> list[dict]:
     scripts: dict[tuple[str, Scenario], Path] = {}
     for target in targets:
-        for scenario in SCENARIOS:
+        for scenario in serves(target):
             service = target.service(scenario.model)
             name = f"{target.name}-{scenario.model}-{scenario.rows}"
             scripts[target.name, scenario] = post_script(
                 service.work / f"{name}.lua",
                 target.body(records(sample, scenario.model, scenario.rows)),
             )
-    for target in targets:  # warm every worker and cache
-        for scenario in SCENARIOS:
-            if scenario.connections == 1:
+    for target in targets:  # warm every worker and cache, once per model
+        warmed = set()
+        for scenario in serves(target):
+            if scenario.connections == 1 and scenario.model not in warmed:
+                warmed.add(scenario.model)
                 service = target.service(scenario.model)
                 service.warm(
                     target.path(scenario.model),
@@ -754,6 +892,8 @@ def measure_all(
     for round_number in range(1, args.runs + 1):
         for scenario in SCENARIOS:
             for target in round_order(targets, round_number):
+                if scenario.model not in target.models:
+                    continue
                 busy = wait_quiet(args.quiet_wait)
                 service = target.service(scenario.model)
                 result = service.measure(
@@ -779,6 +919,10 @@ def measure_all(
                     flush=True,
                 )
     return runs
+
+
+def serves(target: Target) -> list[Scenario]:
+    return [s for s in SCENARIOS if s.model in target.models]
 
 
 def round_order(targets: list[Target], round_number: int) -> list[Target]:
@@ -850,17 +994,6 @@ def memory(template: Path, record: dict) -> list[dict]:
 # --- summary and report ---------------------------------------------------------
 
 
-def spread(values: list[float], digits: int = 3) -> dict:
-    values = [v for v in values if not math.isnan(v)] or [math.nan]
-    return {
-        "mean": round(statistics.fmean(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-        "stdev": round(statistics.stdev(values), digits) if len(values) > 1 else 0.0,
-        "n": len(values),
-    }
-
-
 def summarize(runs: list[dict]) -> dict:
     out: dict[str, dict[str, dict]] = {}
     for run in runs:
@@ -876,6 +1009,7 @@ def summarize(runs: list[dict]) -> dict:
                         "p50_ms",
                         "p99_ms",
                         "server_cpu_ms_per_request",
+                        "database_cpu_ms_per_request",
                         "background_cpu_share",
                     )
                 },
@@ -884,20 +1018,6 @@ def summarize(runs: list[dict]) -> dict:
             for target, rows in per_target.items()
         }
     return summary
-
-
-def paired(
-    runs: list[dict],
-    scenario: str,
-    a: str,
-    b: str,
-    key: str,
-    op: Callable[[float, float], float],
-) -> dict | None:
-    """op(a, b) per round (same scenario, same round), then mean and spread."""
-    by = {(r["target"], r["round"]): r[key] for r in runs if r["scenario"] == scenario}
-    values = [op(by[a, n], by[b, n]) for (t, n) in by if t == a and (b, n) in by]
-    return spread(values) if values else None
 
 
 def ratios(runs: list[dict]) -> list[dict]:
@@ -909,10 +1029,11 @@ def ratios(runs: list[dict]) -> list[dict]:
 
     rows = []
     targets = {r["target"] for r in runs}
+    ran = {(r["target"], r["scenario"]) for r in runs}
     for scenario in dict.fromkeys(r["scenario"] for r in runs):
         single = " 1 row " in scenario
         for mh in (n + s for n in MODELHUB_TARGETS for s in (BASE, "")):
-            if mh not in targets:
+            if (mh, scenario) not in ran:
                 continue
             row: dict[str, Any] = {"scenario": scenario, "modelhub": mh}
             row["rps_vs_floor"] = paired(runs, scenario, mh, "reference", "rps", div)
@@ -922,7 +1043,7 @@ def ratios(runs: list[dict]) -> list[dict]:
             row["cpu_vs_floor"] = paired(
                 runs, scenario, mh, "reference", "server_cpu_ms_per_request", div
             )
-            for other in ("mlserver", "mlflow"):
+            for other in ("mlserver", "mlserver-batch", "mlflow"):
                 if other in targets:
                     row[f"rps_vs_{other}"] = paired(
                         runs, scenario, mh, other, "rps", div
@@ -956,13 +1077,34 @@ def checks(scenario: str, single: bool, row: dict) -> dict[str, bool]:
             out[f"≥ {TARGET_VS_MLFLOW}× MLflow"] = (
                 mean("rps_vs_mlflow") >= TARGET_VS_MLFLOW
             )
-    elif not single and mean("cpu_vs_floor") is not None:
+    elif (
+        not single and scenario.startswith("iris") and mean("cpu_vs_floor") is not None
+    ):
         out[f"CPU ≤ {TARGET_BATCH_CPU}× floor"] = (
             mean("cpu_vs_floor") <= TARGET_BATCH_CPU
         )
     elif scenario.startswith("rf20") and mean("cpu_vs_floor") is not None:
         out[f"CPU ≤ {TARGET_RF_CPU}× floor"] = mean("cpu_vs_floor") <= TARGET_RF_CPU
     return out
+
+
+def pairs(runs: list[dict]) -> list[dict]:
+    """PAIRS that ran, per scenario: req/s, server CPU ms/req and p99 of the
+    first server over the second's, paired by run."""
+    rows = []
+    targets = {r["target"] for r in runs}
+    for label, a, b in PAIRS:
+        if not {a, b} <= targets:
+            continue
+        for scenario in dict.fromkeys(r["scenario"] for r in runs):
+            row: dict[str, Any] = {"pair": label, "scenario": scenario, "a": a, "b": b}
+            for key in ("rps", "server_cpu_ms_per_request", "p99_ms"):
+                row[key] = paired(
+                    runs, scenario, a, b, key, lambda x, y: x / y if y else math.nan
+                )
+            if row["rps"] is not None:
+                rows.append(row)
+    return rows
 
 
 def noise(values: list[float]) -> float | None:
@@ -1189,6 +1331,7 @@ def report(payload: dict, when: str) -> str:
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         "",
     ]
+    lines += issue_targets.markdown(payload["targets"])
     baseline = payload.get("baseline")
     if baseline:
         lines += before_after_header(payload)
@@ -1250,9 +1393,14 @@ def report(payload: dict, when: str) -> str:
     for scenario, per_target in payload["summary"].items():
         for target, s in per_target.items():
             flag = f"**{s['errors']} ⚠**" if s["errors"] else "0"
+            cpu = fmt(s["server_cpu_ms_per_request"], 3)
+            if s["database_cpu_ms_per_request"]["max"] > 0:
+                cpu += (
+                    f", of which PostgreSQL {s['database_cpu_ms_per_request']['mean']}"
+                )
             lines.append(
                 f"| {scenario} | {target} | {fmt(s['rps'], 0)} | {fmt(s['p50_ms'])} | "
-                f"{fmt(s['p99_ms'])} | {fmt(s['server_cpu_ms_per_request'], 3)} | "
+                f"{fmt(s['p99_ms'])} | {cpu} | "
                 f"{flag} | "
                 f"{s['background_cpu_share']['max']:.0%} max |"
             )
@@ -1284,8 +1432,9 @@ def report(payload: dict, when: str) -> str:
         "## Ratios (paired per run, then mean (min–max))",
         "",
         "| scenario | ModelHub | req/s ÷ floor | CPU − floor ms/req | CPU ÷ floor "
-        "| ÷ MLServer req/s | ÷ MLflow req/s | targets |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ÷ MLServer req/s | ÷ MLServer (batching) req/s | ÷ MLflow req/s "
+        "| targets |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in payload["ratios"]:
         verdicts = "; ".join(
@@ -1294,9 +1443,24 @@ def report(payload: dict, when: str) -> str:
         lines.append(
             f"| {row['scenario']} | {row['modelhub']} | {fmt(row['rps_vs_floor'])} | "
             f"{fmt(row['cpu_minus_floor_ms'], 3)} | {fmt(row['cpu_vs_floor'])} | "
-            f"{fmt(row.get('rps_vs_mlserver'))} | {fmt(row.get('rps_vs_mlflow'))} | "
-            f"{verdicts} |"
+            f"{fmt(row.get('rps_vs_mlserver'))} | "
+            f"{fmt(row.get('rps_vs_mlserver-batch'))} | "
+            f"{fmt(row.get('rps_vs_mlflow'))} | {verdicts} |"
         )
+    if payload["pairs"]:
+        lines += [
+            "",
+            "## Side by side (first ÷ second, paired per run, then mean (min–max))",
+            "",
+            "| pair | scenario | servers | req/s | server CPU ms/req | p99 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in payload["pairs"]:
+            lines.append(
+                f"| {row['pair']} | {row['scenario']} | {row['a']} ÷ {row['b']} | "
+                f"{fmt(row['rps'])} | {fmt(row['server_cpu_ms_per_request'])} | "
+                f"{fmt(row['p99_ms'])} |"
+            )
     mem = payload["memory"]
     lines += [
         "",
@@ -1316,12 +1480,12 @@ def report(payload: dict, when: str) -> str:
             f"{r['worker_anon_mb']} | {r['master_rss_mb']} |"
         )
     lines += ["", "## Servers and comparisons", ""]
-    for name, notes in payload["targets"].items():
+    for name, notes in payload["servers"].items():
         lines.append(f"- **{name}**: {notes}")
+    for name, why in payload["not_started"].items():
+        lines.append(f"- **{name}**: not measured: {why}")
     for name, status in payload["comparisons"].items():
-        if "error" in status:
-            lines.append(f"- **{name}**: not measured: {status['error']}")
-        else:
+        if "error" not in status:  # else in not_started
             lines.append(
                 f"- **{name}** environment (bench/.envs/{name}, "
                 f"{'reused' if status.get('reused') else 'installed'}: "
@@ -1329,8 +1493,6 @@ def report(payload: dict, when: str) -> str:
                 f"{status.get('disk_mb', '?')} MB): "
                 + ", ".join(f"{k} {v}" for k, v in status.get("versions", {}).items())
             )
-    for problem in payload["problems"]:
-        lines.append(f"- ⚠ {problem}")
     if any(s["errors"] for p in payload["summary"].values() for s in p.values()):
         lines.append(
             "- ⚠ some runs had errors (non-2xx or socket errors): see the table."
@@ -1339,6 +1501,15 @@ def report(payload: dict, when: str) -> str:
 
 
 # --- main -----------------------------------------------------------------------
+
+
+def databases(text: str) -> list[str]:
+    """--database: ModelHub always runs on SQLite (the figure PostgreSQL is
+    compared with), so "postgres" alone means "sqlite,postgres"."""
+    kinds = {k.strip() for k in text.split(",") if k.strip()}
+    if not kinds or kinds - {"sqlite", "postgres"}:
+        raise argparse.ArgumentTypeError(f"{text!r}: sqlite, postgres or both")
+    return ["sqlite", "postgres"] if "postgres" in kinds else ["sqlite"]
 
 
 def main() -> None:
@@ -1369,11 +1540,24 @@ def main() -> None:
         help="also measure ModelHub at this git revision (e.g. main~5), "
         "interleaved with the current tree, and report after ÷ before",
     )
+    parser.add_argument(
+        "--database",
+        type=databases,
+        metavar="KINDS",
+        help="sqlite (ModelHub on SQLite only) or sqlite,postgres (also "
+        f"{PG_SERVER}, ModelHub on a scratch PostgreSQL database at "
+        "$MODELHUB_BENCH_PG's server); 'postgres' means the same. "
+        "Default: sqlite,postgres; sqlite with --quick",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.runs, args.no_compare, args.quiet_wait = 2, 1, True, 1
+        args.duration, args.runs, args.no_compare, args.quiet_wait = 2, 1, True, 0.5
+    if args.database is None:
+        args.database = ["sqlite"] if args.quick else ["sqlite", "postgres"]
     require_wrk()
+    os.environ.setdefault("OMP_NUM_THREADS", OPENMP_THREADS)
     started = time.monotonic()
+    scratch_stamp = stamp().replace("-", "_")
     sklearn = metadata.version("scikit-learn")
     baseline = head = None
     if args.baseline:
@@ -1381,17 +1565,21 @@ def main() -> None:
         baseline = baseline_checkout(args.baseline)
         head = head_info()  # now: the tree may be committed to during the run
     work = Path(tempfile.mkdtemp(prefix="modelhub-suite-"))
-    problems: list[str] = []
     targets: list[Target] = []
+    # why a server the targets need did not run, by name
+    absent: dict[str, str] = {}
+    extra_machine: dict[str, str] = {}
+    scratch = contextlib.ExitStack()
     try:
         print("setting up: models, sites", flush=True)
         site = run_child("site", work / "site", work / "models")
         sample = site["sample"]
         trees = [Tree("", ROOT, work / "site")]
+        model_files = {m: work / "models" / f"{m}.joblib" for m in MODELS}
         if baseline:
             print(f"setting up: the site of {baseline['sha'][:12]}", flush=True)
             checkout = Path(baseline["checkout"])
-            baseline_site(checkout, work / "site-base", work / "models", MODELS)
+            registered_site(checkout, work / "site-base", model_files)
             trees.insert(0, Tree(BASE, checkout, work / "site-base"))
         mem_models = run_child("memory", work / "memory", work / "memory-models")
         print("in process", flush=True)
@@ -1413,26 +1601,72 @@ def main() -> None:
                 "(orjson → float array → predict → orjson)",
             )
         )
+        about = {
+            tree.suffix: f"ModelHub at {baseline['rev']} ({baseline['sha'][:12]})"
+            if tree.suffix
+            else ""
+            for tree in trees
+        }
         for name, env, v2 in MODELHUB_SERVERS:
             for tree in trees:
-                about = (
-                    f"ModelHub at {baseline['rev']} ({baseline['sha'][:12]})"
-                    if tree.suffix
-                    else ""
-                )
                 targets.append(
-                    modelhub_target(name, tree, args.workers, env, v2=v2, about=about)
+                    modelhub_target(
+                        name, tree, args.workers, env, v2=v2, about=about[tree.suffix]
+                    )
                 )
+        if "postgres" in args.database:
+            print("setting up: PostgreSQL sites", flush=True)
+            unreachable = postgres_unreachable()
+            if unreachable:
+                absent[PG_SERVER] = f"skipped: PostgreSQL unreachable ({unreachable})"
+            else:
+                extra_machine["postgresql"] = postgres_version()
+                for tree in trees:
+                    url = scratch.enter_context(
+                        scratch_postgres(
+                            f"modelhub_bench_{scratch_stamp}"
+                            + ("_base" if tree.suffix else "")
+                        )
+                    )
+                    directory = work / f"site-pg{tree.suffix}"
+                    registered_site(tree.root, directory, model_files, database_url=url)
+                    targets.append(
+                        modelhub_target(
+                            PG_SERVER,
+                            tree,
+                            args.workers,
+                            PG_ENV,
+                            about=", ".join(
+                                filter(
+                                    None, [about[tree.suffix], f"{url}, dropped after"]
+                                )
+                            ),
+                            site=directory,
+                            database_url=url,
+                        )
+                    )
+        else:
+            absent[PG_SERVER] = "PostgreSQL not asked for (--database sqlite)"
+        targets += batch_target(work, model_files, args.workers, absent=absent)
         comparisons: dict = {}
-        if not args.no_compare:
+        if args.no_compare:
+            for name in ("mlflow", "mlserver", "mlserver-batch"):
+                absent[name] = "comparisons off (--no-compare, or --quick)"
+        else:
             print("comparisons: preparing bench environments", flush=True)
             more, comparisons = comparison_targets(
                 work / "models", work, sample, args.workers, sklearn
             )
             targets += more
+            for name, status in comparisons.items():
+                if "error" in status:
+                    absent[name] = f"not available: {status['error']}"
+            if "mlserver" in absent:
+                absent["mlserver-batch"] = absent["mlserver"]
         try:
             print("starting servers", flush=True)
-            problems += list(start_targets(targets))
+            for name, why in start_targets(targets):
+                absent[name] = why
             print("under load", flush=True)
             runs = measure_all(targets, sample, args)
         finally:
@@ -1442,12 +1676,15 @@ def main() -> None:
         print("memory", flush=True)
         memory_rows = memory(work / "memory", mem_models["record"])
     finally:
+        scratch.close()
         shutil.rmtree(work, ignore_errors=True)
     when = stamp()
     payload: dict[str, Any] = {
         "scenario": "suite",
         "args": vars(args),
-        "machine": machine(),
+        "machine": machine(
+            {**extra_machine, "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
+        ),
         "in_process": {name: spread(v, 4) for name, v in timings[""].items()},
         "in_process_layouts": layouts,
     }
@@ -1462,11 +1699,13 @@ def main() -> None:
             "before_after": before_after(runs),
         }
     payload |= {
-        "targets": {t.name: t.notes for t in targets},
+        "targets": issue_targets.evaluate(runs, absent),
+        "servers": {t.name: t.notes for t in targets},
+        "not_started": absent,
         "comparisons": comparisons,
-        "problems": problems,
         "summary": summarize(runs),
         "ratios": ratios(runs),
+        "pairs": pairs(runs),
         "memory": {
             "models": {k: v for k, v in mem_models.items() if k != "record"},
             "rows": memory_rows,
