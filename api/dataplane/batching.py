@@ -81,7 +81,7 @@ class Batcher:
     def __init__(self, loaded: LoadedModel, max_rows: int, max_wait_ms: float) -> None:
         self.loaded = loaded
         self.max_rows = max_rows
-        self.max_wait = max_wait_ms / 1000
+        self.max_wait_ms = max_wait_ms
         self._queue: deque[Job] = deque()
         self._condition = threading.Condition()
         self._coming = 0  # requests to this version being decoded
@@ -94,7 +94,7 @@ class Batcher:
 
     @property
     def key(self) -> tuple[LoadedModel, int, float]:
-        return (self.loaded, self.max_rows, self.max_wait * 1000)
+        return (self.loaded, self.max_rows, self.max_wait_ms)
 
     def close(self) -> None:
         """Replaced (new settings, a reload): the thread ends once its queue
@@ -155,7 +155,7 @@ class Batcher:
                 self._condition.wait()
             batch = [self._queue.popleft()]
             rows = batch[0].rows
-            deadline = time.monotonic() + self.max_wait
+            deadline = time.monotonic() + self.max_wait_ms / 1000
             while rows < self.max_rows:
                 if self._queue:
                     if rows + self._queue[0].rows > self.max_rows:
