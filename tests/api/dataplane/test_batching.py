@@ -225,9 +225,9 @@ def test_new_settings_make_a_new_batcher(forest, settings):
     assert second is not first and second.max_rows == 64
 
 
-def test_a_wait_in_fractions_of_a_millisecond_keeps_its_batcher(forest, settings):
-    """The settings are compared as given: 0.3 ms is not 0.30000000000000004."""
+def test_a_fractional_wait_keeps_its_batcher(forest, settings):
+    """Compared as given: 63.7 ms, not 63.7 / 1000 * 1000 (63.699999...)."""
     settings.MODELHUB_THREADS = 8
     model = loaded(forest, version_id=501)
-    short = VersionRef(**{**model.ref.__dict__, "batch_max_wait_ms": 0.3})
+    short = VersionRef(**{**model.ref.__dict__, "batch_max_wait_ms": 63.7})
     assert batching.batcher_for(model, short) is batching.batcher_for(model, short)
