@@ -129,11 +129,11 @@ def test_admin_upload_rejects_garbage_in_browser(
     assert not model.versions.exists()
 
 
-def screenshot(page, name: str, *, full_page: bool = True) -> None:
+def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / f"{name}.png"
     shot.unlink(missing_ok=True)
-    page.screenshot(path=shot, full_page=full_page)
+    page.screenshot(path=shot, full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -197,6 +197,14 @@ NOTE_THE_WAITING_PAGE = """() => {
 }"""
 
 
+def wait_for_held_posts(page, posts: list, seconds: float = 15) -> None:
+    for _ in range(int(seconds * 20)):
+        if posts:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the upload was never posted")
+
+
 def test_admin_upload_button_waits_for_the_preflight_and_a_double_click_uploads_once(
     page, live_server, admin_user, iris_path
 ):
@@ -223,8 +231,11 @@ def test_admin_upload_button_waits_for_the_preflight_and_a_double_click_uploads_
     page.evaluate(NOTE_THE_WAITING_PAGE)
 
     button.dblclick()
-    # The viewport only: measuring the whole page waits for the navigation.
-    screenshot(page, "admin-upload-in-progress", full_page=False)
+    # A screenshot here hung now and then while the POST was held, so the
+    # test waits on the held request itself, then long enough for a second
+    # POST (had the double click sent one) to reach the route too.
+    wait_for_held_posts(page, posts)
+    page.wait_for_timeout(500)
     assert len(posts) == 1
     posts[0].continue_()
     expect(page.get_by_role("heading", name="iris v1", exact=True)).to_be_visible()
