@@ -451,11 +451,13 @@ PG_SERVER = "modelhub-pg"
 PG_ENV = {"MODELHUB_LOG_MODE": "after_response"}
 # ModelHub's adaptive batching (issue 23), started only when the checkout's
 # `manage.py loadmodel --help` lists BATCH_FLAG: the models are registered
-# with BATCH_OPTIONS and gunicorn runs threads for the batcher to gather.
+# with BATCH_OPTIONS, and BATCH_WORKERS sync workers (one request each) feed
+# the host's batch process, so up to that many requests meet in a batch.
 BATCH_SERVER = "modelhub-batch"
 BATCH_FLAG = "--batch-max-rows"
 BATCH_OPTIONS = (BATCH_FLAG, "32", "--batch-max-wait-ms", "2")
-BATCH_ENV = {"MODELHUB_LOG_MODE": "after_response", "MODELHUB_THREADS": "8"}
+BATCH_WORKERS = 8
+BATCH_ENV = {"MODELHUB_LOG_MODE": "after_response"}
 # MLServer's adaptive batching, as issue 23 sets it (model-settings.json)
 MLSERVER_BATCHING = {"max_batch_size": 8, "max_batch_time": 0.002}
 MODELHUB_TARGETS = (
@@ -552,7 +554,6 @@ def modelhub_target(
 def batch_target(
     work: Path,
     model_files: dict[str, Path],
-    workers: int,
     *,
     absent: dict[str, str],
 ) -> list[Target]:
@@ -582,9 +583,9 @@ def batch_target(
         modelhub_target(
             BATCH_SERVER,
             tree,
-            workers,
+            BATCH_WORKERS,
             BATCH_ENV,
-            about=f"loadmodel {' '.join(BATCH_OPTIONS)}",
+            about=f"loadmodel {' '.join(BATCH_OPTIONS)}, {BATCH_WORKERS} workers",
             models=BATCHED_MODELS,
         )
     ]
@@ -1647,7 +1648,7 @@ def main() -> None:
                     )
         else:
             absent[PG_SERVER] = "PostgreSQL not asked for (--database sqlite)"
-        targets += batch_target(work, model_files, args.workers, absent=absent)
+        targets += batch_target(work, model_files, absent=absent)
         comparisons: dict = {}
         if args.no_compare:
             for name in ("mlflow", "mlserver", "mlserver-batch"):

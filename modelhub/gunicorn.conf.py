@@ -41,6 +41,15 @@ if "MODELHUB_INFLIGHT_DIR" not in os.environ:
     os.environ[_OWN_INFLIGHT_DIR_VAR] = os.environ["MODELHUB_INFLIGHT_DIR"]
 _watchdog: subprocess.Popen | None = None
 
+# The host's batch process listens here (api/dataplane/batch_host.py); the
+# directory is made 0700, so only this user's processes reach it.
+_OWN_BATCH_DIR_VAR = "_MODELHUB_CREATED_BATCH_DIR"
+if "MODELHUB_BATCH_SOCKET" not in os.environ:
+    _batch_dir = tempfile.mkdtemp(prefix="modelhub-batch-")
+    os.environ["MODELHUB_BATCH_SOCKET"] = os.path.join(_batch_dir, "batch.sock")
+    os.environ[_OWN_BATCH_DIR_VAR] = _batch_dir
+_batch_keeper: subprocess.Popen | None = None
+
 bind = env_str("MODELHUB_BIND", "127.0.0.1:8000")
 workers = env_int("MODELHUB_WORKERS", 2, minimum=1)
 threads = env_int("MODELHUB_THREADS", 1, minimum=1)
@@ -93,7 +102,7 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
 def when_ready(server) -> None:  # noqa: ANN001
     """Start the watchdog: a process of its own, so a worker holding the
     interpreter in native code cannot stop it; it ends with the master."""
-    global _watchdog
+    global _watchdog, _batch_keeper
     if preload_app:
         # The app itself does not import scikit-learn; the first model a
         # worker loads does (~2 s, 6 s with two workers at once on 2 cores:
@@ -117,6 +126,19 @@ def when_ready(server) -> None:  # noqa: ANN001
         ],
         cwd=Path(__file__).resolve().parent.parent,
     )
+    # The batch process's keeper: it starts the batch process itself, when a
+    # worker first has rows to batch.
+    _batch_keeper = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.dataplane.batch_host",
+            "keep",
+            os.environ["MODELHUB_BATCH_SOCKET"],
+            str(os.getpid()),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
 
 
 def on_reload(server) -> None:  # noqa: ANN001
@@ -128,9 +150,13 @@ def on_reload(server) -> None:  # noqa: ANN001
 
 
 def on_exit(server) -> None:  # noqa: ANN001
-    if _watchdog is not None:
-        _watchdog.terminate()
-        _watchdog.wait(timeout=5)
+    for helper in (_watchdog, _batch_keeper):
+        if helper is not None:
+            helper.terminate()
+            helper.wait(timeout=5)
+    batch_dir = os.environ.get(_OWN_BATCH_DIR_VAR)
+    if batch_dir and os.path.dirname(os.environ["MODELHUB_BATCH_SOCKET"]) == batch_dir:
+        shutil.rmtree(batch_dir, ignore_errors=True)
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     if os.environ.get(_OWN_METRICS_DIR_VAR) == directory:
         shutil.rmtree(directory, ignore_errors=True)
@@ -141,12 +167,12 @@ def on_exit(server) -> None:  # noqa: ANN001
 
 def post_fork(server, worker) -> None:  # noqa: ANN001
     """Never share a database connection the master may have opened."""
-    global _watchdog
-    # The watchdog is the master's. Dropped here, the worker's copy of its
-    # handle goes quietly; kept, it went at the worker's exit, when Python
-    # prints "subprocess … is still running" raw on stderr, past the log's
-    # formatting (a stray line in MODELHUB_LOG_FORMAT=json).
-    _watchdog = None
+    global _watchdog, _batch_keeper
+    # The watchdog and the keeper are the master's. Dropped here, the
+    # worker's copy of each handle goes quietly; kept, it went at the worker's
+    # exit, when Python prints "subprocess … is still running" raw on stderr,
+    # past the log's formatting (a stray line in MODELHUB_LOG_FORMAT=json).
+    _watchdog = _batch_keeper = None
     if preload_app:
         from django.db import connections
 

@@ -331,9 +331,14 @@ MODELHUB_KEY_RECHECK_MS = env_int("MODELHUB_KEY_RECHECK_MS", 2000)
 # private models' series are labelled by an opaque id instead of their slug.
 MODELHUB_METRICS_TOKEN = env_str("MODELHUB_METRICS_TOKEN", "")
 
-# Requests a gunicorn worker runs at once (gunicorn.conf.py reads the same
-# variable): adaptive batching needs more than one (api/dataplane/batching.py).
+# gunicorn's workers and the requests each runs at once (gunicorn.conf.py
+# reads the same variables): a batch holds at most workers x threads requests.
+MODELHUB_WORKERS = env_int("MODELHUB_WORKERS", 2, minimum=1)
 MODELHUB_THREADS = env_int("MODELHUB_THREADS", 1, minimum=1)
+# The Unix socket of the host's batch process (api/dataplane/batch_host.py;
+# set by gunicorn.conf.py; empty outside gunicorn: a process batches its own
+# concurrent requests, if it runs several).
+MODELHUB_BATCH_SOCKET = env_str("MODELHUB_BATCH_SOCKET", "")
 
 # Request log: "after_response" queues each row once the response is sent
 # (committed by the group commit below), "sync" commits it before the

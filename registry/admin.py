@@ -97,7 +97,8 @@ BATCHING_HELP = (
     "arrive within the wait are predicted in one call, and each request gets its "
     "own results back, identical to unbatched ones. It pays off for models whose "
     "predict costs about the same for 8 rows as for 1 (forests, boosted trees). "
-    "It needs a server that runs several requests per worker: MODELHUB_THREADS > 1."
+    "Requests meet in the host's batch process, one per gunicorn worker (or "
+    "thread) at a time: a batch holds at most MODELHUB_WORKERS x MODELHUB_THREADS."
 )
 
 
@@ -254,10 +255,10 @@ class MLModelAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        """The page warns when batching is on but can never happen: every
-        worker runs one request at a time, so no two requests meet."""
-        threads = settings.MODELHUB_THREADS
-        extra = {**(extra_context or {}), "one_request_per_worker": threads == 1}
+        """The page warns when batching is on but can never happen: the server
+        runs one request at a time, so no two requests meet."""
+        at_once = settings.MODELHUB_WORKERS * settings.MODELHUB_THREADS
+        extra = {**(extra_context or {}), "one_request_at_a_time": at_once == 1}
         return super().change_view(request, object_id, form_url, extra)
 
     def delete_model(self, request: HttpRequest, obj: MLModel) -> None:

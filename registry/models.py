@@ -51,8 +51,8 @@ class MLModel(models.Model):
         help_text="0: batching off. 2 to 1024: single- and few-row requests to "
         "the same version that arrive within the wait below are predicted in one "
         "call of up to this many rows, and each gets its own rows back; results "
-        "are identical to unbatched ones. It needs a server that runs several "
-        "requests per worker (MODELHUB_THREADS > 1).",
+        "are identical to unbatched ones. A batch holds at most one request per "
+        "gunicorn worker and thread (MODELHUB_WORKERS x MODELHUB_THREADS).",
     )
     batch_max_wait_ms = models.FloatField(
         "batch max wait (ms)",

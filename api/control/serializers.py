@@ -24,7 +24,7 @@ BATCH_ROWS_HELP = (
     "Adaptive batching: 0 = off; 2 to 1024 = single- and few-row requests to "
     "the same version that arrive within batch_max_wait_ms are predicted in one "
     "call of up to this many rows, with results identical to unbatched ones. "
-    "Needs a server running several requests per worker (MODELHUB_THREADS > 1). "
+    "A batch holds at most MODELHUB_WORKERS x MODELHUB_THREADS requests. "
     "Out of range: 400 invalid_batching."
 )
 BATCH_WAIT_HELP = (

@@ -19,8 +19,11 @@ Promises, each tested (tests/api/dataplane/test_batching.py):
 - each request keeps its own log row, request id and time limit, and learns
   the batch size it rode in; a batch never mixes versions.
 
-It needs several requests in flight in one process, i.e. gthread workers
-(MODELHUB_THREADS > 1); bench/README.md says why this design was chosen.
+Under gunicorn the batchers live in one process per host
+(api.dataplane.batch_host), fed by every worker: in one process, a forest's
+predict and the request threads take turns on one GIL (bench/README.md).
+Without it (runserver, tests in process), a process that runs several
+requests at once batches them itself.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 # How long past its own limit a request waits for a batcher stuck in code no
 # exception reaches (a C call); then it is a 504 and the watchdog's turn.
-_STUCK_GRACE_SECONDS = 1.0
+STUCK_GRACE_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -123,7 +126,7 @@ class Batcher:
         limit = settings.MODELHUB_PREDICT_TIMEOUT
         # A batch past its limit is predicted again request by request, each
         # under its own limit: at most about twice the limit in all.
-        patience = 2 * limit + _STUCK_GRACE_SECONDS if limit > 0 else None
+        patience = 2 * limit + STUCK_GRACE_SECONDS if limit > 0 else None
         if not job.done.wait(patience):
             ref = self.loaded.ref
             raise PredictionTimeout(
@@ -147,7 +150,10 @@ class Batcher:
                         job.fail(exc)
 
     def _collect(self) -> list[Job]:
-        """The next batch: what waits, and more while more is on its way."""
+        """The next batch: what waits, and the requests already on their way
+        when it began (up to the wait). Requests that start later go in the
+        next batch: waiting for them too kept the model idle for the whole
+        wait under steady load, while the queue fills during a predict."""
         with self._condition:
             while not self._queue:
                 if self._closed:
@@ -156,6 +162,7 @@ class Batcher:
             batch = [self._queue.popleft()]
             rows = batch[0].rows
             deadline = time.monotonic() + self.max_wait_ms / 1000
+            awaited: int | None = None  # counted once the queue is taken
             while rows < self.max_rows:
                 if self._queue:
                     if rows + self._queue[0].rows > self.max_rows:
@@ -163,9 +170,15 @@ class Batcher:
                     job = self._queue.popleft()
                     batch.append(job)
                     rows += job.rows
+                    if awaited:
+                        awaited -= 1
                     continue
+                # The queue is taken: what may still join is what is coming
+                # now (fewer, when one of them failed to decode).
+                awaited = self._coming if awaited is None else awaited
+                awaited = min(awaited, self._coming)
                 remaining = deadline - time.monotonic()
-                if self._coming <= 0 or remaining <= 0:
+                if awaited <= 0 or remaining <= 0:
                     break
                 self._condition.wait(remaining)
             return batch
@@ -228,29 +241,50 @@ _batchers: dict[int, Batcher] = {}
 _making = threading.Lock()
 
 
-def batcher_for(loaded: LoadedModel, route: VersionRef) -> Batcher | None:
+def batcher_for(loaded: LoadedModel, route: VersionRef) -> Any:
     """The batcher of the version that answers, with the route's current
     settings (``route``: the ref just resolved; ``loaded.ref`` is the one
-    it was loaded with). None when its requests are predicted alone: batching
-    off for the route, a model whose bits would change, or a process that
-    runs one request at a time."""
-    if route.batch_max_rows <= 0 or settings.MODELHUB_THREADS <= 1:
+    it was loaded with): the host's batch process's under gunicorn
+    (api.dataplane.batch_client), else one in this process when it runs
+    several requests at once. None when its requests are predicted alone:
+    batching off for the route, a model whose bits would change, or no
+    batcher to reach."""
+    if route.batch_max_rows <= 0 or not _rows_are_independent(loaded):
         return None
-    wanted = (loaded, route.batch_max_rows, route.batch_max_wait_ms)
-    batcher = _batchers.get(loaded.ref.id)
-    if batcher is not None and batcher.key == wanted:
-        return batcher
+    if settings.MODELHUB_BATCH_SOCKET:
+        from . import batch_client  # it imports this module
+
+        return batch_client.remote(
+            settings.MODELHUB_BATCH_SOCKET,
+            loaded,
+            route.batch_max_rows,
+            route.batch_max_wait_ms,
+        )
+    if settings.MODELHUB_THREADS <= 1:
+        return None
+    return local_batcher(loaded, route.batch_max_rows, route.batch_max_wait_ms)
+
+
+def _rows_are_independent(loaded: LoadedModel) -> bool:
     independent = loaded.extra.get("rows_are_independent")
     if independent is None:
         independent = rows_are_independent(loaded.estimator)
         loaded.extra["rows_are_independent"] = independent
-    if not independent:
-        return None
+    return independent
+
+
+def local_batcher(loaded: LoadedModel, max_rows: int, max_wait_ms: float) -> Batcher:
+    """This process's batcher for ``loaded`` with these settings; one with
+    other settings (or for an earlier load) is closed and replaced."""
+    wanted = (loaded, max_rows, max_wait_ms)
+    batcher = _batchers.get(loaded.ref.id)
+    if batcher is not None and batcher.key == wanted:
+        return batcher
     with _making:
         batcher = _batchers.get(loaded.ref.id)
         if batcher is None or batcher.key != wanted:
             if batcher is not None:
                 batcher.close()
-            batcher = Batcher(loaded, route.batch_max_rows, route.batch_max_wait_ms)
+            batcher = Batcher(loaded, max_rows, max_wait_ms)
             _batchers[loaded.ref.id] = batcher
         return batcher

@@ -22,6 +22,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from registry.loading import VersionRef
 
@@ -64,15 +65,8 @@ def captured(ref: VersionRef) -> Iterator[None]:
 def _report(ref: VersionRef, message: warnings.WarningMessage) -> None:
     category = message.category
     text = str(message.message)
-    if issubclass(category, _QUIET_CATEGORIES):
+    if not _first_time(ref.id, category, text):
         return
-    key = (ref.id, category.__name__, text[:300])
-    with _lock:
-        if key in _reported:
-            return
-        if len(_reported) >= _MAX_REMEMBERED:
-            _reported.clear()
-        _reported.add(key)
     logger.warning(
         "%s v%s warned during predict: %s: %s",
         ref.slug,
@@ -82,7 +76,63 @@ def _report(ref: VersionRef, message: warnings.WarningMessage) -> None:
     )
 
 
+def _first_time(version_id: int, category: type[Warning], text: str) -> bool:
+    """Whether this warning is to be logged: not housekeeping, not yet seen."""
+    if issubclass(category, _QUIET_CATEGORIES):
+        return False
+    key = (version_id, category.__name__, text[:300])
+    with _lock:
+        if key in _reported:
+            return False
+        if len(_reported) >= _MAX_REMEMBERED:
+            _reported.clear()
+        _reported.add(key)
+    return True
+
+
 def forget() -> None:
     """Report every warning again (a fresh process, for tests)."""
     with _lock:
         _reported.clear()
+
+
+def model_code_only() -> None:
+    """For a process that runs nothing but model code (the batch process,
+    api.dataplane.batch_host), whose threads cannot take turns swapping
+    filters: the one filter predict runs with in a worker, process-wide, so
+    scikit-learn's per-task reinstall stays cheap (each filter costs a forest
+    a hundred calls); what else is warned is logged once per message.
+    Called again after each model load: importing a model's modules adds
+    filters."""
+    global _minimal
+    if _minimal is not None and warnings.filters == _minimal:
+        return
+    warnings.resetwarnings()
+    warnings.filterwarnings("ignore", message=_EXPECTED, category=UserWarning)
+    _minimal = list(warnings.filters)
+    warnings.showwarning = _log_once
+
+
+def _log_once(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Python's once-per-place memory is reset whenever filters change, which
+    scikit-learn does for every tree: remembered here instead."""
+    text = str(message)
+    if not _first_time(0, category, text):
+        return
+    logger.warning(
+        "a model warned during predict: %s: %s (%s:%s)",
+        category.__name__,
+        text[:300],
+        filename,
+        lineno,
+    )
+
+
+_minimal: list | None = None

@@ -290,13 +290,16 @@ def test_prometheus_metrics_sum_every_workers_requests(start):
     assert_clean_log(server)
 
 
-def test_metrics_directory_made_by_gunicorn_conf_is_removed_after_a_reload(start):
+def test_directories_made_by_gunicorn_conf_are_removed_after_a_reload(start):
     server = start(workers=1, own_metrics_dir=False)
     (made,) = server.extra["tmp"].glob("modelhub-prometheus-*")
+    (batch,) = server.extra["tmp"].glob("modelhub-batch-*")
     assert send_all(server, "own-dir", 8)
     assert any(made.glob("counter_*.db"))
+    assert (batch / "batch.sock").is_socket()
     server.proc.send_signal(signal.SIGHUP)  # gunicorn runs its config file again
     server.wait_until_booted(2)
 
     assert server.stop() == 0
     assert not made.exists()
+    assert not batch.exists()

@@ -185,7 +185,7 @@ def test_admin_model_page_has_a_batching_fieldset_that_explains_it(
     assert 'name="batch_max_rows"' in page and 'name="batch_max_wait_ms"' in page
     assert "predicted in one call" in page
     assert "identical to unbatched ones" in page
-    assert "MODELHUB_THREADS > 1" in page
+    assert "MODELHUB_WORKERS x MODELHUB_THREADS" in page
 
 
 def test_admin_turns_batching_on_and_the_route_serves_it(
@@ -234,17 +234,19 @@ def test_admin_keeps_batching_when_a_post_leaves_it_out(
     )
 
 
-def test_admin_warns_when_batching_is_on_but_workers_run_one_request_each(
+def test_admin_warns_when_batching_is_on_but_the_server_runs_one_request_at_a_time(
     staff_client, publish, iris_classifier, settings
 ):
     model = publish(iris_classifier, "iris").model
     notice = "modelhub-batching-idle"
-    settings.MODELHUB_THREADS = 1
+    settings.MODELHUB_WORKERS, settings.MODELHUB_THREADS = 1, 1
     assert notice not in staff_client.get(model_page(model)).content.decode()
     post_model_page(staff_client, model, batch_max_rows="8", batch_max_wait_ms="2")
     page = staff_client.get(model_page(model)).content.decode()
-    assert notice in page and "MODELHUB_THREADS=1" in page
-    settings.MODELHUB_THREADS = 4
+    assert notice in page and "MODELHUB_WORKERS=1" in page
+    settings.MODELHUB_WORKERS = 4  # sync workers feed one batch process
+    assert notice not in staff_client.get(model_page(model)).content.decode()
+    settings.MODELHUB_WORKERS, settings.MODELHUB_THREADS = 1, 4
     assert notice not in staff_client.get(model_page(model)).content.decode()
 
 

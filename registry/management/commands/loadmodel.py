@@ -40,7 +40,8 @@ class Command(BaseCommand):
             type=int,
             metavar="N",
             help="adaptive batching: predict up to N rows of concurrent requests "
-            "in one call (2 to 1024; 0 turns it off; needs MODELHUB_THREADS > 1)",
+            "in one call (2 to 1024; 0 turns it off; at most one request per "
+            "gunicorn worker and thread in a batch)",
         )
         parser.add_argument(
             "--batch-max-wait-ms",

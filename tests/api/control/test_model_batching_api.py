@@ -119,5 +119,5 @@ def test_openapi_schema_documents_the_batching_fields(api):
         assert {"batch_max_rows", "batch_max_wait_ms"} <= set(fields), name
     edit = schema["PatchedModelEdit"]["properties"]["batch_max_rows"]
     assert (edit["minimum"], edit["maximum"]) == (0, 1024)
-    assert "MODELHUB_THREADS > 1" in edit["description"]
+    assert "MODELHUB_WORKERS x MODELHUB_THREADS" in edit["description"]
     assert "invalid_batching" in edit["description"]

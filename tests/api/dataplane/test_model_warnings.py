@@ -136,3 +136,30 @@ def test_forest_fitted_on_a_frame_serves_its_predictions_without_warnings(
     assert response.status_code == 200, response.content
     assert response.json()["predictions"] == forest.predict(frame.head(20)).tolist()
     assert warned(caplog) == []
+
+
+def test_the_batch_process_runs_models_under_one_filter_and_logs_a_warning_once(
+    caplog,
+):
+    with warnings.catch_warnings():
+        saved = warnings.showwarning
+        try:
+            warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", message="unrelated")
+            model_warnings.forget()
+            model_warnings.model_code_only()
+            assert len(warnings.filters) == 1
+            warnings.filterwarnings("ignore", message="added by an import")
+            model_warnings.model_code_only()  # after a load: back to one
+            assert len(warnings.filters) == 1
+
+            with caplog.at_level("WARNING", logger=LOGGER):
+                for _ in range(3):
+                    WarnsOnPredict().predict([[1.0]])
+                    DeprecatedOnPredict().predict([[1.0]])
+        finally:
+            warnings.showwarning = saved
+            model_warnings.forget()
+    logged = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert len(logged) == 1, logged
+    assert "UserWarning: input outside the calibrated range" in logged[0]
