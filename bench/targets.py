@@ -169,6 +169,12 @@ def _goal_row(goal: Goal, runs: list[dict], absent: dict[str, str]) -> dict:
         )
         return row
     row["measured"] = measured
+    # Why a target is where it is, on a machine whose cores the servers and
+    # wrk share: what each side costs in CPU per request, same runs.
+    row["cpu_ms"] = {
+        name: _mean_of(runs, goal.scenario, name, CPU)
+        for name in (goal.server, goal.other)
+    }
     limit = goal.threshold
     row["met"] = (
         measured["mean"] >= limit if goal.at_least else measured["mean"] <= limit
@@ -176,13 +182,23 @@ def _goal_row(goal: Goal, runs: list[dict], absent: dict[str, str]) -> dict:
     return row
 
 
+def _mean_of(runs: list[dict], scenario: str, server: str, key: str) -> float | None:
+    values = [
+        r[key] for r in runs if r["scenario"] == scenario and r["target"] == server
+    ]
+    return sum(values) / len(values) if values else None
+
+
 def markdown(rows: list[dict]) -> list[str]:
     """The report's Targets section."""
     lines = [
         "## Targets (issue 23; paired per run, then mean (min–max))",
         "",
-        "| target | measured | threshold | met |",
-        "|---|---|---|---|",
+        "Server CPU: ms per request of the whole server (every worker and "
+        "helper process), each side's mean over the same runs.",
+        "",
+        "| target | measured | threshold | met | server CPU |",
+        "|---|---|---|---|---|",
     ]
     for row in rows:
         measured = row["measured"]
@@ -198,7 +214,14 @@ def markdown(rows: list[dict]) -> list[str]:
                     else ""
                 )
             met = "✅ met" if row["met"] else "❌ not met"
-        lines.append(f"| {row['target']} | {value} | {row['threshold']} | {met} |")
+        cpu = " · ".join(
+            f"{name} {ms:.3f}"
+            for name, ms in (row.get("cpu_ms") or {}).items()
+            if ms is not None
+        )
+        lines.append(
+            f"| {row['target']} | {value} | {row['threshold']} | {met} | {cpu} |"
+        )
     return lines + [""]
 
 
