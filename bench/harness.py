@@ -549,11 +549,14 @@ class Service:
         return 0.0
 
     def worker_pids(self) -> list[int]:
-        """The master's children, less the watchdog (registry/inflight.py)."""
+        """The master's children, less its helpers: the watchdog
+        (registry/inflight.py) and the batch process's keeper
+        (api/dataplane/batch_host.py)."""
+        helpers = (b"registry.inflight", b"api.dataplane.batch_host")
         return [
             pid
             for pid in child_pids(self.process.pid)
-            if b"registry.inflight" not in _cmdline(pid)
+            if not any(helper in _cmdline(pid) for helper in helpers)
         ]
 
     def stop(self) -> None:
