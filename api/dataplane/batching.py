@@ -13,9 +13,10 @@ request never waits.
 Promises, each tested (tests/api/dataplane/test_batching.py):
 - results are the bits the request gets alone: only estimators whose rows are
   computed independently are batched (registry.row_independence);
-- a bad request never fails another: requests join only once decoded, and a
-  batch whose call raises (or runs past the time limit) is predicted again
-  one request at a time, so only the guilty one gets its 422 or 504;
+- a bad request never fails another: requests join only once decoded; a
+  batch whose call raises is predicted again in halves, down to the guilty
+  request alone, which gets its 422; one past the time limit is predicted
+  again one request at a time, so only the slow one gets its 504;
 - each request keeps its own log row, request id and time limit, and learns
   the batch size it rode in; a batch never mixes versions.
 
@@ -197,8 +198,17 @@ class Batcher:
             if len(batch) == 1:
                 batch[0].fail(exc)
                 return
-            for job in batch:  # only the guilty one fails
-                self._predict([job])
+            if isinstance(exc, PredictionTimeout):
+                parts = [[job] for job in batch]  # each under its own limit
+            else:
+                # Halves, until only the guilty are alone: the innocent still
+                # share calls (one bad row in sixteen costs eight more calls,
+                # not sixteen), and a flood of bad rows cannot make every
+                # request a call of its own.
+                middle = len(batch) // 2
+                parts = [batch[:middle], batch[middle:]]
+            for part in parts:
+                self._predict(part)
             return
         elapsed = (time.perf_counter() - started) * 1000
         ref = self.loaded.ref

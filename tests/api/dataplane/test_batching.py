@@ -131,7 +131,25 @@ def test_one_bad_request_fails_alone_and_the_others_are_answered(forest, rows):
     assert isinstance(done[1], ModelRejectedInput)
     for alone, result in ((rows[1:2], done[0]), (rows[2:3], done[2])):
         assert result.predictions.tobytes() == forest.predict(alone).tobytes()
-        assert result.batch_size == 1  # predicted again, alone
+
+
+def test_a_failed_batch_is_split_in_halves_so_the_innocent_still_share_calls(
+    forest, rows
+):
+    bad = rows[0:1].copy()
+    bad[0, 0] = np.inf
+    batcher = Batcher(loaded(forest), max_rows=32, max_wait_ms=2000)
+    sent = [job(rows[i : i + 1]) for i in range(1, 8)]
+    sent.insert(5, job(bad))  # eight requests, the sixth refused
+    done = together(batcher, sent)
+
+    assert isinstance(done[5], ModelRejectedInput)
+    good = [d for i, d in enumerate(done) if i != 5]
+    for result, index in zip(good, range(1, 8), strict=True):
+        alone = rows[index : index + 1]
+        assert result.predictions.tobytes() == forest.predict(alone).tobytes()
+    # 8 -> 4 + 4 (the first half answered together) -> 2 + 2 -> 1 + 1
+    assert sorted(r.batch_size for r in good) == [1, 2, 2, 4, 4, 4, 4]
 
 
 class SlowOnMarker:
