@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .batch_wire import reachable, receive, send
+
 logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.5
@@ -53,8 +55,6 @@ def keep(path: str, master_pid: int) -> None:
     """Hold the socket and keep a server behind it while the master lives."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    from .batch_wire import reachable
-
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with reachable(path) as short:
         listener.bind(short)
@@ -106,12 +106,28 @@ def _settle(server: subprocess.Popen) -> None:
 
     note = inflight.take(os.environ.get("MODELHUB_INFLIGHT_DIR", ""), server.pid)
     inside = f" inside {note['slug']} v{note['number']}" if note else ""
-    print(
-        f"modelhub batch process {server.pid} exited ({server.returncode}){inside}; "
-        "started again when a worker next connects",
-        file=sys.stderr,
-        flush=True,
+    logger.warning(
+        "batch process %s exited (%s)%s; started again when a worker next connects",
+        server.pid,
+        server.returncode,
+        inside,
     )
+
+
+def _keeper_logging() -> None:
+    """The keeper has no Django: its lines take settings.LOGGING's format by
+    hand, so MODELHUB_LOG_FORMAT=json stays one JSON object per line."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("MODELHUB_LOG_FORMAT", "text") == "json":
+        from modelhub.logformat import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def serve(fd: int, keeper_pid: int) -> None:
@@ -145,7 +161,6 @@ def serve(fd: int, keeper_pid: int) -> None:
 def _serve_connection(conn: socket.socket) -> None:
     """One worker thread's requests, one at a time, as it sends them."""
     from ..errors import ModelRejectedInput, PredictionTimeout
-    from .batch_wire import receive, send
     from .batching import Batcher, Job
 
     expected: Batcher | None = None
@@ -214,6 +229,7 @@ def _batcher(ref: Any, max_rows: int, max_wait_ms: float) -> tuple[Any, str]:
 
 if __name__ == "__main__":
     if sys.argv[1] == "keep":
+        _keeper_logging()
         keep(sys.argv[2], int(sys.argv[3]))
     else:
         serve(int(sys.argv[2]), int(sys.argv[3]))
