@@ -217,6 +217,8 @@ REGISTRY_STATUS: dict[type[registry.RegistryError], int] = {
     registry.UnknownModel: status.HTTP_404_NOT_FOUND,
     registry.UnknownVersion: status.HTTP_404_NOT_FOUND,
     registry.NoActiveVersion: status.HTTP_404_NOT_FOUND,
+    registry.UnknownAlias: status.HTTP_404_NOT_FOUND,
+    registry.NoCandidate: status.HTTP_409_CONFLICT,
     registry.ModelUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     registry.RegistryUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     registry.VersionActive: status.HTTP_409_CONFLICT,

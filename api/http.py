@@ -18,6 +18,7 @@ from .errors import (
 )
 
 _TRUE = {"1", "true", "yes", "on"}
+_BODY = "modelhub_body"
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -30,10 +31,15 @@ def read_body(request: HttpRequest | Request) -> bytes:
     """The body, bounded by MODELHUB_MAX_BODY_BYTES (a JSON 413, not Django's
     400) as sent and, when gzipped, as decompressed: a gzip bomb is a 413."""
     request = getattr(request, "_request", request)  # DRF's Request wraps it
+    body = getattr(request, _BODY, None)
+    if body is not None:  # read already: a second decoder (traffic policy)
+        return body
     limit = settings.MODELHUB_MAX_BODY_BYTES
     gzipped = _gzipped(request)  # a 415 before reading anything
     body = _raw_body(request, limit)
-    return _gunzip(body, limit) if gzipped else body
+    body = _gunzip(body, limit) if gzipped else body
+    setattr(request, _BODY, body)
+    return body
 
 
 def _raw_body(request: HttpRequest, limit: int) -> bytes:
@@ -143,3 +149,13 @@ def query_version(request: HttpRequest | Request) -> int | None:
     if not ascii_digits(raw) or int(raw) < 1 or len(raw) > 9:
         raise InvalidParams("Query parameter 'version' must be a positive integer.")
     return int(raw)
+
+
+def query_alias(request: HttpRequest | Request) -> str:
+    """``?alias=<name>``: the version an alias points to ('' when absent)."""
+    raw = _query_value(request, "alias")
+    if raw is None:
+        return ""
+    if not raw or len(raw) > 50:
+        raise InvalidParams("Query parameter 'alias' must be an alias name.")
+    return raw

@@ -98,14 +98,18 @@ def postprocess_schema(
     from .control.model_operations import add_model_operations
 
     result["info"]["description"] = DESCRIPTION
+    # The alias path is the same operation as ?alias= on the generic one,
+    # which documents it; a path per alias would list what exists.
+    result["paths"].pop("/api/predict/{slug}@{alias}/", None)
     pinned = result["paths"].get("/api/predict/{slug}/v{version}/", {}).get("post")
     if pinned is not None:
         pinned["summary"] = "Predict with a pinned version"
-        # The path's version wins there: a ?version= is not read.
+        # The path's version wins there: ?version= and ?alias= are not read.
         pinned["parameters"] = [
             p
             for p in pinned.get("parameters", [])
-            if (p.get("in"), p.get("name")) != ("query", "version")
+            if (p.get("in"), p.get("name"))
+            not in {("query", "version"), ("query", "alias")}
         ]
     result["paths"].update(HEALTH_PATHS)
     result["tags"] = TAGS

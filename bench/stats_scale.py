@@ -150,6 +150,7 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
             else:
                 model_ms = ms * 0.4
         slug = slugs[slug_i]
+        route = "active" if ver is None or ver == int(active[i]) else "pinned"
         log_rows.append(
             (
                 created,
@@ -163,14 +164,17 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
                 f"{request_bits[i, 0]:016x}{request_bits[i, 1]:016x}",
                 "",
                 None,
+                "",
+                None,
+                route,
             )
         )
         error, bucket = status >= 400, bucket_of(ms)
         for resolution, period in _periods(created.replace(second=0, microsecond=0)):
-            key = (resolution, period, slug, ver or 0, error, bucket)
+            key = (resolution, period, slug, ver or 0, route, error, bucket)
             sums = rollup.get(key)
             if sums is None:
-                rollup[key] = [1, n_rows, ms]
+                rollup[key] = [1, n_rows, ms, 0, 0]
             else:
                 sums[0] += 1
                 sums[1] += n_rows

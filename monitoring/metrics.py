@@ -41,13 +41,13 @@ _LATENCY_BUCKETS = (
 
 PREDICTIONS = Counter(
     "modelhub_predictions_total",
-    "Prediction requests by model, version and HTTP status.",
-    ["model", "version", "status"],
+    "Prediction requests by model, version, route and HTTP status.",
+    ["model", "version", "route", "status"],
 )
 LATENCY = Histogram(
     "modelhub_request_latency_seconds",
     "Server time per prediction request.",
-    ["model", "version"],
+    ["model", "version", "route"],
     buckets=_LATENCY_BUCKETS,
 )
 ROWS = Counter(
@@ -96,6 +96,16 @@ LOG_ROWS_BUFFERED = Gauge(
     "Request-log rows waiting for the database (summed over live workers).",
     multiprocess_mode="livesum",
 )
+ROLLBACKS = Counter(
+    "modelhub_rollout_rollbacks_total",
+    "Candidates rolled back by a rollout guard (weight set to 0).",
+    ["model", "guard"],
+)
+SHADOW_SKIPPED = Counter(
+    "modelhub_shadow_skipped_total",
+    "Shadow predictions skipped to keep within MODELHUB_SHADOW_MAX_SHARE.",
+    ["model"],
+)
 LOG_ROWS_DROPPED = Counter(
     "modelhub_log_rows_dropped_total",
     "Request-log rows lost because a worker's outage buffer was full.",
@@ -115,14 +125,16 @@ class _Series:
 
     __slots__ = ("labels", "latency", "requests", "rows")
 
-    def __init__(self, model: str, version: int | None, status: int) -> None:
+    def __init__(
+        self, model: str, version: int | None, route: str, status: int
+    ) -> None:
         self.labels = (model, str(version) if version is not None else "")
-        self.requests = PREDICTIONS.labels(*self.labels, str(status))
-        self.latency = LATENCY.labels(*self.labels)
+        self.requests = PREDICTIONS.labels(*self.labels, route, str(status))
+        self.latency = LATENCY.labels(*self.labels, route)
         self.rows: Any = None  # created on first use: no always-zero series
 
 
-_series: dict[tuple[str, int | None, int], _Series] = {}
+_series: dict[tuple[str, int | None, str, int], _Series] = {}
 _MAX_SERIES = 4096  # cleared when full
 
 
@@ -148,12 +160,13 @@ def observe_request(
     seconds: float,
     rows: int,
     private: bool = False,
+    route: str = "active",
 ) -> None:
     if version is None:
         model = UNRESOLVED
     else:
         model = slug if not private else model_label(slug, private=True)
-    key = (model, version, status)
+    key = (model, version, route, status)
     series = _series.get(key)
     if series is None:
         if len(_series) >= _MAX_SERIES:

@@ -25,7 +25,8 @@ _V2_INFER = re.compile(r"^/v2/models/([^/]+)/(?:versions/[^/]+/)?infer$")
 def prediction_slug(path: str) -> str | None:
     """The slug of a prediction request (/api/predict/… or a V2 infer), else None."""
     if path.startswith(PREDICT_PREFIX):
-        return path[len(PREDICT_PREFIX) :].split("/", 1)[0]
+        # /api/predict/<slug>@<alias>/ is the slug's too
+        return path[len(PREDICT_PREFIX) :].split("/", 1)[0].split("@", 1)[0]
     if path.startswith(V2_PREFIX):
         match = _V2_INFER.match(path)
         return match.group(1) if match else None
@@ -58,6 +59,7 @@ class RequestLogMiddleware:
             seconds=elapsed,
             rows=entry.rows,
             private=record.private,
+            route=record.route,
         )
         if entry.error_code in REFUSAL_CODES:
             metrics.observe_refusal(entry.error_code)
@@ -105,4 +107,5 @@ def _entry(
         else None,
         key_name=record.key_name,
         batch_size=record.batch_size,
+        route=record.route,
     )

@@ -40,6 +40,13 @@ class RequestLog(models.Model):
         "empty when it was not batched (batching off, or it failed before "
         "predicting).",
     )
+    route = models.CharField(
+        max_length=10,
+        default="active",
+        db_default="active",
+        help_text="Why this version answered: active, candidate, pinned, alias, "
+        "or shadow (the shadow's own row, same request id).",
+    )
 
     class Meta:
         db_table = "api_requestlog"
@@ -85,13 +92,24 @@ class RequestStat(models.Model):
     # mean batch size is one division, whatever the window.
     batched = models.PositiveIntegerField(default=0, db_default=0)
     batch_size_sum = models.BigIntegerField(default=0, db_default=0)
+    # Why the version answered (RequestLog.route): candidate and active side
+    # by side, shadows apart from what clients were served.
+    route = models.CharField(max_length=10, default="active", db_default="active")
 
     class Meta:
         db_table = "api_requeststat"
         constraints = [
             models.UniqueConstraint(
-                fields=["resolution", "start", "slug", "version", "error", "bucket"],
-                name="requeststat_key",
+                fields=[
+                    "resolution",
+                    "start",
+                    "slug",
+                    "version",
+                    "route",
+                    "error",
+                    "bucket",
+                ],
+                name="requeststat_route_key",
             )
         ]
 

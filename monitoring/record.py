@@ -39,6 +39,9 @@ class PredictionRecord:
     # Requests predicted in the one call this one rode in (the batcher sets
     # it); None when it was predicted alone or not at all.
     batch_size: int | None = None
+    # Why this version answered (api.dataplane.traffic): active, candidate,
+    # pinned, alias, or shadow for the shadow's own row.
+    route: str = "active"
 
 
 def attach(request: HttpRequest, slug: str) -> PredictionRecord:

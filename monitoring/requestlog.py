@@ -58,6 +58,7 @@ class LogEntry:
     payload: str | None = None
     key_name: str = ""
     batch_size: int | None = None
+    route: str = "active"
 
 
 LOG_COLUMNS = (
@@ -74,6 +75,7 @@ LOG_COLUMNS = (
     "payload",
     "key_name",
     "batch_size",
+    "route",
 )
 # Rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -271,6 +273,7 @@ class RequestLogWriter:
                 e.payload,
                 e.key_name,
                 e.batch_size,
+                e.route,
             )
             for e in batch
         ]

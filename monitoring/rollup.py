@@ -27,7 +27,7 @@ from .models import RequestLog, RequestStat, RollupMark
 
 logger = logging.getLogger(__name__)
 
-STAT_KEY = ("resolution", "start", "slug", "version", "error", "bucket")
+STAT_KEY = ("resolution", "start", "slug", "version", "route", "error", "bucket")
 STAT_SUMS = ("count", "rows", "latency_sum_ms", "batched", "batch_size_sum")
 # Log rows folded per transaction: a backlog (after an outage) is folded a
 # batch at a time rather than in one long write.
@@ -44,6 +44,7 @@ _FOLDED = (
     "latency_ms",
     "error_code",
     "batch_size",
+    "route",
 )
 # Requests for a slug that names no model (or a private one the caller may
 # not see) are folded under this one name, which no slug can be: a flood of
@@ -85,19 +86,19 @@ def _periods(minute: datetime) -> tuple[tuple[str, Any], ...]:
     )
 
 
-LoggedRow = tuple[datetime, str, int | None, int, int, float, int | None]
+LoggedRow = tuple[datetime, str, int | None, int, int, float, int | None, str]
 
 
 def sums(rows: Iterable[LoggedRow]) -> list:
     """Rollup rows for log rows given as (created_at, slug, version, status,
-    rows, latency_ms, batch_size): key columns, then count, rows, latency
-    sum, requests batched and the sum of their batch sizes."""
+    rows, latency_ms, batch_size, route): key columns, then count, rows,
+    latency sum, requests batched and the sum of their batch sizes."""
     totals: dict[tuple[Any, ...], list[float]] = {}
-    for created_at, slug, version, status, count, latency_ms, batch_size in rows:
+    for created_at, slug, version, status, count, latency_ms, batch_size, route in rows:
         error = status >= 400
         bucket = bucket_of(latency_ms)
         for resolution, start in _periods(created_at.replace(second=0, microsecond=0)):
-            key = (resolution, start, slug, version or 0, error, bucket)
+            key = (resolution, start, slug, version or 0, route, error, bucket)
             total = totals.setdefault(key, [0, 0, 0.0, 0, 0])
             total[0] += 1
             total[1] += count
@@ -112,10 +113,10 @@ def sums(rows: Iterable[LoggedRow]) -> list:
 
 
 def _bucketed(row: tuple[Any, ...]) -> LoggedRow:
-    _, created_at, slug, version, status, count, latency_ms, code, batch_size = row
+    _, created_at, slug, version, status, count, latency_ms, code, batch, route = row
     if code == "unknown_model":
         slug = UNKNOWN_MODELS
-    return created_at, slug, version, status, count, latency_ms, batch_size
+    return created_at, slug, version, status, count, latency_ms, batch, route
 
 
 def catch_up(limit: int = BATCH) -> int:

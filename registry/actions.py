@@ -24,7 +24,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from . import batching, changes, mlflow_models, staging
@@ -40,10 +40,11 @@ from .exceptions import (
     UnknownModel,
     UnknownVersion,
     VersionActive,
+    VersionInUse,
     VersionNotReady,
 )
 from .inspection import SchemaError, normalize_features
-from .models import Activation, MLModel, ModelVersion, VersionEdit
+from .models import Activation, MLModel, ModelVersion, TrafficPolicy, VersionEdit
 from .serialization import PICKLE_FORMATS, detect_format, extension_for
 from .stored import check_metadata, check_slug, display_name, storable
 from .upload_errors import check_file_name, refusal, too_large
@@ -300,6 +301,11 @@ def _switch(
         raise VersionNotReady(f"{version} is {version.status}: it cannot be served.")
     previous = model.active_version.number if model.active_version_id else None
     MLModel.objects.filter(pk=model.pk).update(active_version=version)
+    # The active version is never also the candidate or the shadow.
+    TrafficPolicy.objects.filter(model=model, candidate=version).update(
+        candidate=None, weight=0.0
+    )
+    TrafficPolicy.objects.filter(model=model, shadow=version).update(shadow=None)
     model.active_version = version
     changes.announce()
     return Activation.objects.create(
@@ -329,10 +335,28 @@ def delete_version(version: ModelVersion) -> None:
             raise VersionActive(
                 f"{version} is the active version; activate another one first."
             )
+        _refuse_if_routed(version)
         name = version.file.name
         version.delete()
         changes.announce()
         transaction.on_commit(lambda: default_storage.delete(name))
+
+
+def _refuse_if_routed(version: ModelVersion) -> None:
+    aliases = sorted(version.aliases.values_list("name", flat=True))
+    if aliases:
+        raise VersionInUse(
+            f"{version} is what alias {', '.join(aliases)} points to; move or "
+            "delete the alias first."
+        )
+    routed = TrafficPolicy.objects.filter(model_id=version.model_id).filter(
+        Q(candidate=version) | Q(shadow=version)
+    )
+    if routed.exists():
+        raise VersionInUse(
+            f"{version} is the traffic policy's candidate or shadow; change or "
+            "end the policy first."
+        )
 
 
 def delete_models(models: Iterable[MLModel]) -> None:

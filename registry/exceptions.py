@@ -147,3 +147,64 @@ class RegistryUnavailable(RegistryError):
     """The database cannot be reached and nothing was resolved before."""
 
     code = "registry_unavailable"
+
+
+class UnknownAlias(RegistryError):
+    """The model has no alias with that name."""
+
+    code = "unknown_alias"
+
+
+class InvalidAlias(RegistryError):
+    """An alias name that is not slug-like, or reads as a version (``v3``,
+    ``latest``)."""
+
+    code = "invalid_alias"
+
+
+class VersionInUse(VersionActive):
+    """A version an alias or the traffic policy points to cannot be deleted."""
+
+    code = "version_in_use"
+
+
+class InvalidPolicy(RegistryError):
+    """A traffic policy that cannot be served as given."""
+
+    code = "invalid_policy"
+
+
+class InvalidWeight(InvalidPolicy):
+    """A candidate's weight outside [0, 1]."""
+
+    code = "invalid_weight"
+
+
+class CandidateNotReady(InvalidPolicy):
+    """A candidate or shadow version that did not pass the preflight."""
+
+    code = "candidate_not_ready"
+
+
+class CandidateIsActive(InvalidPolicy):
+    """A candidate or shadow equal to the active version compares nothing."""
+
+    code = "same_as_active"
+
+
+class InvalidSticky(InvalidPolicy):
+    """A sticky header that is not a header name, or a feature the model lacks."""
+
+    code = "invalid_sticky"
+
+
+class InvalidGuard(InvalidPolicy):
+    """A rollback guard with a threshold or window out of range."""
+
+    code = "invalid_guard"
+
+
+class NoCandidate(RegistryError):
+    """Promote needs a policy with a candidate."""
+
+    code = "no_candidate"

@@ -172,6 +172,7 @@ class Change(models.Model):
         ADMIN = "admin"
         CLI = "cli"
         API = "api"
+        AUTO = "auto"  # a rollout guard tripped (registry.rollouts)
 
     channel = models.CharField(max_length=10, choices=Channel.choices)
     user = models.ForeignKey(
@@ -216,3 +217,111 @@ class VersionEdit(Change):
 
     def __str__(self) -> str:
         return f"{self.model.slug} v{self.number}: {', '.join(self.changes)}"
+
+
+class Alias(models.Model):
+    """A named pointer to one version of a model (``champion``, ``staging``),
+    served at ``/api/predict/<slug>@<name>/``; moved like an activation."""
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="aliases")
+    name = models.SlugField(max_length=50)
+    # RESTRICT: deleting a version an alias points to is refused first
+    # (registry.actions.delete_version says which aliases to move).
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.RESTRICT, related_name="aliases"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "name"], name="registry_alias_name_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug}@{self.name}"
+
+
+class AliasMove(Change):
+    """One move of an alias: set, moved or deleted (``to_number`` None)."""
+
+    model = models.ForeignKey(
+        MLModel, on_delete=models.CASCADE, related_name="alias_moves"
+    )
+    name = models.CharField(max_length=50)
+    from_number = models.PositiveIntegerField(null=True, blank=True)
+    to_number = models.PositiveIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        origin = f"v{self.from_number}" if self.from_number else "none"
+        target = f"v{self.to_number}" if self.to_number else "deleted"
+        return f"{self.model.slug}@{self.name}: {origin} -> {target} ({self.channel})"
+
+
+class TrafficPolicy(models.Model):
+    """How the unpinned URL splits its traffic: the active version, plus at
+    most one candidate taking ``weight`` of it, plus an optional shadow that
+    predicts every request after the response, unseen (registry.rollouts)."""
+
+    model = models.OneToOneField(
+        MLModel, on_delete=models.CASCADE, primary_key=True, related_name="policy"
+    )
+    candidate = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.RESTRICT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    weight = models.FloatField(default=0.0)
+    # At most one of the two: the request header, or the input feature, whose
+    # value picks the version by a hash (one caller, one version).
+    sticky_header = models.CharField(max_length=100, blank=True)
+    sticky_feature = models.CharField(max_length=200, blank=True)
+    shadow = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.RESTRICT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Guards (registry.guards): the candidate goes to weight 0 when one trips.
+    guard_error_rate = models.FloatField(null=True, blank=True)
+    guard_p95_ms = models.FloatField(null=True, blank=True)
+    guard_p95_ratio = models.FloatField(null=True, blank=True)
+    guard_last_requests = models.PositiveIntegerField(null=True, blank=True)
+    guard_minutes = models.FloatField(null=True, blank=True)
+    guard_min_requests = models.PositiveIntegerField(default=20)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "traffic policy"
+        verbose_name_plural = "traffic policies"
+
+    def __str__(self) -> str:
+        return f"{self.model_id} policy"
+
+
+class PolicyChange(Change):
+    """One change of a model's traffic policy: set, promoted, ended, or a
+    guard that tripped (channel ``auto``, with its reason)."""
+
+    class Action(models.TextChoices):
+        SET = "set"
+        PROMOTE = "promote"
+        END = "end"
+        TRIP = "trip"
+
+    model = models.ForeignKey(
+        MLModel, on_delete=models.CASCADE, related_name="policy_changes"
+    )
+    action = models.CharField(max_length=10, choices=Action.choices)
+    # The policy as the API shows it, before and after (None: no policy).
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.model.slug} policy {self.action} ({self.channel})"

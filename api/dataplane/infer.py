@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,11 +20,13 @@ from django.conf import settings
 
 from monitoring.record import PredictionRecord
 from registry import inflight, routing, serving
+from registry.exceptions import ModelUnavailable
 from registry.inspection import selects_columns_by_name
 from registry.loading import LoadedModel, VersionRef
+from registry.routing import Route
 
 from ..errors import ModelRejectedInput, PredictionTimeout
-from . import batching, model_warnings
+from . import batching, model_warnings, traffic
 from .features import InputSpec, prepare_spec
 from .timeouts import time_limit
 
@@ -60,6 +62,8 @@ class Inference:
     load_ms: float
     decode_ms: float
     predict_ms: float
+    route: str = "active"  # X-Model-Route: active, candidate, pinned, alias:<name>
+    shadow: VersionRef | None = None  # the policy's shadow, predicted afterwards
 
     @property
     def ref(self) -> VersionRef:
@@ -83,35 +87,33 @@ def serve_model(
     version: int | None,
     authorize: Authorize,
     record: PredictionRecord | None = None,
+    alias: str = "",
 ) -> LoadedModel:
-    """The loaded model that answers for ``slug`` (pinned to ``version``).
+    """The loaded model that answers for ``slug`` (pinned to ``version``, or
+    to ``alias``): the one a metadata request describes, never a candidate.
 
     ``authorize`` sees the resolved version before anything is loaded: a
     private model refuses a caller it does not answer here.
     """
-    ref = _resolve(slug=slug, version=version, authorize=authorize, record=record)
-    return _load(ref, pinned=version is not None, record=record)
+    route = _resolve(slug=slug, version=version, alias=alias, authorize=authorize)
+    return _load(route.ref, pinned=route.kind != traffic.ACTIVE, record=record)
 
 
 def _resolve(
-    *,
-    slug: str,
-    version: int | None,
-    authorize: Authorize,
-    record: PredictionRecord | None,
-) -> VersionRef:
-    ref = routing.resolve(slug, version)
+    *, slug: str, version: int | None, alias: str, authorize: Authorize
+) -> Route:
+    route = routing.resolve_route(slug, version, alias)
     # First: a private model refused is an unknown slug, in the log as well.
-    authorize(ref)
-    if record is not None:
-        record.version = ref.number
-        record.private = ref.private
-    return ref
+    authorize(route.ref)
+    return route
 
 
 def _load(
     ref: VersionRef, *, pinned: bool, record: PredictionRecord | None
 ) -> LoadedModel:
+    if record is not None:
+        record.version = ref.number
+        record.private = ref.private
     loaded = serving.serve(ref, pinned=pinned)
     if record is not None:
         record.version = loaded.ref.number  # the last good one on a fallback
@@ -125,21 +127,45 @@ def infer(
     decoder: Decoder,
     authorize: Authorize,
     record: PredictionRecord | None = None,
+    alias: str = "",
+    meta: Mapping[str, Any] | None = None,
 ) -> Inference:
-    """Serve one prediction request, whatever its protocol."""
-    ref = _resolve(slug=slug, version=version, authorize=authorize, record=record)
+    """Serve one prediction request, whatever its protocol.
+
+    ``meta`` (the WSGI environ) holds the header a sticky policy splits by.
+    """
+    route = _resolve(slug=slug, version=version, alias=alias, authorize=authorize)
     started = time.perf_counter()  # Server-Timing's "load": the model, not the route
-    loaded = _load(ref, pinned=version is not None, record=record)
+    choice = traffic.choose(route, meta or {})
+    if choice is None:  # sticky by a feature: the active's decoder reads it
+        loaded, choice = _load_choice(
+            traffic.Choice(route.ref, traffic.ACTIVE), route, record
+        )
+        model_input, proba = decoder(loaded)
+        value = feature_value(model_input.data, spec_for(loaded), route)
+        choice = traffic.choose_by_value(route, value)
+        if choice.route == traffic.CANDIDATE:
+            candidate, choice = _load_choice(choice, route, record)
+            if candidate is not loaded:
+                loaded = candidate
+                model_input, proba = decoder(loaded)
+        decoded_first = True
+    else:
+        loaded, choice = _load_choice(choice, route, record)
+        decoded_first = False
+    if record is not None:
+        record.route = choice.label
     loaded_at = time.perf_counter()
-    batcher = batching.batcher_for(loaded, ref)
+    batcher = batching.batcher_for(loaded, loaded.ref)
     if batcher is not None:
         batcher.expect()
-    try:
-        model_input, proba = decoder(loaded)
-    except BaseException:
-        if batcher is not None:
-            batcher.unexpect()
-        raise
+    if not decoded_first:
+        try:
+            model_input, proba = decoder(loaded)
+        except BaseException:
+            if batcher is not None:
+                batcher.unexpect()
+            raise
     decoded_at = time.perf_counter()
     request_id = record.request_id if record is not None else ""
     proba = proba and loaded.has_proba
@@ -165,11 +191,41 @@ def infer(
         load_ms=(loaded_at - started) * 1000,
         decode_ms=(decoded_at - loaded_at) * 1000,
         predict_ms=(predicted_at - decoded_at) * 1000,
+        route=choice.route,
+        shadow=route.policy.shadow if route.policy is not None else None,
     )
     if record is not None:
         record.rows = model_input.rows
         record.model_ms = inference.predict_ms
     return inference
+
+
+def _load_choice(
+    choice: traffic.Choice, route: Route, record: PredictionRecord | None
+) -> tuple[LoadedModel, traffic.Choice]:
+    """The chosen version loaded; a candidate that cannot be loaded here
+    leaves its requests to the active version (counted as a fallback)."""
+    if choice.route != traffic.CANDIDATE:
+        pinned = choice.route != traffic.ACTIVE
+        return _load(choice.ref, pinned=pinned, record=record), choice
+    try:
+        return _load(choice.ref, pinned=True, record=record), choice
+    except ModelUnavailable:
+        active = traffic.Choice(route.ref, traffic.ACTIVE)
+        return _load(route.ref, pinned=False, record=record), active
+
+
+def feature_value(data: Any, spec: InputSpec, route: Route) -> Any:
+    """The sticky feature's value in the request's first row."""
+    policy = route.policy
+    name = policy.sticky_feature if policy is not None else ""
+    columns = getattr(data, "columns", None)
+    if columns is not None:
+        return data[name].iloc[0] if name in columns else None
+    try:
+        return data[0][spec.names.index(name)]
+    except (ValueError, IndexError, TypeError):
+        return None
 
 
 def spec_for(loaded: LoadedModel) -> InputSpec:

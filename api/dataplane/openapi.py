@@ -118,6 +118,12 @@ EXAMPLES = [
     ),
 ]
 # api.http.query_version: 1 to 9 digits.
+ALIAS = OpenApiParameter(
+    "alias",
+    {"type": "string", "pattern": r"^[-a-zA-Z0-9_]+$", "maxLength": 50},
+    description="the version an alias points to (also POST "
+    "/api/predict/{slug}@{alias}/); an unknown alias is a 404 `unknown_alias`",
+)
 VERSION = OpenApiParameter(
     "version",
     {"type": "integer", "minimum": 1, "maximum": 999_999_999},

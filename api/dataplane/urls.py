@@ -13,4 +13,9 @@ urlpatterns = [
         PredictView.as_view(),
         name="predict-version",
     ),
+    path(
+        "api/predict/<slug:slug>@<slug:alias>/",
+        PredictView.as_view(),
+        name="predict-alias",
+    ),
 ]

@@ -19,11 +19,13 @@ from ..access import (
 )
 from ..access.sessions import authenticate_session
 from ..baseview import ApiView
-from ..http import query_version
+from ..errors import InvalidParams
+from ..http import query_alias, query_version
 from ..openapi import SLUG, errors
 from ..renderers import dumps
 from .infer import infer
 from .openapi import (
+    ALIAS,
     EXAMPLES,
     PREDICT_DESCRIPTION,
     PREDICT_SUMMARY,
@@ -32,6 +34,16 @@ from .openapi import (
     PredictionSerializer,
 )
 from .rest import RestDecoder, response_body
+
+
+def _pinned_by(request: HttpRequest, version: int | None, alias: str) -> dict[str, Any]:
+    """The path's version or alias wins; else ?version= or ?alias=, not both."""
+    if version is not None or alias:
+        return {"version": version, "alias": alias}
+    version, alias = query_version(request), query_alias(request)
+    if version is not None and alias:
+        raise InvalidParams("Give 'version' or 'alias', not both.")
+    return {"version": version, "alias": alias}
 
 
 class PredictView(ApiView):
@@ -72,10 +84,15 @@ class PredictView(ApiView):
             SLUG,
             OpenApiParameter("proba", bool, description="add class probabilities"),
             VERSION,
+            ALIAS,
         ],
     )
     def post(
-        self, request: HttpRequest, slug: str, version: int | None = None
+        self,
+        request: HttpRequest,
+        slug: str,
+        version: int | None = None,
+        alias: str = "",
     ) -> HttpResponse:
         authenticate(request)  # a wrong token: 401, even if public
         authenticate_session(request)  # no credential: the admin's, for Try it
@@ -83,10 +100,11 @@ class PredictView(ApiView):
         record = record_of(request)
         inference = infer(
             slug=slug,
-            version=version if version is not None else query_version(request),
+            **_pinned_by(request, version, alias),
             decoder=RestDecoder(request, record),
             authorize=lambda ref: authorize(request, ref),
             record=record,
+            meta=request.META,
         )
         encoding = time.perf_counter()
         content = dumps(response_body(inference, request_id=request.request_id))
@@ -96,6 +114,7 @@ class PredictView(ApiView):
             content_type="application/json",
             headers={
                 "X-Model-Version": str(inference.ref.number),
+                "X-Model-Route": inference.route,
                 "Server-Timing": inference.server_timing(encode_ms),
             },
         )

@@ -5,7 +5,8 @@ from django.urls import path, re_path
 from . import views as v2_views
 
 _MODEL = "v2/models/<slug:slug>"
-_VERSION = f"{_MODEL}/versions/<int:version>"
+# V2 versions are strings: digits name a version, anything else an alias.
+_VERSION = f"{_MODEL}/versions/<str:version>"
 
 urlpatterns = [
     path(f"{_MODEL}/infer", v2_views.infer, name="v2-infer"),  # tried first

@@ -27,6 +27,7 @@ from ..dataplane import infer as dataplane
 from ..dataplane.infer import serve_model
 from ..errors import DOMAIN_ERRORS, status_for
 from ..health import readiness_for
+from ..http import ascii_digits
 from . import protocol
 from .codec import V2Decoder, encode_response
 
@@ -76,13 +77,24 @@ def v2_endpoint(*methods: str) -> Callable[[View], View]:
     return decorate
 
 
-def _served_model(request: HttpRequest, slug: str, version: int | None) -> LoadedModel:
+def _served_model(request: HttpRequest, slug: str, version: str | None) -> LoadedModel:
     access.authenticate(request)
+    number, alias = version_or_alias(version)
     return serve_model(
         slug=slug,
-        version=version,
+        version=number,
+        alias=alias,
         authorize=lambda ref: access.authorize(request, ref),
     )
+
+
+def version_or_alias(version: str | None) -> tuple[int | None, str]:
+    """A V2 version string: digits are a version number, else an alias."""
+    if version is None:
+        return None, ""
+    if ascii_digits(version):
+        return int(version), ""
+    return None, version
 
 
 @v2_endpoint("GET")
@@ -104,7 +116,7 @@ def server_ready(request: HttpRequest) -> JsonResponse:
 
 @v2_endpoint("GET")
 def model_metadata(
-    request: HttpRequest, slug: str, version: int | None = None
+    request: HttpRequest, slug: str, version: str | None = None
 ) -> JsonResponse:
     loaded = _served_model(request, slug, version)
     versions = protocol.ready_versions(slug)
@@ -113,7 +125,7 @@ def model_metadata(
 
 @v2_endpoint("GET")
 def model_ready(
-    request: HttpRequest, slug: str, version: int | None = None
+    request: HttpRequest, slug: str, version: str | None = None
 ) -> JsonResponse:
     """Ready when infer would be served: a pinned version must load; the
     active one may be stood in for by the last good version, as on infer."""
@@ -122,16 +134,19 @@ def model_ready(
 
 
 @v2_endpoint("POST")
-def infer(request: HttpRequest, slug: str, version: int | None = None) -> HttpResponse:
+def infer(request: HttpRequest, slug: str, version: str | None = None) -> HttpResponse:
     access.authenticate(request)
     access.throttle(request)
     record = record_of(request)
+    number, alias = version_or_alias(version)
     inference = dataplane.infer(
         slug=slug,
-        version=version,
+        version=number,
+        alias=alias,
         decoder=V2Decoder(request, record),
         authorize=lambda ref: access.authorize(request, ref),
         record=record,
+        meta=request.META,
     )
     encoding = time.perf_counter()
     body, header_length = encode_response(
@@ -145,6 +160,7 @@ def infer(request: HttpRequest, slug: str, version: int | None = None) -> HttpRe
     if binary:
         response["Inference-Header-Content-Length"] = str(header_length)
     response["X-Model-Version"] = str(inference.ref.number)
+    response["X-Model-Route"] = inference.route
     response["Server-Timing"] = inference.server_timing(encode_ms)
     return response
 

@@ -63,6 +63,7 @@ def test_finishing_a_prediction_does_not_close_the_local_memory_cache(
 def test_prediction_routes_are_the_first_top_level_patterns():
     first, second = get_resolver().url_patterns[:2]
     assert (first.name, second.name) == ("predict", "predict-version")
+    assert get_resolver().url_patterns[2].name == "predict-alias"
     match = resolve("/api/predict/iris/v3/")
     assert (match.url_name, match.kwargs) == (
         "predict-version",
@@ -72,7 +73,11 @@ def test_prediction_routes_are_the_first_top_level_patterns():
 
 def requests_counted(model: str, version: str, status: str) -> float:
     return sample(
-        "modelhub_predictions_total", model=model, version=version, status=status
+        "modelhub_predictions_total",
+        model=model,
+        version=version,
+        route="active",
+        status=status,
     )
 
 
@@ -82,7 +87,7 @@ def test_requests_for_made_up_slugs_share_one_metric_series(client, db):
         response = post(client, f"/api/predict/made-up-{i}/", {"data": IRIS_ROW})
         assert response.status_code == 404
     assert requests_counted(UNRESOLVED, "", "404") == before + 3
-    made_up = {"model": "made-up-0", "version": "", "status": "404"}
+    made_up = {"model": "made-up-0", "version": "", "route": "active", "status": "404"}
     assert REGISTRY.get_sample_value("modelhub_predictions_total", made_up) is None
 
 

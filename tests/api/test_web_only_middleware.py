@@ -56,14 +56,26 @@ def test_admin_post_without_csrf_token_is_refused(client, staff_user):
 
 def test_predictions_are_counted_by_modelhub_metrics_not_generic_ones(api, iris):
     generic = sample("django_http_requests_total_by_method_total", method="POST")
-    ours = sample("modelhub_predictions_total", model="iris", version="1", status="200")
+    ours = sample(
+        "modelhub_predictions_total",
+        model="iris",
+        version="1",
+        route="active",
+        status="200",
+    )
     post(api, "/api/predict/iris/", {"data": IRIS_ROW})
 
     assert sample("django_http_requests_total_by_method_total", method="POST") == (
         generic
     )
     assert (
-        sample("modelhub_predictions_total", model="iris", version="1", status="200")
+        sample(
+            "modelhub_predictions_total",
+            model="iris",
+            version="1",
+            route="active",
+            status="200",
+        )
         == ours + 1
     )
     api.get("/api/models/")
@@ -113,7 +125,13 @@ def test_v2_path_with_a_trailing_slash_is_a_protocol_404(api, iris):
 
 def test_v2_infer_is_counted_by_modelhub_metrics_not_generic_ones(api, iris):
     generic = sample("django_http_requests_total_by_method_total", method="POST")
-    ours = sample("modelhub_predictions_total", model="iris", version="1", status="200")
+    ours = sample(
+        "modelhub_predictions_total",
+        model="iris",
+        version="1",
+        route="active",
+        status="200",
+    )
     response = post(api, "/v2/models/iris/infer", V2_INFER)
 
     assert response.status_code == 200, response.content
@@ -121,7 +139,13 @@ def test_v2_infer_is_counted_by_modelhub_metrics_not_generic_ones(api, iris):
         generic
     )
     assert (
-        sample("modelhub_predictions_total", model="iris", version="1", status="200")
+        sample(
+            "modelhub_predictions_total",
+            model="iris",
+            version="1",
+            route="active",
+            status="200",
+        )
         == ours + 1
     )
 

@@ -1,4 +1,5 @@
-"""Every write to the registry's tables goes through registry.actions, which
+"""Every write to the registry's tables goes through registry.actions (and
+registry.rollouts, its part for aliases and traffic policies), which
 announces it to the other processes; nothing else in the project writes them.
 
 Read with ``ast``: a write is a call of a QuerySet or Manager write method
@@ -18,7 +19,16 @@ from registry.models import MLModel, ModelVersion
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ("registry", "monitoring", "api", "modelhub")
-REGISTRY_MODELS = {"MLModel", "ModelVersion", "Activation", "VersionEdit"}
+REGISTRY_MODELS = {
+    "MLModel",
+    "ModelVersion",
+    "Activation",
+    "VersionEdit",
+    "Alias",
+    "AliasMove",
+    "TrafficPolicy",
+    "PolicyChange",
+}
 QUERY_WRITES = {
     "create",
     "update",
@@ -31,6 +41,7 @@ QUERY_WRITES = {
 INSTANCE_WRITES = {"save", "delete"}
 ALLOWED = {
     ROOT / "registry" / "actions.py",
+    ROOT / "registry" / "rollouts.py",
     # API keys are the api app's own table; it saves them here and only here.
     ROOT / "api" / "access" / "issuing.py",
 }

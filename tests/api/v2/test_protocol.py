@@ -191,7 +191,7 @@ def test_unknown_v2_paths_answer_protocol_json_404(api, iris):
         "/v2/models/iris/config",
         "/v2/repository/index",
         "/v2/models/iris/infer/",
-        "/v2/models/iris/versions/one/infer",
+        "/v2/models/iris/versions/1/infer/extra",
         "/v2/models/bad%20slug",
     ):
         response = api.get(path)
@@ -895,7 +895,7 @@ def test_infer_requests_leave_one_log_row_each(api, iris, iris_sample):
         ("/v2/models/iris/infer", missing, 400, "missing_features", 1, 0),
         ("/v2/models/iris/infer", b"{", 400, "malformed_json", 1, 0),
         ("/v2/models/iris/versions/3/infer", good, 404, "unknown_version", None, 0),
-        ("/v2/models/iris/versions/x/infer", good, 404, "not_found", None, 0),
+        ("/v2/models/iris/versions/x/infer", good, 404, "unknown_alias", None, 0),
         ("/v2/models/ghost/infer", good, 404, "unknown_model", None, 0),
     ]
     for index, (path, body, status, *_rest) in enumerate(outcomes):
@@ -927,7 +927,7 @@ def test_infer_requests_leave_one_log_row_each(api, iris, iris_sample):
 
 def test_infer_requests_are_counted_in_modelhub_metrics(api, iris, iris_sample):
     def count(status: str) -> float:
-        labels = {"model": "iris", "version": "1", "status": status}
+        labels = {"model": "iris", "version": "1", "route": "active", "status": status}
         return REGISTRY.get_sample_value("modelhub_predictions_total", labels) or 0.0
 
     before_ok, before_bad = count("200"), count("400")
