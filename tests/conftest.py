@@ -394,6 +394,22 @@ def churn(publish, pipeline_classifier):
 
 
 @pytest.fixture
+def iris_versions(iris, publish, iris_frame):
+    """iris v1 active; v2, a one-split tree that answers differently,
+    registered beside it; v3 the same tree, marked invalid."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from registry import actions
+
+    x, y = iris_frame
+    tree = DecisionTreeClassifier(max_depth=1, random_state=0).fit(x, y)
+    two = publish(tree, "iris", activate=False)
+    three = publish(tree, "iris", activate=False)
+    actions.mark_invalid(three, message="broken on purpose")
+    return iris, two, three
+
+
+@pytest.fixture
 def iris_sample(iris_frame) -> pd.DataFrame:
     """Four iris rows, all three classes among them."""
     x, _ = iris_frame

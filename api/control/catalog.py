@@ -7,9 +7,10 @@ from typing import Any
 from django.db.models import QuerySet
 from rest_framework.request import Request
 
+from registry import rollouts
 from registry.exceptions import UnknownVersion
 from registry.inspection import placeholder
-from registry.models import MLModel, ModelVersion
+from registry.models import MLModel, ModelVersion, TrafficPolicy
 
 from .. import access
 
@@ -90,6 +91,13 @@ def model_detail(model: MLModel) -> dict[str, Any]:
         "example_request": example_request(shown) if shown else None,
         "batch_max_rows": model.batch_max_rows,
         "batch_max_wait_ms": model.batch_max_wait_ms,
+        "aliases": [
+            {"name": name, "version": number}
+            for name, number in model.aliases.order_by("name").values_list(
+                "name", "version__number"
+            )
+        ],
+        "policy": rollouts.describe(TrafficPolicy.objects.filter(model=model).first()),
     }
 
 

@@ -1,7 +1,7 @@
-"""A model's history for API clients: its activations and version edits, as
-one list, newest first.
+"""A model's history for API clients: its activations, version edits, alias
+moves and traffic-policy changes, as one list, newest first.
 
-The two kinds live in two tables (registry.models.Change's subclasses).
+The kinds live in four tables (registry.models.Change's subclasses).
 History is a sequence that Django's Paginator can slice: a page reads at
 most as many rows of each table as the page's end needs, and merges them.
 """
@@ -12,18 +12,29 @@ import heapq
 from collections.abc import Iterator
 from typing import Any
 
-from registry.models import Activation, Change, MLModel, VersionEdit
+from registry.models import (
+    Activation,
+    AliasMove,
+    Change,
+    MLModel,
+    PolicyChange,
+    VersionEdit,
+)
 
 
 class History:
     """Everything that changed what ``model`` serves, newest first."""
 
     def __init__(self, model: MLModel) -> None:
-        self.activations = Activation.objects.filter(model=model)
-        self.edits = VersionEdit.objects.filter(model=model)
+        self.tables = [
+            Activation.objects.filter(model=model),
+            VersionEdit.objects.filter(model=model),
+            AliasMove.objects.filter(model=model),
+            PolicyChange.objects.filter(model=model),
+        ]
 
     def count(self) -> int:
-        return self.activations.count() + self.edits.count()
+        return sum(table.count() for table in self.tables)
 
     def __len__(self) -> int:
         return self.count()
@@ -32,11 +43,7 @@ class History:
         if not isinstance(index, slice) or index.step not in (None, 1):
             raise TypeError("History is read a page (a slice) at a time.")
         start, stop = index.start or 0, index.stop
-        newest = heapq.merge(
-            self._rows(self.activations, stop),
-            self._rows(self.edits, stop),
-            key=_age,
-        )
+        newest = heapq.merge(*(self._rows(t, stop) for t in self.tables), key=_age)
         return [_entry(row) for row in list(newest)[start:stop]]
 
     @staticmethod
@@ -45,9 +52,13 @@ class History:
         return iter(ordered if stop is None else ordered[:stop])
 
 
+_TABLE_ORDER = {VersionEdit: 0, Activation: 1, AliasMove: 2, PolicyChange: 3}
+
+
 def _age(row: Change) -> tuple[float, int, int]:
-    """Newest first; between the tables, a tie goes to the edit, then by id."""
-    return (-row.created_at.timestamp(), isinstance(row, Activation), -row.pk)
+    """Newest first; between the tables, a tie goes to the edit, then the
+    activation (a promote writes both an activation and a policy change)."""
+    return (-row.created_at.timestamp(), _TABLE_ORDER[type(row)], -row.pk)
 
 
 def _entry(row: Change) -> dict[str, Any]:
@@ -62,5 +73,22 @@ def _entry(row: Change) -> dict[str, Any]:
             **common,
             "from_version": row.from_number,
             "to_version": row.to_number,
+        }
+    if isinstance(row, AliasMove):
+        return {
+            "type": "alias",
+            **common,
+            "alias": row.name,
+            "from_version": row.from_number,
+            "to_version": row.to_number,
+        }
+    if isinstance(row, PolicyChange):
+        return {
+            "type": "policy",
+            **common,
+            "action": row.action,
+            "before": row.before,
+            "after": row.after,
+            "reason": row.reason or None,
         }
     return {"type": "edit", **common, "version": row.number, "changes": row.changes}

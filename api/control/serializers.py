@@ -51,6 +51,15 @@ class ModelDetailSerializer(ModelSummarySerializer):
     example_request = serializers.JSONField(allow_null=True)
     batch_max_rows = serializers.IntegerField(help_text=BATCH_ROWS_HELP)
     batch_max_wait_ms = serializers.FloatField(help_text=BATCH_WAIT_HELP)
+    aliases = serializers.ListField(
+        child=serializers.DictField(),
+        help_text='[{"name": "champion", "version": 2}]: POST '
+        "/api/predict/{slug}@{name}/ serves that version.",
+    )
+    policy = serializers.JSONField(
+        allow_null=True,
+        help_text="The traffic policy (GET /api/models/{slug}/policy/), or null.",
+    )
 
 
 class ModelHealthSerializer(serializers.Serializer):
@@ -199,20 +208,33 @@ class ModelEditSerializer(serializers.Serializer):
 
 class HistoryEntrySerializer(serializers.Serializer):
     type = serializers.ChoiceField(
-        ["activation", "rollback", "edit"],
+        ["activation", "rollback", "edit", "alias", "policy"],
         help_text="activation or rollback: the served version changed; edit: a "
-        "version's schema or metadata did.",
+        "version's schema or metadata did; alias: an alias was set, moved or "
+        "deleted (to_version null); policy: the traffic policy changed.",
     )
     at = serializers.DateTimeField()
     user = serializers.CharField(
         allow_null=True, help_text="Who; null for a local command (the CLI)."
     )
-    channel = serializers.ChoiceField(["admin", "cli", "api"])
+    channel = serializers.ChoiceField(
+        ["admin", "cli", "api", "auto"],
+        help_text="auto: a rollout guard rolled the candidate back by itself.",
+    )
     from_version = serializers.IntegerField(
-        required=False, allow_null=True, help_text="activation, rollback"
+        required=False, allow_null=True, help_text="activation, rollback, alias"
     )
     to_version = serializers.IntegerField(
-        required=False, help_text="activation, rollback"
+        required=False, allow_null=True, help_text="activation, rollback, alias"
+    )
+    alias = serializers.CharField(required=False, help_text="alias")
+    action = serializers.ChoiceField(
+        ["set", "promote", "end", "trip"], required=False, help_text="policy"
+    )
+    before = serializers.JSONField(required=False, allow_null=True, help_text="policy")
+    after = serializers.JSONField(required=False, allow_null=True, help_text="policy")
+    reason = serializers.CharField(
+        required=False, allow_null=True, help_text="policy: why a guard tripped"
     )
     version = serializers.IntegerField(required=False, help_text="edit")
     changes = serializers.JSONField(
@@ -220,3 +242,83 @@ class HistoryEntrySerializer(serializers.Serializer):
         help_text='edit: {"input_schema": {"from": [...], "to": [...]}, '
         '"metadata": [keys]}',
     )
+
+
+class AliasSetSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, max_value=999_999_999)
+
+
+class AliasSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    alias = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class GuardsSerializer(serializers.Serializer):
+    error_rate = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=1,
+        help_text="Roll back when the candidate's share of failed requests in "
+        "the window is above this.",
+    )
+    p95_ms = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Roll back when the candidate's p95 latency (ms) is above this.",
+    )
+    p95_ratio = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Roll back when the candidate's p95 is above this many times "
+        "the active version's over the same window.",
+    )
+    last_requests = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="The window: the candidate's last K requests (100 when no "
+        "window is given).",
+    )
+    minutes = serializers.FloatField(
+        required=False, allow_null=True, help_text="The window: the last M minutes."
+    )
+    min_requests = serializers.IntegerField(
+        required=False,
+        help_text="Requests the window must hold before a guard may trip (20).",
+    )
+
+
+class PolicySerializer(serializers.Serializer):
+    candidate = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="The version taking `weight` of the unpinned traffic.",
+    )
+    weight = serializers.FloatField(
+        required=False, min_value=0, max_value=1, help_text="From 0 to 1."
+    )
+    sticky = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="A request header (e.g. X-Route-Key) whose value picks the "
+        "version by a hash: one caller, one version.",
+    )
+    sticky_feature = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Or an input feature whose value (first row) picks it.",
+    )
+    shadow = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="A version that also predicts every unpinned request after "
+        "the response, logged with route=shadow, never returned.",
+    )
+    guards = GuardsSerializer(required=False, allow_null=True)
+
+
+class PolicyDetailSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    active_version = serializers.IntegerField(allow_null=True)
+    policy = PolicySerializer(allow_null=True)

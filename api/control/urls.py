@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import rollout_views, views
 
 urlpatterns = [
     path("api/models/", views.ModelListView.as_view(), name="model-list"),
@@ -33,6 +33,21 @@ urlpatterns = [
         "api/models/<slug:slug>/health/",
         views.ModelHealthView.as_view(),
         name="model-health",
+    ),
+    path(
+        "api/models/<slug:slug>/aliases/<str:name>/",
+        rollout_views.AliasView.as_view(),
+        name="model-alias",
+    ),
+    path(
+        "api/models/<slug:slug>/policy/",
+        rollout_views.PolicyView.as_view(),
+        name="model-policy",
+    ),
+    path(
+        "api/models/<slug:slug>/policy/promote/",
+        rollout_views.PromoteView.as_view(),
+        name="model-promote",
     ),
     path("api/stats/", views.StatsView.as_view(), name="stats"),
 ]
