@@ -294,6 +294,7 @@ def _switch(
     user: AbstractBaseUser | None,
     channel: str,
     rollback: bool,
+    promoting: bool = False,
 ) -> Activation:
     if version.model_id != model.pk:
         raise UnknownVersion(f"v{version.number} does not belong to '{model.slug}'.")
@@ -301,11 +302,10 @@ def _switch(
         raise VersionNotReady(f"{version} is {version.status}: it cannot be served.")
     previous = model.active_version.number if model.active_version_id else None
     MLModel.objects.filter(pk=model.pk).update(active_version=version)
-    # The active version is never also the candidate or the shadow.
-    TrafficPolicy.objects.filter(model=model, candidate=version).update(
-        candidate=None, weight=0.0
-    )
-    TrafficPolicy.objects.filter(model=model, shadow=version).update(shadow=None)
+    if not promoting:  # promote records what it does to the policy itself
+        from .rollouts import leave_policy  # rollouts builds on this module
+
+        leave_policy(model, version, user=user, channel=channel)
     model.active_version = version
     changes.announce()
     return Activation.objects.create(

@@ -228,7 +228,12 @@ def promote(
         candidate = policy.candidate
         before = describe(policy)
         activation = _switch(
-            locked, candidate, user=user, channel=channel, rollback=False
+            locked,
+            candidate,
+            user=user,
+            channel=channel,
+            rollback=False,
+            promoting=True,
         )
         if policy.shadow_id is None or policy.shadow_id == candidate.pk:
             policy.delete()
@@ -240,6 +245,36 @@ def promote(
             after = describe(policy)
         _record(locked, PolicyChange.Action.PROMOTE, before, after, user, channel)
         return activation
+
+
+def leave_policy(
+    model: MLModel,
+    version: ModelVersion,
+    *,
+    user: AbstractBaseUser | None,
+    channel: str,
+) -> None:
+    """``version`` is being activated: the active version is never also the
+    candidate or the shadow, so the policy lets go of it (recorded). The
+    caller holds the model's row lock."""
+    policy = _policy_of(model)
+    if policy is None or version.pk not in (policy.candidate_id, policy.shadow_id):
+        return
+    before = describe(policy)
+    if policy.candidate_id == version.pk:
+        policy.candidate, policy.weight = None, 0.0
+    if policy.shadow_id == version.pk:
+        policy.shadow = None
+    policy.save(update_fields=["candidate", "weight", "shadow", "updated_at"])
+    _record(
+        model,
+        PolicyChange.Action.SET,
+        before,
+        describe(policy),
+        user,
+        channel,
+        reason=f"v{version.number} was activated",
+    )
 
 
 def trip(model: MLModel, *, candidate_id: int, reason: str) -> bool:

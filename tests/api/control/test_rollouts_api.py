@@ -221,6 +221,9 @@ def test_activating_the_candidate_by_hand_takes_it_out_of_the_policy(
     assert activated.status_code == 200
     policy = api.get("/api/models/iris/policy/", **staff).json()["policy"]
     assert (policy["candidate"], policy["weight"]) == (None, 0.0)
+    change = PolicyChange.objects.order_by("id").last()
+    assert (change.channel, change.reason) == ("api", "v2 was activated")
+    assert (change.before["candidate"], change.after["candidate"]) == (2, None)
 
 
 def test_the_policy_needs_a_staff_token_with_change_permission(api, iris_two):
