@@ -1,7 +1,11 @@
-"""Traffic, errors and latency per model and version, read from the rollup.
+"""Traffic, errors and latency per model, version and route, read from the
+rollup.
 
 Resolution is one minute: a window starts at the minute ``since`` falls in.
 Percentiles come from the latency histogram (within ~6%, see latency.py).
+Shadow predictions (route ``shadow``) are no client's request: they appear
+under their version's routes only, never in the totals, a model's or a
+version's own counts, or the series.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
 from .record import REFUSAL_CODES
 
+SHADOW = "shadow"
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DEFAULT_WINDOW = "24h"
@@ -169,7 +174,7 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     """The /api/stats/ document for [since, until]."""
     grouped = (
         RequestStat.objects.filter(_window(since, until))
-        .values_list("slug", "version", "error", "bucket")
+        .values_list("slug", "version", "route", "error", "bucket")
         .annotate(
             n=Sum("count"),
             r=Sum("rows"),
@@ -184,8 +189,19 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     per_version: dict[str, dict[int, _Counter]] = defaultdict(
         lambda: defaultdict(_Counter)
     )
-    for slug, version, error, bucket, count, rows, latency, batched, size in grouped:
-        for counter in (totals, per_model[slug], per_version[slug][version]):
+    per_route: dict[tuple[str, int], dict[str, _Counter]] = defaultdict(
+        lambda: defaultdict(_Counter)
+    )
+    for slug, version, route, error, bucket, count, rows, latency, batched, size in (
+        grouped
+    ):
+        counters = [per_route[slug, version][route]]
+        if route != SHADOW:
+            counters += [totals, per_model[slug], per_version[slug][version]]
+        else:
+            per_version[slug].setdefault(version, _Counter())
+            per_model.setdefault(slug, _Counter())
+        for counter in counters:
             counter.add(
                 error=error,
                 bucket=bucket,
@@ -203,6 +219,10 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
                 "version": number or None,
                 **per_version[slug][number].as_dict(),
                 "last_request_at": last.get(number or None),
+                "routes": {
+                    route: counter.as_dict()
+                    for route, counter in sorted(per_route[slug, number].items())
+                },
             }
             for number in sorted(per_version[slug], reverse=True)
         ]
@@ -275,7 +295,7 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
         origin = _minute(since).replace(minute=0)
     rows = RequestStat.objects.filter(
         resolution=resolution, start__gte=origin, start__lte=until
-    )
+    ).exclude(route=SHADOW)
     bins: dict[datetime, _Counter] = defaultdict(_Counter)
     for start, error, bucket, count in (
         rows.values_list("start", "error", "bucket").annotate(n=Sum("count")).order_by()

@@ -88,6 +88,13 @@ class CountersSerializer(serializers.Serializer):
 class VersionStatsSerializer(CountersSerializer):
     version = serializers.IntegerField(allow_null=True)
     last_request_at = serializers.DateTimeField(allow_null=True)
+    routes = serializers.DictField(
+        child=CountersSerializer(),
+        help_text="The same counters per route: active, candidate (a traffic "
+        "policy's canary), pinned (/v<N>/ or ?version=), alias, and shadow "
+        "(predicted after the response, never returned; not in the version's "
+        "own counts).",
+    )
 
 
 class ModelStatsSerializer(CountersSerializer):
