@@ -1,0 +1,150 @@
+"""The traffic policy as deployed: gunicorn with two workers, the policy set
+from another process (as the admin, the API or the CLI would), load from
+concurrent clients. The split is honest, a sticky key keeps its version,
+weight 0 sends the candidate nothing, and promote is served by every worker
+from its next request."""
+
+from __future__ import annotations
+
+import http.client
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from tests.servers import (
+    IRIS_ROW,
+    Install,
+    Server,
+    start_gunicorn,
+    wait_for_rows,
+)
+
+WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Answer:
+    request_id: str
+    status: int
+    version: int
+    route: str
+    prediction: str
+
+
+def ask(server: Server, prefix: str, count: int, *, key=None) -> list[Answer]:
+    """``count`` unpinned predictions from 8 clients; ``key(i)`` gives the
+    X-Route-Key of request i (none when ``key`` is None)."""
+
+    def one(index: int) -> Answer:
+        request_id = f"{prefix}-{index}"
+        headers = {"X-Request-ID": request_id}
+        if key is not None:
+            headers["X-Route-Key"] = key(index)
+        for attempt in range(3):
+            try:
+                response = server.post(
+                    "/api/predict/iris/", {"data": IRIS_ROW}, headers=headers
+                )
+                break
+            except (OSError, http.client.HTTPException):
+                if attempt == 2:
+                    raise
+        body = response.json() if response.status == 200 else {}
+        assert response.status == 200, response.body[:300]
+        version = int(response.headers["X-Model-Version"])
+        assert body["version"] == version
+        return Answer(
+            request_id,
+            response.status,
+            version,
+            response.headers["X-Model-Route"],
+            body["predictions"][0],
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def set_policy(install: Install, statement: str) -> None:
+    install.shell(
+        "from registry import rollouts\n"
+        "from registry.rollouts import PolicySpec\n"
+        "v2 = model.versions.get(number=2)\n" + statement
+    )
+
+
+@pytest.fixture
+def server(install, gunicorn_servers) -> Server:
+    started = start_gunicorn(
+        {**install.env, "MODELHUB_LOG_COMMIT_MS": "0"}, install.run_dir, workers=WORKERS
+    )
+    gunicorn_servers.append(started)
+    return started
+
+
+def assert_answers_match_their_version(install: Install, answers: list[Answer]) -> None:
+    for answer in answers:
+        expected_route = "candidate" if answer.version == 2 else "active"
+        assert answer.route == expected_route, answer
+        assert answer.prediction == install.predictions[answer.version], answer
+
+
+@pytest.mark.slow
+def test_the_candidate_answers_its_weight_of_5000_requests(install, server):
+    set_policy(
+        install, "rollouts.set_policy(model, PolicySpec(candidate=v2, weight=0.2))"
+    )
+    answers = ask(server, "split", 5000)
+
+    candidate = sum(a.route == "candidate" for a in answers)
+    assert 900 <= candidate <= 1100, f"{candidate / 50:.1f}% of 5000, not 20% ± 2%"
+    assert_answers_match_their_version(install, answers)
+    assert len(server.pids_that_served("split")) == WORKERS
+
+    wait_for_rows(install, "split", 5000)
+    logged = dict(
+        install.query(
+            "SELECT route, COUNT(*) FROM api_requestlog "
+            "WHERE request_id LIKE 'split-%%' GROUP BY route"
+        )
+    )
+    assert logged == {"candidate": candidate, "active": 5000 - candidate}
+
+
+def test_each_of_200_sticky_keys_gets_one_version_on_every_repeat(install, server):
+    set_policy(
+        install,
+        "rollouts.set_policy(model, PolicySpec(candidate=v2, weight=0.2, "
+        "sticky_header='X-Route-Key'))",
+    )
+    answers = ask(server, "sticky", 2000, key=lambda i: f"caller-{i % 200}")
+
+    versions: dict[str, set[int]] = {}
+    for index, answer in enumerate(answers):
+        versions.setdefault(f"caller-{index % 200}", set()).add(answer.version)
+    assert all(len(seen) == 1 for seen in versions.values())
+    on_candidate = sum(seen == {2} for seen in versions.values())
+    assert 20 <= on_candidate <= 60, on_candidate  # 40 expected of 200
+    assert_answers_match_their_version(install, answers)
+    assert len(server.pids_that_served("sticky")) == WORKERS
+
+
+def test_weight_zero_then_promote_in_every_worker(install, server):
+    set_policy(
+        install, "rollouts.set_policy(model, PolicySpec(candidate=v2, weight=0.0))"
+    )
+    held = ask(server, "held", 400)
+    assert Counter(a.route for a in held) == {"active": 400}
+
+    set_policy(
+        install, "rollouts.set_policy(model, PolicySpec(candidate=v2, weight=0.5))"
+    )
+    assert {a.version for a in ask(server, "split", 200)} == {1, 2}
+    set_policy(install, "rollouts.promote(model)")
+    promoted = ask(server, "promoted", 400)
+
+    assert Counter((a.version, a.route) for a in promoted) == {(2, "active"): 400}
+    assert {a.prediction for a in promoted} == {install.predictions[2]}
+    assert len(server.pids_that_served("promoted")) == WORKERS
