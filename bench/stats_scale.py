@@ -167,6 +167,9 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
                 "",
                 None,
                 route,
+                None,
+                None,
+                None,
             )
         )
         error, bucket = status >= 400, bucket_of(ms)
@@ -174,7 +177,7 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
             key = (resolution, period, slug, ver or 0, route, error, bucket)
             sums = rollup.get(key)
             if sums is None:
-                rollup[key] = [1, n_rows, ms, 0, 0]
+                rollup[key] = [1, n_rows, ms, 0, 0, 0.0, 0.0, 0.0]
             else:
                 sums[0] += 1
                 sums[1] += n_rows

@@ -68,6 +68,8 @@ class RequestLogMiddleware:
             after_response(response, partial(writer.submit, entry))
         elif mode == "sync":
             writer.submit(entry, now=True)
+        if record.after is not None:
+            after_response(response, record.after)
         return response
 
 

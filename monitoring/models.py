@@ -47,6 +47,13 @@ class RequestLog(models.Model):
         help_text="Why this version answered: active, candidate, pinned, alias, "
         "or shadow (the shadow's own row, same request id).",
     )
+    # A shadow row's comparison with what the client was served: rows whose
+    # label differs (classifiers and other labels) or the sum of absolute
+    # differences (regressors), and the served values' sum and sum of squares
+    # (regressors: the spread the differences are read against).
+    shadow_diff = models.FloatField(null=True, blank=True)
+    served_sum = models.FloatField(null=True, blank=True)
+    served_sq_sum = models.FloatField(null=True, blank=True)
 
     class Meta:
         db_table = "api_requestlog"
@@ -95,6 +102,10 @@ class RequestStat(models.Model):
     # Why the version answered (RequestLog.route): candidate and active side
     # by side, shadows apart from what clients were served.
     route = models.CharField(max_length=10, default="active", db_default="active")
+    # Shadow rows' comparisons (RequestLog.shadow_diff...), summed.
+    shadow_diff = models.FloatField(default=0.0, db_default=0.0)
+    served_sum = models.FloatField(default=0.0, db_default=0.0)
+    served_sq_sum = models.FloatField(default=0.0, db_default=0.0)
 
     class Meta:
         db_table = "api_requeststat"

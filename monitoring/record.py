@@ -9,6 +9,7 @@ views and the log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.http import HttpRequest
@@ -42,6 +43,8 @@ class PredictionRecord:
     # Why this version answered (api.dataplane.traffic): active, candidate,
     # pinned, alias, or shadow for the shadow's own row.
     route: str = "active"
+    # Work for after the response and its log row (a shadow prediction).
+    after: Callable[[], None] | None = None
 
 
 def attach(request: HttpRequest, slug: str) -> PredictionRecord:

@@ -59,6 +59,9 @@ class LogEntry:
     key_name: str = ""
     batch_size: int | None = None
     route: str = "active"
+    shadow_diff: float | None = None
+    served_sum: float | None = None
+    served_sq_sum: float | None = None
 
 
 LOG_COLUMNS = (
@@ -76,6 +79,9 @@ LOG_COLUMNS = (
     "key_name",
     "batch_size",
     "route",
+    "shadow_diff",
+    "served_sum",
+    "served_sq_sum",
 )
 # Rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -274,6 +280,9 @@ class RequestLogWriter:
                 e.key_name,
                 e.batch_size,
                 e.route,
+                e.shadow_diff,
+                e.served_sum,
+                e.served_sq_sum,
             )
             for e in batch
         ]

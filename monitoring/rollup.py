@@ -28,7 +28,16 @@ from .models import RequestLog, RequestStat, RollupMark
 logger = logging.getLogger(__name__)
 
 STAT_KEY = ("resolution", "start", "slug", "version", "route", "error", "bucket")
-STAT_SUMS = ("count", "rows", "latency_sum_ms", "batched", "batch_size_sum")
+STAT_SUMS = (
+    "count",
+    "rows",
+    "latency_sum_ms",
+    "batched",
+    "batch_size_sum",
+    "shadow_diff",
+    "served_sum",
+    "served_sq_sum",
+)
 # Log rows folded per transaction: a backlog (after an outage) is folded a
 # batch at a time rather than in one long write.
 BATCH = 5000
@@ -45,6 +54,9 @@ _FOLDED = (
     "error_code",
     "batch_size",
     "route",
+    "shadow_diff",
+    "served_sum",
+    "served_sq_sum",
 )
 # Requests for a slug that names no model (or a private one the caller may
 # not see) are folded under this one name, which no slug can be: a flood of
@@ -86,37 +98,64 @@ def _periods(minute: datetime) -> tuple[tuple[str, Any], ...]:
     )
 
 
-LoggedRow = tuple[datetime, str, int | None, int, int, float, int | None, str]
+LoggedRow = tuple[
+    datetime,
+    str,
+    int | None,
+    int,
+    int,
+    float,
+    int | None,
+    str,
+    tuple[float | None, float | None, float | None],
+]
 
 
 def sums(rows: Iterable[LoggedRow]) -> list:
     """Rollup rows for log rows given as (created_at, slug, version, status,
-    rows, latency_ms, batch_size, route): key columns, then count, rows,
-    latency sum, requests batched and the sum of their batch sizes."""
+    rows, latency_ms, batch_size, route, shadow comparison): key columns, then
+    count, rows, latency sum, requests batched, the sum of their batch sizes,
+    and the shadow comparison's three sums."""
     totals: dict[tuple[Any, ...], list[float]] = {}
-    for created_at, slug, version, status, count, latency_ms, batch_size, route in rows:
+    for (
+        created_at,
+        slug,
+        version,
+        status,
+        count,
+        latency_ms,
+        batch,
+        route,
+        shadow,
+    ) in rows:
         error = status >= 400
         bucket = bucket_of(latency_ms)
         for resolution, start in _periods(created_at.replace(second=0, microsecond=0)):
             key = (resolution, start, slug, version or 0, route, error, bucket)
-            total = totals.setdefault(key, [0, 0, 0.0, 0, 0])
+            total = totals.setdefault(key, [0, 0, 0.0, 0, 0, 0.0, 0.0, 0.0])
             total[0] += 1
             total[1] += count
             total[2] += latency_ms
-            if batch_size is not None:
+            if batch is not None:
                 total[3] += 1
-                total[4] += batch_size
+                total[4] += batch
+            for offset, value in enumerate(shadow):
+                if value is not None:
+                    total[5 + offset] += value
     return [
-        (*k, int(v[0]), int(v[1]), v[2], int(v[3]), int(v[4]))
+        (*k, int(v[0]), int(v[1]), v[2], int(v[3]), int(v[4]), v[5], v[6], v[7])
         for k, v in totals.items()
     ]
 
 
 def _bucketed(row: tuple[Any, ...]) -> LoggedRow:
-    _, created_at, slug, version, status, count, latency_ms, code, batch, route = row
+    _, created_at, slug, version, status, count, latency_ms, code, batch, route = row[
+        :10
+    ]
     if code == "unknown_model":
         slug = UNKNOWN_MODELS
-    return created_at, slug, version, status, count, latency_ms, batch, route
+    shadow = (row[10], row[11], row[12])
+    return created_at, slug, version, status, count, latency_ms, batch, route, shadow
 
 
 def catch_up(limit: int = BATCH) -> int:

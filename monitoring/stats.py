@@ -192,9 +192,18 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     per_route: dict[tuple[str, int], dict[str, _Counter]] = defaultdict(
         lambda: defaultdict(_Counter)
     )
-    for slug, version, route, error, bucket, count, rows, latency, batched, size in (
-        grouped
-    ):
+    for (
+        slug,
+        version,
+        route,
+        error,
+        bucket,
+        count,
+        rows,
+        latency,
+        batched,
+        size,
+    ) in grouped:
         counters = [per_route[slug, version][route]]
         if route != SHADOW:
             counters += [totals, per_model[slug], per_version[slug][version]]

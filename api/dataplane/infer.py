@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from registry.loading import LoadedModel, VersionRef
 from registry.routing import Route
 
 from ..errors import ModelRejectedInput, PredictionTimeout
-from . import batching, model_warnings, traffic
+from . import batching, model_warnings, shadow, traffic
 from .features import InputSpec, prepare_spec
 from .timeouts import time_limit
 
@@ -197,6 +198,10 @@ def infer(
     if record is not None:
         record.rows = model_input.rows
         record.model_ms = inference.predict_ms
+        if inference.shadow is not None:
+            record.after = partial(
+                shadow.run, inference.shadow, decoder, predictions, record
+            )
     return inference
 
 
