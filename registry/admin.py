@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from . import actions
+from . import actions, admin_rollouts
 from .exceptions import RegistryError
 from .forms import MLModelForm, ModelVersionForm, VersionUploadForm
 from .models import Activation, MLModel, ModelVersion, VersionEdit
@@ -120,7 +120,14 @@ class MLModelAdmin(admin.ModelAdmin):
     form = MLModelForm
     list_display = ["slug", "name", "active", "version_count", "private", "updated_at"]
     search_fields = ["slug", "name", "description"]
-    readonly_fields = ["active_version", "created_at", "updated_at", "edit_history"]
+    readonly_fields = [
+        "active_version",
+        "created_at",
+        "updated_at",
+        "edit_history",
+        admin_rollouts.alias_history,
+        admin_rollouts.policy_history,
+    ]
     fieldsets = [
         (
             None,
@@ -260,6 +267,23 @@ class MLModelAdmin(admin.ModelAdmin):
         at_once = settings.MODELHUB_WORKERS * settings.MODELHUB_THREADS
         extra = {**(extra_context or {}), "one_request_at_a_time": at_once == 1}
         return super().change_view(request, object_id, form_url, extra)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [*admin_rollouts.RolloutViews(self).urls(), *super().get_urls()]
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: MLModel | None = None,
+    ) -> HttpResponse:
+        """The page's rollout panel: aliases and the traffic policy."""
+        if obj is not None:
+            context = {**context, "rollouts": admin_rollouts.panel(self, request, obj)}
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def delete_model(self, request: HttpRequest, obj: MLModel) -> None:
         actions.delete_models([obj])
