@@ -311,6 +311,7 @@ class PolicyChange(Change):
     class Action(models.TextChoices):
         SET = "set"
         PROMOTE = "promote"
+        ABORT = "abort"
         END = "end"
         TRIP = "trip"
 

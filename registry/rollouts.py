@@ -25,6 +25,7 @@ from .exceptions import (
     InvalidGuard,
     InvalidSticky,
     InvalidWeight,
+    NoActiveVersion,
     NoCandidate,
     UnknownAlias,
 )
@@ -104,6 +105,8 @@ def delete_alias(
     user: AbstractBaseUser | None = None,
     channel: str = Activation.Channel.CLI,
 ) -> AliasMove:
+    """Remove ``model@name``: its URL answers 404 unknown_alias from the next
+    request."""
     with transaction.atomic():
         locked = MLModel.objects.select_for_update().get(pk=model.pk)
         alias = Alias.objects.filter(model=locked, name=name).first()
@@ -277,27 +280,52 @@ def leave_policy(
     )
 
 
+def abort(
+    model: MLModel,
+    *,
+    user: AbstractBaseUser | None = None,
+    channel: str = Activation.Channel.CLI,
+) -> bool:
+    """The candidate's weight goes to 0, the rest of the policy stays (and is
+    not checked again: an abort must work on a candidate gone bad). False
+    when no candidate had any traffic."""
+    return _zero_weight(model, PolicyChange.Action.ABORT, user, channel, reason="")
+
+
 def trip(model: MLModel, *, candidate_id: int, reason: str) -> bool:
     """A guard tripped: the candidate's weight goes to 0 (channel ``auto``).
     False when the policy no longer sends that candidate any traffic (another
     worker tripped it first, or a person changed it)."""
+    return _zero_weight(
+        model,
+        PolicyChange.Action.TRIP,
+        None,
+        Activation.Channel.AUTO,
+        reason=reason,
+        candidate_id=candidate_id,
+    )
+
+
+def _zero_weight(
+    model: MLModel,
+    action: str,
+    user: AbstractBaseUser | None,
+    channel: str,
+    *,
+    reason: str,
+    candidate_id: int | None = None,
+) -> bool:
     with transaction.atomic():
         locked = MLModel.objects.select_for_update().get(pk=model.pk)
         policy = _policy_of(locked)
-        if policy is None or policy.candidate_id != candidate_id or policy.weight <= 0:
+        if policy is None or policy.candidate_id is None or policy.weight <= 0:
+            return False
+        if candidate_id is not None and policy.candidate_id != candidate_id:
             return False
         before = describe(policy)
         policy.weight = 0.0
         policy.save(update_fields=["weight", "updated_at"])
-        _record(
-            locked,
-            PolicyChange.Action.TRIP,
-            before,
-            describe(policy),
-            None,
-            Activation.Channel.AUTO,
-            reason=reason,
-        )
+        _record(locked, action, before, describe(policy), user, channel, reason=reason)
         return True
 
 
@@ -385,23 +413,18 @@ def _check_spec(model: MLModel, spec: PolicySpec) -> None:
     header = spec.sticky_header
     if header and (len(header) > 100 or not _HEADER_NAME.match(header)):
         raise InvalidSticky(f"{header[:100]!r} is not an HTTP header name.")
-    feature = spec.sticky_feature
-    if feature:
-        for version in (spec.candidate, model.active_version):
-            names = _feature_names(version)
-            if names and feature not in names:
-                raise InvalidSticky(
-                    f"{version} has no input feature {feature[:100]!r}."
-                )
+    if len(spec.sticky_feature) > 200:
+        raise InvalidSticky("A sticky feature's name is at most 200 characters.")
     _check_guards(spec.guards)
 
 
 def _check_against_active(model: MLModel, spec: PolicySpec) -> None:
     active = model.active_version_id
     if active is None and (spec.candidate or spec.shadow):
-        raise CandidateIsActive(
+        raise NoActiveVersion(
             f"Model '{model.slug}' serves no version yet: activate one first."
         )
+    _check_feature(spec, model.active_version)
     if spec.candidate is not None and spec.candidate.pk == active:
         raise CandidateIsActive(
             f"v{spec.candidate.number} is already the active version."
@@ -411,6 +434,17 @@ def _check_against_active(model: MLModel, spec: PolicySpec) -> None:
             f"The shadow v{spec.shadow.number} is the active version: it would "
             "only agree with itself."
         )
+
+
+def _check_feature(spec: PolicySpec, active: ModelVersion | None) -> None:
+    """Under the model's lock: the active version read then is the one served."""
+    feature = spec.sticky_feature
+    if not feature:
+        return
+    for version in (spec.candidate, active):
+        names = _feature_names(version)
+        if names and feature not in names:
+            raise InvalidSticky(f"{version} has no input feature {feature[:100]!r}.")
 
 
 def _check_guards(guards: Guards) -> None:

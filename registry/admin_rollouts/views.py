@@ -4,7 +4,7 @@ each one call of registry.rollouts."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from django import forms
@@ -251,13 +251,13 @@ def _back(model: MLModel) -> HttpResponse:
 
 
 def abort_candidate(model: MLModel, *, user: AbstractBaseUser | None) -> TrafficPolicy:
-    """The candidate's weight to 0, the rest of the policy kept: set again
-    through the registry, so it is checked, recorded and announced."""
+    """The candidate's weight to 0, the rest of the policy kept (recorded as
+    an abort, not checked again: it must work on a candidate gone bad)."""
+    if not rollouts.abort(model, user=user, channel=ADMIN):
+        raise NoCandidate(f"Model '{model.slug}' has no candidate taking traffic.")
     policy = policy_of(model)
-    if policy is None or policy.candidate_id is None:
-        raise NoCandidate(f"Model '{model.slug}' has no candidate to abort.")
-    spec = replace(spec_of(policy), weight=0.0)
-    return rollouts.set_policy(model, spec, user=user, channel=ADMIN)
+    assert policy is not None
+    return policy
 
 
 def policy_of(model: MLModel) -> TrafficPolicy | None:

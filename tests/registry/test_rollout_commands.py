@@ -292,7 +292,7 @@ def test_rollout_command_aborts_by_weight_zero_keeping_the_rest(iris3):
     out = run("rollout", "iris", "--abort")
     assert "candidate: v2, weight 0 (0% of unpinned requests)" in out.splitlines()
     assert policy() == {**before, "weight": 0.0}
-    assert policy_changes() == [("set", "cli"), ("set", "cli")]
+    assert policy_changes() == [("set", "cli"), ("abort", "cli")]
     assert MLModel.objects.get().active_version.number == 1
 
 

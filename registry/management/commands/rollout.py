@@ -177,24 +177,24 @@ class Command(BaseCommand):
             elif step == "end":
                 self._end(model)
                 return
-            elif step == "abort" or given:
-                self._set(model, options, abort=step == "abort")
+            elif step == "abort":
+                if not rollouts.abort(model, channel=CLI):
+                    raise NoCandidate(
+                        f"Model '{model.slug}' has no candidate taking traffic."
+                    )
+            elif given:
+                self._set(model, options)
         except RegistryError as exc:
             raise refused(exc) from None
         self._show(model)
 
-    def _set(self, model: MLModel, options: dict[str, Any], *, abort: bool) -> None:
+    def _set(self, model: MLModel, options: dict[str, Any]) -> None:
         # Read, merge and write under the model's lock: a guard that trips in
         # between would otherwise see its weight 0 overwritten by the old one.
         with transaction.atomic():
             locked = MLModel.objects.select_for_update().get(pk=model.pk)
             current = TrafficPolicy.objects.filter(model=locked).first()
-            if abort:
-                if current is None or current.candidate_id is None:
-                    raise NoCandidate(f"Model '{model.slug}' has no candidate.")
-                spec = dataclasses.replace(_spec_of(current), weight=0.0)
-            else:
-                spec = _merged(locked, _spec_of(current), options)
+            spec = _merged(locked, _spec_of(current), options)
             rollouts.set_policy(locked, spec, channel=CLI)
 
     def _promote(self, model: MLModel) -> None:
