@@ -163,3 +163,22 @@ class PromoteView(ManagementView):
     def post(self, request: Request, slug: str) -> Response:
         version = rollouts.promote(slug=slug, user=request.user)
         return Response(catalog.version_detail(version))
+
+
+class AbortView(ManagementView):
+    parser_classes = [JSONParser]
+    write_permissions = {"POST": CHANGE}
+
+    @extend_schema(
+        summary="Abort the candidate",
+        description="The candidate's weight goes to 0 (the rest of the policy "
+        "stays), recorded as an abort; the active version takes every unpinned "
+        "request from the next one. 409 `no_candidate` when no candidate takes "
+        "traffic. Needs *Can change model*.",
+        parameters=[SLUG],
+        request=None,
+        responses={200: PolicyDetailSerializer, **errors(401, 403, 404, 409)},
+        auth=TOKEN,
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        return Response(rollouts.abort(slug=slug, user=request.user))

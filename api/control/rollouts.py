@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from registry import rollouts
+from registry.exceptions import NoCandidate
 from registry.models import Activation, MLModel, ModelVersion, TrafficPolicy
 from registry.rollouts import Guards, PolicySpec
 
@@ -69,6 +70,13 @@ def promote(*, slug: str, user: AbstractBaseUser) -> ModelVersion:
     rollouts.promote(model, user=user, channel=Activation.Channel.API)
     model.refresh_from_db(fields=["active_version"])
     return model.active_version
+
+
+def abort(*, slug: str, user: AbstractBaseUser) -> dict[str, Any]:
+    model = get_model(slug)
+    if not rollouts.abort(model, user=user, channel=Activation.Channel.API):
+        raise NoCandidate(f"Model '{slug}' has no candidate taking traffic.")
+    return policy_detail(model)
 
 
 def policy_detail(model: MLModel) -> dict[str, Any]:

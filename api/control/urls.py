@@ -49,5 +49,10 @@ urlpatterns = [
         rollout_views.PromoteView.as_view(),
         name="model-promote",
     ),
+    path(
+        "api/models/<slug:slug>/policy/abort/",
+        rollout_views.AbortView.as_view(),
+        name="model-abort",
+    ),
     path("api/stats/", views.StatsView.as_view(), name="stats"),
 ]

@@ -233,3 +233,20 @@ def test_the_policy_needs_a_staff_token_with_change_permission(api, iris_two):
     assert api.post("/api/models/iris/policy/promote/", **viewer).status_code == 403
     assert api.delete("/api/models/iris/policy/", **viewer).status_code == 403
     assert not PolicyChange.objects.exists()
+
+
+def test_abort_sends_the_candidate_nothing_and_keeps_the_rest(api, staff, iris_two):
+    body = {"candidate": 2, "weight": 0.4, "sticky": "X-Route-Key", "shadow": 2}
+    put(api, "/api/models/iris/policy/", body, staff)
+    response = api.post("/api/models/iris/policy/abort/", **staff)
+    assert response.status_code == 200, response.content
+    policy = response.json()["policy"]
+    assert (policy["candidate"], policy["weight"], policy["sticky"]) == (
+        2,
+        0.0,
+        "X-Route-Key",
+    )
+    change = PolicyChange.objects.order_by("id").last()
+    assert (change.action, change.channel) == ("abort", "api")
+    again = api.post("/api/models/iris/policy/abort/", **staff)
+    assert_error(again, 409, "no_candidate")
