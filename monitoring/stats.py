@@ -118,6 +118,10 @@ class _Counter:
         "histogram",
         "batched",
         "batch_size_sum",
+        "ok_rows",
+        "shadow_diff",
+        "served_sum",
+        "served_sq_sum",
     )
 
     def __init__(self) -> None:
@@ -128,6 +132,10 @@ class _Counter:
         self.histogram: dict[int, int] = defaultdict(int)
         self.batched = 0
         self.batch_size_sum = 0
+        self.ok_rows = 0
+        self.shadow_diff = 0.0
+        self.served_sum = 0.0
+        self.served_sq_sum = 0.0
 
     def add(
         self,
@@ -139,14 +147,39 @@ class _Counter:
         latency: float,
         batched: int = 0,
         batch_size_sum: int = 0,
+        shadow: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> None:
         self.requests += count
         self.errors += count if error else 0
         self.rows += rows
+        if not error:
+            self.ok_rows += rows
+        self.shadow_diff += shadow[0]
+        self.served_sum += shadow[1]
+        self.served_sq_sum += shadow[2]
         self.latency_sum += latency
         self.histogram[bucket] += count
         self.batched += batched
         self.batch_size_sum += batch_size_sum
+
+    def comparison(self, kind: str) -> dict[str, Any]:
+        """A shadow's predictions against the served ones, over the rows it
+        predicted: the share of labels that agree, or (regressors) the mean
+        absolute difference and its ratio to the served values' spread."""
+        rows = self.ok_rows
+        if not rows:
+            return {"rows": 0}
+        if kind != "regressor":
+            return {"rows": rows, "agreement": round(1 - self.shadow_diff / rows, 4)}
+        mae = self.shadow_diff / rows
+        mean = self.served_sum / rows
+        spread = math.sqrt(max(self.served_sq_sum / rows - mean * mean, 0.0))
+        return {
+            "rows": rows,
+            "mae": round(mae, 6),
+            "served_std": round(spread, 6),
+            "mae_to_std": round(mae / spread, 4) if spread > 0 else None,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         p = percentiles(self.histogram.items(), PERCENTILES)
@@ -181,6 +214,9 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
             s=Sum("latency_sum_ms"),
             b=Sum("batched"),
             z=Sum("batch_size_sum"),
+            d=Sum("shadow_diff"),
+            t=Sum("served_sum"),
+            q=Sum("served_sq_sum"),
         )
         .order_by()
     )
@@ -192,18 +228,9 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     per_route: dict[tuple[str, int], dict[str, _Counter]] = defaultdict(
         lambda: defaultdict(_Counter)
     )
-    for (
-        slug,
-        version,
-        route,
-        error,
-        bucket,
-        count,
-        rows,
-        latency,
-        batched,
-        size,
-    ) in grouped:
+    for row in grouped:
+        slug, version, route, error, bucket, count, rows, latency = row[:8]
+        batched, size, *shadow = row[8:]
         counters = [per_route[slug, version][route]]
         if route != SHADOW:
             counters += [totals, per_model[slug], per_version[slug][version]]
@@ -219,7 +246,9 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
                 latency=latency,
                 batched=batched,
                 batch_size_sum=size,
+                shadow=(shadow[0] or 0.0, shadow[1] or 0.0, shadow[2] or 0.0),
             )
+    kinds = _shadow_kinds(per_route)
     models = []
     for slug in sorted(per_model):
         last = _last_requests(slug, list(per_version[slug]), since)
@@ -229,7 +258,7 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
                 **per_version[slug][number].as_dict(),
                 "last_request_at": last.get(number or None),
                 "routes": {
-                    route: counter.as_dict()
+                    route: _route_dict(route, counter, kinds.get((slug, number), ""))
                     for route, counter in sorted(per_route[slug, number].items())
                 },
             }
@@ -256,6 +285,27 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
         },
         "models": models,
     }
+
+
+def _route_dict(route: str, counter: _Counter, kind: str) -> dict[str, Any]:
+    found = counter.as_dict()
+    if route == SHADOW:
+        found["comparison"] = counter.comparison(kind)
+    return found
+
+
+def _shadow_kinds(per_route: dict[tuple[str, int], dict[str, _Counter]]) -> dict:
+    """(slug, version) -> kind, for the versions that ran as shadows."""
+    from registry.models import ModelVersion
+
+    pairs = [key for key, routes in per_route.items() if SHADOW in routes]
+    if not pairs:
+        return {}
+    found = ModelVersion.objects.filter(
+        model__slug__in={slug for slug, _ in pairs},
+        number__in={number for _, number in pairs},
+    ).values_list("model__slug", "number", "kind")
+    return {(slug, number): kind for slug, number, kind in found}
 
 
 def refusals(since: datetime, until: datetime) -> dict[str, int]:

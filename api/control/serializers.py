@@ -85,11 +85,21 @@ class CountersSerializer(serializers.Serializer):
     )
 
 
+class RouteStatsSerializer(CountersSerializer):
+    comparison = serializers.JSONField(
+        required=False,
+        help_text='shadow only: {"rows": n, "agreement": share of labels equal '
+        'to the served ones} or, for regressors, {"rows": n, "mae": mean '
+        'absolute difference, "served_std": the served values\' spread, '
+        '"mae_to_std": their ratio}.',
+    )
+
+
 class VersionStatsSerializer(CountersSerializer):
     version = serializers.IntegerField(allow_null=True)
     last_request_at = serializers.DateTimeField(allow_null=True)
     routes = serializers.DictField(
-        child=CountersSerializer(),
+        child=RouteStatsSerializer(),
         help_text="The same counters per route: active, candidate (a traffic "
         "policy's canary), pinned (/v<N>/ or ?version=), alias, and shadow "
         "(predicted after the response, never returned; not in the version's "

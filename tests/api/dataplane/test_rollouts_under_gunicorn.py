@@ -148,3 +148,26 @@ def test_weight_zero_then_promote_in_every_worker(install, server):
     assert Counter((a.version, a.route) for a in promoted) == {(2, "active"): 400}
     assert {a.prediction for a in promoted} == {install.predictions[2]}
     assert len(server.pids_that_served("promoted")) == WORKERS
+
+
+def test_every_request_gets_one_shadow_row_and_no_shadow_in_its_answer(install, server):
+    set_policy(install, "rollouts.set_policy(model, PolicySpec(shadow=v2))")
+    answers = ask(server, "shadowed", 300)
+
+    assert Counter((a.version, a.route) for a in answers) == {(1, "active"): 300}
+    assert {a.prediction for a in answers} == {install.predictions[1]}
+    logged = wait_for_rows(install, "shadowed", 600)
+    assert len(logged) == 300
+    assert all(sorted(rows) == [(200, 1), (200, 2)] for rows in logged.values())
+    routes = dict(
+        install.query(
+            "SELECT route, COUNT(*) FROM api_requestlog "
+            "WHERE request_id LIKE 'shadowed-%%' GROUP BY route"
+        )
+    )
+    assert routes == {"active": 300, "shadow": 300}
+    # The two iris versions disagree on this row: every shadow row says so.
+    disagreements = install.query(
+        "SELECT SUM(shadow_diff) FROM api_requestlog WHERE route = 'shadow'"
+    )
+    assert disagreements == [(300.0,)]
