@@ -374,6 +374,10 @@ MODELHUB_LOG_RETENTION_DAYS = env_int("MODELHUB_LOG_RETENTION_DAYS", 30, minimum
 # (monitoring.rollup); the dashboard, the stats API and prunelogs catch up
 # themselves before reading.
 MODELHUB_LOG_ROLLUP_MS = env_int("MODELHUB_LOG_ROLLUP_MS", 1000)
+# How often a worker, after writing log rows, checks the rollout guards of
+# the traffic policies (monitoring.guards): a candidate that broke one is
+# rolled back within this long of its rows being written.
+MODELHUB_GUARD_CHECK_MS = env_int("MODELHUB_GUARD_CHECK_MS", 1000)
 # On a SQLite file, a route resolved while the registry's generation stands
 # (registry.generation) is served without a query for at most this long; 0 =
 # a query per request, as on PostgreSQL.

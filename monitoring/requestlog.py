@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from registry.routing import reconnect_later
 
-from . import metrics, rollup, writer_lock
+from . import guards, metrics, rollup, writer_lock
 from .commit_window import CommitWindow, commit_at_exit
 from .models import LogGap, RequestLog
 
@@ -128,6 +128,7 @@ class RequestLogWriter:
         self._unconfirmed_drops = 0
         self._shown = -1  # what LOG_ROWS_BUFFERED was last set to
         self._folded_at = float("-inf")  # when this process last ran rollup
+        self._guarded_at = float("-inf")  # ... and checked the rollout guards
 
     def submit(self, entry: LogEntry, *, now: bool = False) -> None:
         """Queue ``entry``; committed at once with ``now`` (the "sync" log
@@ -197,6 +198,7 @@ class RequestLogWriter:
                 self._forget_drops(drops)
             self._show_buffered()
         self._fold_now_and_then()
+        self._guard_now_and_then()
         return len(batch)
 
     def _forget_drops(self, count: int) -> None:
@@ -218,6 +220,20 @@ class RequestLogWriter:
             self._warn(exc)
         except Exception:  # a logging problem never fails a prediction
             logger.exception("request-log rollup failed")
+
+    def _guard_now_and_then(self) -> None:
+        """Check the rollout guards at most every MODELHUB_GUARD_CHECK_MS."""
+        now = time.monotonic()
+        if (now - self._guarded_at) * 1000 < settings.MODELHUB_GUARD_CHECK_MS:
+            return
+        self._guarded_at = now
+        try:
+            guards.check_all()
+        except DatabaseError as exc:
+            reconnect_later()
+            self._warn(exc)
+        except Exception:  # a guard problem never fails a prediction
+            logger.exception("rollout guard check failed")
 
     def _settle_unconfirmed(self) -> None:
         """Drop the rows of a failed write that the database committed anyway.
@@ -260,6 +276,7 @@ class RequestLogWriter:
             self._drops_since = None
             self._shown = -1
             self._folded_at = float("-inf")
+            self._guarded_at = float("-inf")
 
     def _write(self, batch: list[LogEntry], drops: int, since: datetime | None) -> None:
         db = connections[DEFAULT_DB_ALIAS]

@@ -173,6 +173,7 @@ def test_a_request_commits_only_its_row_until_the_rollup_interval_has_passed(
     client, iris, settings
 ):
     settings.MODELHUB_LOG_ROLLUP_MS = 60_000
+    settings.MODELHUB_GUARD_CHECK_MS = 60_000  # nor a guard check
     for _ in range(3):
         post(client, "/api/predict/iris/", {"inputs": [ROW]})
     # The worker's first write folds; the next two wait for the interval.
@@ -192,6 +193,7 @@ def test_the_worker_folds_new_rows_once_the_interval_has_passed(client, iris, se
 
 def test_catch_up_counts_each_row_once(client, iris, settings):
     settings.MODELHUB_LOG_ROLLUP_MS = 60_000
+    settings.MODELHUB_GUARD_CHECK_MS = 60_000  # nor a guard check
     for _ in range(4):
         post(client, "/api/predict/iris/", {"inputs": [ROW]})
     assert rollup.catch_up(limit=2) == 2
@@ -207,6 +209,7 @@ def test_rollup_keeps_latency_buckets_errors_and_rows_per_version(
     from monitoring.latency import bucket_of
 
     settings.MODELHUB_LOG_ROLLUP_MS = 60_000
+    settings.MODELHUB_GUARD_CHECK_MS = 60_000  # nor a guard check
     post(client, "/api/predict/iris/", {"inputs": [ROW, ROW]})
     post(client, "/api/predict/iris/", {"inputs": [[1]]})
     post(client, "/api/predict/ghost/", {"inputs": [ROW]})
@@ -234,6 +237,7 @@ def test_stats_api_and_dashboard_count_rows_not_yet_folded(
     client, admin_client, iris, settings
 ):
     settings.MODELHUB_LOG_ROLLUP_MS = 60_000
+    settings.MODELHUB_GUARD_CHECK_MS = 60_000  # nor a guard check
     for _ in range(3):
         post(client, "/api/predict/iris/", {"inputs": [ROW]})
     assert rollup_counts()["m"] == 1

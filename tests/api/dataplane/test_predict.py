@@ -310,6 +310,7 @@ def test_warm_predict_costs_one_query_and_no_reload(
     from registry.cache import model_cache
 
     settings.MODELHUB_LOG_ROLLUP_MS = 60_000  # no fold due during the request
+    settings.MODELHUB_GUARD_CHECK_MS = 60_000  # nor a guard check
     publish(iris_classifier, "iris")
     body = {"data": records(iris_sample)}
     post(client, "iris", body)

@@ -17,6 +17,8 @@ from tests.servers import (
     IRIS_ROW,
     Install,
     Server,
+    manage,
+    metric_samples,
     start_gunicorn,
     wait_for_rows,
 )
@@ -171,3 +173,99 @@ def test_every_request_gets_one_shadow_row_and_no_shadow_in_its_answer(install, 
         "SELECT SUM(shadow_diff) FROM api_requestlog WHERE route = 'shadow'"
     )
     assert disagreements == [(300.0,)]
+
+
+FAILS_LIVE = '''
+import numpy as np
+from sklearn.tree import DecisionTreeClassifier
+
+
+class FailsLiveTraffic(DecisionTreeClassifier):
+    """Passes the preflight's test row; refuses the live rows (long sepals)."""
+
+    def predict(self, x):
+        if (np.asarray(x, dtype=float)[:, 0] > 6).any():
+            raise ValueError("this candidate refuses live traffic")
+        return super().predict(x)
+'''
+
+
+@pytest.fixture
+def failing_candidate_install(install: Install) -> Install:
+    """``install`` plus iris v3, a candidate that raises for the live inputs."""
+    import sys
+
+    import joblib
+    from sklearn.datasets import load_iris
+
+    plugins = install.run_dir / "plugins"
+    plugins.mkdir()
+    (plugins / "failing_candidates.py").write_text(FAILS_LIVE)
+    sys.path.insert(0, str(plugins))
+    try:
+        from failing_candidates import FailsLiveTraffic
+
+        data = load_iris(as_frame=True)
+        labels = data.target.map(dict(enumerate(data.target_names)))
+        model = FailsLiveTraffic(max_depth=2).fit(data.data, labels)
+        joblib.dump(model, install.run_dir / "failing.joblib")
+    finally:
+        sys.path.remove(str(plugins))
+        sys.modules.pop("failing_candidates", None)
+    install.env["MODELHUB_PLUGIN_DIRS"] = str(plugins)
+    path = str(install.run_dir / "failing.joblib")
+    out = manage(install.env, "loadmodel", path, "--slug", "iris", "--no-activate")
+    assert out.strip() == "iris v3"
+    return install
+
+
+def test_a_candidate_failing_every_request_is_rolled_back_by_its_guard(
+    failing_candidate_install, gunicorn_servers
+):
+    install = failing_candidate_install
+    server = start_gunicorn(
+        {**install.env, "MODELHUB_GUARD_CHECK_MS": "200"},
+        install.run_dir,
+        workers=WORKERS,
+    )
+    gunicorn_servers.append(server)
+    install.shell(
+        "from registry import rollouts\n"
+        "from registry.rollouts import Guards, PolicySpec\n"
+        "v3 = model.versions.get(number=3)\n"
+        "rollouts.set_policy(model, PolicySpec(candidate=v3, weight=0.5, "
+        "guards=Guards(error_rate=0.2, last_requests=20, min_requests=10)))"
+    )
+
+    def one(index: int) -> tuple[int, str]:
+        response = server.post(
+            "/api/predict/iris/",
+            {"data": IRIS_ROW},
+            headers={"X-Request-ID": f"guarded-{index}"},
+        )
+        route = response.headers.get("X-Model-Route", "")
+        if response.status != 200:
+            route = "candidate" if response.json()["code"] == "model_error" else "?"
+        return response.status, route
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(one, range(600)))
+
+    active = [status for status, route in outcomes if route == "active"]
+    candidate = [status for status, route in outcomes if route == "candidate"]
+    assert set(active) == {200}, "the active version's callers saw no failure"
+    assert set(candidate) == {422}
+    assert 10 <= len(candidate) <= 100, len(candidate)
+    assert all(route == "active" for _, route in outcomes[-200:])
+
+    ((action, channel, reason),) = install.query(
+        "SELECT c.action, c.channel, c.reason FROM registry_policychange c "
+        "WHERE c.action = 'trip'"
+    )
+    assert channel == "auto" and "error-rate guard of 20.0%" in reason
+    ((weight,),) = install.query("SELECT weight FROM registry_trafficpolicy")
+    assert weight == 0.0
+    trips = sum(
+        v for _, v in metric_samples(server, "modelhub_rollout_rollbacks_total")
+    )
+    assert trips == 1

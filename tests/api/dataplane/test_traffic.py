@@ -219,6 +219,7 @@ def test_a_policy_costs_one_query_per_version_it_names(
     client, iris_versions, settings, spec, registry_queries
 ):
     settings.MODELHUB_LOG_ROLLUP_MS = 60_000  # no fold due during the request
+    settings.MODELHUB_GUARD_CHECK_MS = 60_000  # nor a guard check
     if spec:
         set_policy(**spec)
     for _ in range(10):  # warm: both versions loaded

@@ -78,6 +78,7 @@ def test_a_session_that_may_not_see_the_model_gets_its_404(vault, django_user_mo
 
 def test_an_anonymous_prediction_costs_no_query_for_sessions(client, iris, settings):
     settings.MODELHUB_LOG_ROLLUP_MS = 60_000  # no fold due during the request
+    settings.MODELHUB_GUARD_CHECK_MS = 60_000  # nor a guard check
     body = {"data": IRIS_ROW}
     assert try_it(client, "iris", body).status_code == 200  # warm
     for cookies in ({}, {"csrftoken": "x" * 32}):
