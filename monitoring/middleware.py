@@ -105,7 +105,7 @@ def _entry(
         if settings.MODELHUB_LOG_CLIENT
         else "",
         payload=sanitize_payload(body)
-        if body is not None and settings.MODELHUB_LOG_PAYLOADS
+        if body is not None and (settings.MODELHUB_LOG_PAYLOADS or record.capture)
         else None,
         key_name=record.key_name,
         batch_size=record.batch_size,

@@ -143,3 +143,37 @@ class LogGap(models.Model):
 
     class Meta:
         db_table = "api_loggap"
+
+
+class ReplayReport(models.Model):
+    """What a version would have answered to captured traffic, against what
+    was served (manage.py replay, or the admin's action on a version)."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    slug = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(help_text="The version replayed.")
+    since = models.DateTimeField(help_text="Traffic logged from this time on.")
+    limit = models.PositiveIntegerField(help_text="Most recent requests replayed.")
+    requests = models.PositiveIntegerField(default=0)
+    rows_compared = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(
+        default=0, help_text="Bodies cut at MODELHUB_LOG_PAYLOAD_BYTES."
+    )
+    errors = models.PositiveIntegerField(default=0)
+    agreement = models.FloatField(
+        null=True, blank=True, help_text="Share of rows whose label was the served one."
+    )
+    mae = models.FloatField(
+        null=True, blank=True, help_text="Regressors: mean absolute difference."
+    )
+    served_std = models.FloatField(null=True, blank=True)
+    # {"worst": [{"request_id", "served_version", "rows", "differing" | "mae"}],
+    #  "errors": [{"request_id", "code", "detail"}]}
+    details = models.JSONField(default=dict)
+    requested_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.slug} v{self.version} replay {self.created_at:%Y-%m-%d %H:%M}"

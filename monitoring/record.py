@@ -34,6 +34,7 @@ class PredictionRecord:
     model_ms: float | None = None
     error_code: str = ""
     private: bool = False  # the metrics label it by an opaque id
+    capture: bool = False  # the model keeps request bodies (for replay)
     key_name: str = ""  # the API key that called, never the key
     body: bytes | None = None
     request_id: str = ""

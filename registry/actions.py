@@ -402,15 +402,18 @@ def update_model(
     slug: str | None = None,
     batch_max_rows: int | None = None,
     batch_max_wait_ms: float | None = None,
+    capture_payloads: bool | None = None,
 ) -> MLModel:
-    """Change a model's name, description, privacy, slug or batching (all but
-    the first two are what routing serves). ``None`` keeps the batching
-    setting as it is."""
+    """Change a model's name, description, privacy, slug, batching or payload
+    capture (all but the first two are what routing serves). ``None`` keeps
+    the batching and capture settings as they are."""
     fields: dict[str, Any] = {
         "name": name,
         "description": description,
         "private": private,
     }
+    if capture_payloads is not None:
+        fields["capture_payloads"] = capture_payloads
     if slug is not None:
         check_slug(slug)
         fields["slug"] = slug

@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from . import actions, admin_rollouts
+from . import actions, admin_rollouts, replay_launch
 from .exceptions import RegistryError
 from .forms import MLModelForm, ModelVersionForm, VersionUploadForm
 from .models import Activation, MLModel, ModelVersion, VersionEdit
@@ -149,6 +149,15 @@ class MLModelAdmin(admin.ModelAdmin):
                 "description": BATCHING_HELP,
             },
         ),
+        (
+            "Replay",
+            {
+                "fields": ["capture_payloads"],
+                "description": "Captured bodies can be predicted again by "
+                "another version, away from live traffic: the 'Replay captured "
+                "traffic' action on a version, or manage.py replay.",
+            },
+        ),
         (None, {"fields": readonly_fields}),
     ]
     filter_horizontal = ["granted_users", "granted_groups"]
@@ -223,6 +232,7 @@ class MLModelAdmin(admin.ModelAdmin):
             "batch_max_wait_ms": obj.batch_max_wait_ms,
         }
         if change:
+            fields["capture_payloads"] = obj.capture_payloads
             actions.update_model(obj, **fields)
         else:
             created = actions.create_model(**fields)
@@ -311,7 +321,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_filter = ["status", "kind", "format", "model"]
     search_fields = ["model__slug", "sha256", "estimator"]
     list_select_related = ["model", "created_by"]
-    actions = ["activate_version"]
+    actions = ["activate_version", "replay_version"]
     readonly_fields = [
         "model",
         "number",
@@ -437,6 +447,35 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 continue
             text = f"Activated {version}." if switch else f"Already active: {version}."
             self.message_user(request, text, messages.SUCCESS)
+
+    @admin.action(
+        description="Replay the last 24 h of captured traffic against the "
+        "selected version",
+        permissions=["activate"],
+    )
+    def replay_version(
+        self, request: HttpRequest, queryset: QuerySet[ModelVersion]
+    ) -> None:
+        for version in queryset.select_related("model"):
+            if version.status != ModelVersion.Status.READY:
+                self.message_user(
+                    request,
+                    f"{version} is {version.status}: not replayed.",
+                    messages.ERROR,
+                )
+                continue
+            replay_launch.start_replay(
+                version.model.slug, version.number, by=request.user.get_username()
+            )
+            self.message_user(
+                request,
+                f"Replay of {version.model.slug}'s captured traffic against "
+                f"v{version.number} started in a process of its own; its report "
+                "appears under Replay reports when it ends (a model without "
+                "payload capture has nothing to replay: turn on 'Capture "
+                "payloads' on the model first).",
+                messages.SUCCESS,
+            )
 
     def get_urls(self) -> list[URLPattern]:
         activate = self.admin_site.admin_view(require_POST(self.activate_view))

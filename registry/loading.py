@@ -40,6 +40,8 @@ class VersionRef:
     # The route's adaptive batching (registry.batching): 0 rows = off.
     batch_max_rows: int = 0
     batch_max_wait_ms: float = 0.0
+    # The route keeps request bodies for replay (MLModel.capture_payloads).
+    capture_payloads: bool = False
 
 
 @dataclass

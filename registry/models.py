@@ -61,6 +61,14 @@ class MLModel(models.Model):
         help_text="How long the first request of a batch waits for others, in "
         "milliseconds (above 0, at most 100). Used only when batching is on.",
     )
+    capture_payloads = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Keep each prediction request's body in the request log "
+        "(capped at MODELHUB_LOG_PAYLOAD_BYTES), so its traffic can be replayed "
+        "against another version (manage.py replay). Bodies may hold personal "
+        "data: keep this off unless you need it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

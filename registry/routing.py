@@ -36,7 +36,7 @@ from .models import MLModel, ModelVersion
 logger = logging.getLogger(__name__)
 
 # The route's own columns, then its version's: one row, one query.
-_ROUTE_FIELDS = ("private", "batch_max_rows", "batch_max_wait_ms")
+_ROUTE_FIELDS = ("private", "batch_max_rows", "batch_max_wait_ms", "capture_payloads")
 _VERSION_FIELDS = (
     "id",
     "number",
@@ -259,6 +259,7 @@ def _decoded(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """What the ORM's converters would give: JSON parsed, booleans as bool."""
     values = list(row)
     values[0] = bool(values[0])
+    values[3] = bool(values[3])
     for index in _JSON_COLUMNS:
         if isinstance(values[index], str):
             values[index] = json.loads(values[index])
@@ -363,9 +364,9 @@ def _version(slug: str, row: tuple[Any, ...]) -> VersionRef:
 
 
 def _ref(slug: str, row: tuple[Any, ...]) -> VersionRef:
-    private, rows, wait_ms, vid, num, sha, file_name, fmt, kind, schema, classes, _ = (
-        _decoded(row)
-    )
+    values = _decoded(row)
+    private, rows, wait_ms, capture, vid, num, sha, file_name = values[:8]
+    fmt, kind, schema, classes = values[8:12]
     return VersionRef(
         id=vid,
         slug=slug,
@@ -379,4 +380,5 @@ def _ref(slug: str, row: tuple[Any, ...]) -> VersionRef:
         private=private,
         batch_max_rows=rows,
         batch_max_wait_ms=wait_ms,
+        capture_payloads=capture,
     )

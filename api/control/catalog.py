@@ -91,6 +91,7 @@ def model_detail(model: MLModel) -> dict[str, Any]:
         "example_request": example_request(shown) if shown else None,
         "batch_max_rows": model.batch_max_rows,
         "batch_max_wait_ms": model.batch_max_wait_ms,
+        "capture_payloads": model.capture_payloads,
         "aliases": [
             {"name": name, "version": number}
             for name, number in model.aliases.order_by("name").values_list(

@@ -82,9 +82,17 @@ class ModelChange:
     description: str | None
     private: bool | None
     batching: dict[str, Any]  # the settings sent; those left out are kept
+    capture_payloads: bool | None = None
 
 
-MODEL_FIELDS = ("slug", "name", "description", "private", *batching.FIELDS)
+MODEL_FIELDS = (
+    "slug",
+    "name",
+    "description",
+    "private",
+    *batching.FIELDS,
+    "capture_payloads",
+)
 
 
 def read_model_change(data: Any) -> ModelChange:
@@ -107,6 +115,11 @@ def read_model_change(data: Any) -> ModelChange:
     private = data.get("private")
     if "private" in data and type(private) is not bool:
         raise InvalidField("'private' must be true or false.", field="private")
+    capture = data.get("capture_payloads")
+    if "capture_payloads" in data and type(capture) is not bool:
+        raise InvalidField(
+            "'capture_payloads' must be true or false.", field="capture_payloads"
+        )
 
     def given(field: str, max_length: int = 0) -> str | None:
         return _text(data, field, max_length=max_length) if field in data else None
@@ -117,6 +130,7 @@ def read_model_change(data: Any) -> ModelChange:
         description=given("description"),
         private=private,
         batching=_batching(data),
+        capture_payloads=capture,
     )
 
 
@@ -132,6 +146,7 @@ def edit_model(*, slug: str, change: ModelChange) -> MLModel:
         ),
         private=model.private if change.private is None else change.private,
         slug=None if change.slug in (None, model.slug) else change.slug,
+        capture_payloads=change.capture_payloads,
         **change.batching,
     )
 

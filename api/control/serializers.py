@@ -20,6 +20,11 @@ class VersionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+CAPTURE_HELP = (
+    "Keep each prediction request's body in the request log (capped at "
+    "MODELHUB_LOG_PAYLOAD_BYTES), so `manage.py replay` can predict the "
+    "traffic again with another version."
+)
 BATCH_ROWS_HELP = (
     "Adaptive batching: 0 = off; 2 to 1024 = single- and few-row requests to "
     "the same version that arrive within batch_max_wait_ms are predicted in one "
@@ -51,6 +56,7 @@ class ModelDetailSerializer(ModelSummarySerializer):
     example_request = serializers.JSONField(allow_null=True)
     batch_max_rows = serializers.IntegerField(help_text=BATCH_ROWS_HELP)
     batch_max_wait_ms = serializers.FloatField(help_text=BATCH_WAIT_HELP)
+    capture_payloads = serializers.BooleanField(help_text=CAPTURE_HELP)
     aliases = serializers.ListField(
         child=serializers.DictField(),
         help_text='[{"name": "champion", "version": 2}]: POST '
@@ -221,6 +227,7 @@ class ModelEditSerializer(serializers.Serializer):
     batch_max_wait_ms = serializers.FloatField(
         required=False, max_value=100, help_text=BATCH_WAIT_HELP
     )
+    capture_payloads = serializers.BooleanField(required=False, help_text=CAPTURE_HELP)
 
 
 class HistoryEntrySerializer(serializers.Serializer):

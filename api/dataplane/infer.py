@@ -115,6 +115,7 @@ def _load(
     if record is not None:
         record.version = ref.number
         record.private = ref.private
+        record.capture = ref.capture_payloads
     loaded = serving.serve(ref, pinned=pinned)
     if record is not None:
         record.version = loaded.ref.number  # the last good one on a fallback

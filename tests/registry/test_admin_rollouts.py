@@ -303,7 +303,11 @@ def test_admin_abort_sends_the_candidate_nothing_and_keeps_the_rest(
     assert (policy.candidate.number, policy.weight, policy.shadow.number) == (2, 0, 3)
     assert policy.guard_error_rate == 0.1
     change = PolicyChange.objects.latest("id")
-    assert (change.action, change.channel, change.user) == ("abort", "admin", staff_user)
+    assert (change.action, change.channel, change.user) == (
+        "abort",
+        "admin",
+        staff_user,
+    )
     assert (change.before["weight"], change.after["weight"]) == (0.2, 0.0)
     assert 'value="Abort"' not in page(staff_client, iris)
 
@@ -311,7 +315,9 @@ def test_admin_abort_sends_the_candidate_nothing_and_keeps_the_rest(
 def test_admin_abort_without_a_candidate_is_an_error_message(staff_client, iris):
     post(staff_client, "policy_set", iris, policy_data(shadow=2))
     response = post(staff_client, "policy_abort", iris)
-    assert shown(response) == [("error", "Model 'iris' has no candidate taking traffic.")]
+    assert shown(response) == [
+        ("error", "Model 'iris' has no candidate taking traffic.")
+    ]
     assert PolicyChange.objects.count() == 1
 
 
