@@ -1,4 +1,5 @@
-"""The staff dashboard: traffic, errors and latency per model, as an admin page."""
+"""The staff dashboard: traffic, errors and latency per model, and rollouts, as an
+admin page."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import rollup, stats
+from . import rollouts_view, rollup, stats
 
 TEMPLATE = "monitoring/dashboard.html"
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")
@@ -47,6 +48,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             if not slug or m["slug"] == slug
         ],
         "recent_errors": stats.recent_errors(since, slug=slug or None),
+        **rollouts_view.panel(summary, slug=slug or None),
         "chart": _chart_data(series, slug),
     }
     return render(request, TEMPLATE, context)
