@@ -335,7 +335,7 @@ def _last_requests(
         version = number or None
         rows = RequestLog.objects.filter(
             slug=slug, version=version, created_at__gte=since
-        )
+        ).exclude(route=SHADOW)  # a shadow's rows answered no one
         latest[version] = rows.aggregate(last=Max("created_at"))["last"]
     return latest
 

@@ -95,6 +95,7 @@ def policy_history(obj: MLModel) -> str:
 ACTION_WORDS = {
     PolicyChange.Action.SET: "set",
     PolicyChange.Action.PROMOTE: "promoted",
+    PolicyChange.Action.ABORT: "aborted",
     PolicyChange.Action.END: "ended",
     PolicyChange.Action.TRIP: "guard tripped",
 }
