@@ -73,7 +73,7 @@ def decision_alone() -> float:
         "meta = {}\n"
     )
     env_code = (
-        "import os, django\n"
+        f"import os, sys, django\nsys.path.insert(0, {str(ROOT)!r})\n"
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'modelhub.settings')\n"
         "django.setup()\n"
     )
@@ -133,7 +133,13 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument(
+        "--parts",
+        default="decision,policies,shadow",
+        help="which of the three to run (comma-separated)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     require_wrk()
     runs: list[dict] = []
     alone = decision_alone()
@@ -151,146 +157,161 @@ def main() -> None:
         )
         try:
             head_site = prepared_template(scratch_dir / "head-site")
-            base_site = scratch_dir / "base-site"
-            base_site.mkdir()
-            from harness import prepare_site, site_env
-
-            prepare_site(site_env(base_site), worktree)
             forests = train_forests(scratch_dir)
-            with (
-                Server(prepared=head_site) as head,
-                Server(prepared=base_site, root=worktree) as base,
-            ):
-                script = head.post_script(IRIS_BODY)
-                for server in (head, base):
-                    server.warm("/api/predict/iris/", script)
-                run_rounds(
-                    runs,
-                    "no policy",
-                    {
-                        "this": (head, "/api/predict/iris/", script, None),
-                        "baseline": (base, "/api/predict/iris/", script, None),
-                    },
-                    args.rounds,
-                    args.duration,
-                    8,
-                )
-            # A policy's own cost: this checkout, iris v1 active, demo v? as
-            # candidate: the demo site registers iris once; add a second
-            # version (the same file) to split between.
-            with Server(prepared=head_site) as head:
-                iris_file = next((head.work / "media").rglob("*.joblib"))
-                manage(
-                    ROOT,
-                    head.env,
-                    "loadmodel",
-                    str(iris_file),
-                    "--slug",
-                    "iris",
-                    "--no-activate",
-                )
-                manage(ROOT, head.env, "alias", "iris", "champion", "1")
-                script = head.post_script(IRIS_BODY)
-                sticky = scratch_dir / "sticky.lua"
-                sticky.write_text(
-                    script.read_text() + 'wrk.headers["X-Route-Key"] = "caller-42"\n'
-                )
-                head.warm("/api/predict/iris/", script)
-                run_rounds(
-                    runs,
-                    "policies",
-                    {
-                        "no policy": (
-                            head,
-                            "/api/predict/iris/",
-                            script,
-                            lambda: policy(head, "--end"),
-                        ),
-                        "split 20%": (
-                            head,
-                            "/api/predict/iris/",
-                            script,
-                            lambda: policy(
-                                head,
-                                "--candidate",
-                                "2",
-                                "--weight",
-                                "0.2",
-                                "--no-sticky",
-                            ),
-                        ),
-                        "sticky 20%": (
-                            head,
-                            "/api/predict/iris/",
-                            sticky,
-                            lambda: policy(
-                                head,
-                                "--candidate",
-                                "2",
-                                "--weight",
-                                "0.2",
-                                "--sticky",
-                                "X-Route-Key",
-                            ),
-                        ),
-                        "alias": (head, "/api/predict/iris@champion/", script, None),
-                    },
-                    args.rounds,
-                    args.duration,
-                    8,
-                )
-            with Server(prepared=head_site) as head:
-                for slug_version, path in (
-                    ("rf20", forests["rf20"]),
-                    ("rf100", forests["rf100"]),
+            if "decision" in parts:
+                base_site = scratch_dir / "base-site"
+                base_site.mkdir()
+                from harness import prepare_site, site_env
+
+                prepare_site(site_env(base_site), worktree)
+                with (
+                    Server(prepared=head_site) as head,
+                    Server(prepared=base_site, root=worktree) as base,
                 ):
+                    script = head.post_script(IRIS_BODY)
+                    for server in (head, base):
+                        server.warm("/api/predict/iris/", script)
+                    run_rounds(
+                        runs,
+                        "no policy",
+                        {
+                            "this": (head, "/api/predict/iris/", script, None),
+                            "baseline": (base, "/api/predict/iris/", script, None),
+                        },
+                        args.rounds,
+                        args.duration,
+                        8,
+                    )
+            if "policies" in parts:
+                # A policy's own cost: this checkout, iris v1 active, demo v? as
+                # candidate: the demo site registers iris once; add a second
+                # version (the same file) to split between.
+                with Server(prepared=head_site) as head:
+                    iris_file = next((head.work / "media").rglob("*.joblib"))
                     manage(
                         ROOT,
                         head.env,
                         "loadmodel",
-                        str(path),
+                        str(iris_file),
                         "--slug",
-                        "forest",
-                        *(("--no-activate",) if slug_version == "rf100" else ()),
+                        "iris",
+                        "--no-activate",
                     )
-                body = {"data": IRIS_BODY["data"]}
-                script = post_script(scratch_dir / "forest.lua", body)
-                head.warm("/api/predict/forest/", script)
-                for connections in (1, 2):
+                    manage(ROOT, head.env, "alias", "iris", "champion", "1")
+                    script = head.post_script(IRIS_BODY)
+                    sticky = scratch_dir / "sticky.lua"
+                    sticky.write_text(
+                        script.read_text()
+                        + 'wrk.headers["X-Route-Key"] = "caller-42"\n'
+                    )
+                    head.warm("/api/predict/iris/", script)
                     run_rounds(
                         runs,
-                        f"shadow c{connections}",
+                        "policies",
                         {
-                            "no shadow": (
+                            "no policy": (
                                 head,
-                                "/api/predict/forest/",
+                                "/api/predict/iris/",
                                 script,
-                                lambda: manage(
-                                    ROOT, head.env, "rollout", "forest", "--end"
+                                lambda: policy(head, "--end"),
+                            ),
+                            "split 20%": (
+                                head,
+                                "/api/predict/iris/",
+                                script,
+                                lambda: policy(
+                                    head,
+                                    "--candidate",
+                                    "2",
+                                    "--weight",
+                                    "0.2",
+                                    "--no-sticky",
                                 ),
                             ),
-                            "shadow 5x": (
+                            "sticky 20%": (
                                 head,
-                                "/api/predict/forest/",
-                                script,
-                                lambda: manage(
-                                    ROOT, head.env, "rollout", "forest", "--shadow", "2"
+                                "/api/predict/iris/",
+                                sticky,
+                                lambda: policy(
+                                    head,
+                                    "--candidate",
+                                    "2",
+                                    "--weight",
+                                    "0.2",
+                                    "--sticky",
+                                    "X-Route-Key",
                                 ),
+                            ),
+                            "alias": (
+                                head,
+                                "/api/predict/iris@champion/",
+                                script,
+                                None,
                             ),
                         },
                         args.rounds,
                         args.duration,
-                        connections,
+                        8,
                     )
-                shadow_rows = manage(
-                    ROOT,
-                    head.env,
-                    "shell",
-                    "-c",
-                    "from monitoring.models import RequestLog\n"
-                    "print(RequestLog.objects.filter(route='shadow').count(), "
-                    "RequestLog.objects.filter(slug='forest').exclude(route='shadow').count())",
-                ).split()
+            shadow_rows: list[str] = []
+            if "shadow" in parts:
+                with Server(prepared=head_site) as head:
+                    for slug_version, path in (
+                        ("rf20", forests["rf20"]),
+                        ("rf100", forests["rf100"]),
+                    ):
+                        manage(
+                            ROOT,
+                            head.env,
+                            "loadmodel",
+                            str(path),
+                            "--slug",
+                            "forest",
+                            *(("--no-activate",) if slug_version == "rf100" else ()),
+                        )
+                    body = {"data": IRIS_BODY["data"]}
+                    script = post_script(scratch_dir / "forest.lua", body)
+                    head.warm("/api/predict/forest/", script)
+                    for connections in (1, 2):
+                        run_rounds(
+                            runs,
+                            f"shadow c{connections}",
+                            {
+                                "no shadow": (
+                                    head,
+                                    "/api/predict/forest/",
+                                    script,
+                                    lambda: manage(
+                                        ROOT, head.env, "rollout", "forest", "--end"
+                                    ),
+                                ),
+                                "shadow 5x": (
+                                    head,
+                                    "/api/predict/forest/",
+                                    script,
+                                    lambda: manage(
+                                        ROOT,
+                                        head.env,
+                                        "rollout",
+                                        "forest",
+                                        "--shadow",
+                                        "2",
+                                    ),
+                                ),
+                            },
+                            args.rounds,
+                            args.duration,
+                            connections,
+                        )
+                    shadow_rows = manage(
+                        ROOT,
+                        head.env,
+                        "shell",
+                        "-c",
+                        "from monitoring.models import RequestLog\n"
+                        "print(RequestLog.objects.filter(route='shadow').count(), "
+                        "RequestLog.objects.filter(slug='forest').exclude(route='shadow').count())",
+                    ).split()
         finally:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(worktree)],

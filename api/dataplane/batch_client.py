@@ -75,6 +75,20 @@ def _drop() -> None:
     _connection.sock = None
 
 
+def send_shadow(path: str, job: Any) -> bool:
+    """Hand a shadow job to the batch process (no answer is awaited);
+    False when it cannot be reached, and the worker runs the job itself."""
+    sock = _connected(path)
+    if sock is None:
+        return False
+    try:
+        send(sock, ("shadow", job))
+    except OSError:
+        _drop()
+        return False
+    return True
+
+
 class RemoteBatcher:
     """The batcher of one version, in the host's batch process."""
 

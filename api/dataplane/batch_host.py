@@ -142,6 +142,9 @@ def serve(fd: int, keeper_pid: int) -> None:
     # A worker's rows wait for the GIL while a batch predicts: handed over
     # sooner, they make the next batch sooner (bench/README.md).
     sys.setswitchinterval(_SWITCH_INTERVAL_SECONDS)
+    # The keeper's SIGTERM exits through atexit: the shadows' log rows waiting
+    # for their commit are committed (monitoring.requestlog).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listener = socket.socket(fileno=fd)
     listener.settimeout(_POLL_SECONDS)
     while os.getppid() == keeper_pid:
@@ -177,6 +180,10 @@ def _serve_connection(conn: socket.socket) -> None:
                 if expected is not None:
                     expected.unexpect()
                 expected = None
+            elif kind == "shadow":
+                from .shadow import queue
+
+                queue.offer(message[1])
             elif kind == "predict":
                 batcher, expected = expected, None
                 if batcher is None:

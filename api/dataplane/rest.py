@@ -30,6 +30,7 @@ class RestDecoder:
 
     request: HttpRequest
     record: PredictionRecord | None
+    protocol = "rest"  # what a shadow job says to decode its body with
 
     def __call__(self, loaded: LoadedModel) -> tuple[DecodedInput, bool]:
         body = read_body(self.request)

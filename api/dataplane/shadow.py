@@ -1,21 +1,29 @@
 """Shadow predictions: a traffic policy's shadow version predicts every
-unpinned request after the client's response is sent, in the same worker,
-and its outcome is logged as a row of its own (route ``shadow``, the same
-request id) with how it compares to what the client was served. It is never
-returned, and a shadow that fails fails only its own row.
+unpinned request after the client's response is sent, and its outcome is
+logged as a row of its own (route ``shadow``, the same request id) with how
+it compares to what the client was served. It is never returned, and a
+shadow that fails fails only its own row.
 
-Shadows may take at most MODELHUB_SHADOW_MAX_SHARE of a worker's time: the
-time spent on them decays with a ten-second time constant, and a shadow due
-while the budget is spent is skipped and counted (metric), so a slow shadow
-cannot starve the worker of client requests.
+Under gunicorn the worker hands the job (the body, what was served) to the
+host's batch process (api.dataplane.batch_host) and takes its next request:
+there one thread, at the lowest CPU priority, predicts the shadows in turn,
+so they use the CPU the workers leave idle. Jobs past ``QUEUE_SIZE`` waiting
+are skipped and counted (metric). Where no batch process can be reached
+(runserver, tests, a batch process restarting) the worker predicts the
+shadow itself, after the response and its log row; then shadows may take at
+most MODELHUB_SHADOW_MAX_SHARE of the worker's time, measured with a
+ten-second time constant, and the rest are skipped and counted.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import queue as queues
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,14 +35,29 @@ from monitoring.record import PredictionRecord
 from monitoring.requestlog import LogEntry, writer
 from registry import serving
 from registry.exceptions import RegistryError
-from registry.loading import VersionRef
+from registry.loading import LoadedModel, VersionRef
 
 from ..errors import DOMAIN_ERRORS, status_for
 from .traffic import SHADOW
 
 logger = logging.getLogger(__name__)
 
-_TIME_CONSTANT = 10.0  # seconds over which the budget is measured
+_TIME_CONSTANT = 10.0  # seconds over which the in-worker budget is measured
+QUEUE_SIZE = 1000  # shadow jobs waiting in the batch process
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    """What a shadow needs, detached from the request: picklable."""
+
+    ref: VersionRef
+    body: bytes
+    content_type: str
+    protocol: str  # "rest" or "v2"
+    header_length: str | None
+    served: Any
+    request_id: str
+    key_name: str
 
 
 class Budget:
@@ -69,26 +92,43 @@ budget = Budget()
 
 
 def run(
-    shadow: VersionRef,
-    decoder: Any,
-    served: Any,
-    record: PredictionRecord,
+    shadow: VersionRef, decoder: Any, served: Any, record: PredictionRecord
 ) -> None:
-    """Predict with ``shadow`` and log it; called once the response is sent.
-    Never raises: the client has its answer already."""
-    if not budget.allows():
-        metrics.SHADOW_SKIPPED.labels(
-            metrics.model_label(shadow.slug, private=shadow.private)
-        ).inc()
-        return
-    started = time.perf_counter()
+    """Called once the response is sent: hand the job to the batch process,
+    or predict it here within the budget. Never raises."""
     try:
-        entry = _predict(shadow, decoder, served, record)
+        request = decoder.request
+        job = ShadowJob(
+            ref=shadow,
+            body=record.body or b"",
+            content_type=request.META.get("CONTENT_TYPE", ""),
+            protocol=getattr(decoder, "protocol", "rest"),
+            header_length=request.META.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH"),
+            served=served,
+            request_id=record.request_id,
+            key_name=record.key_name,
+        )
+        if settings.MODELHUB_BATCH_SOCKET:
+            from .batch_client import send_shadow
+
+            if send_shadow(settings.MODELHUB_BATCH_SOCKET, job):
+                return
+        if not budget.allows():
+            _skipped(shadow)
+            return
+        started = time.perf_counter()
+        try:
+            execute(job)
+        finally:
+            budget.spend(time.perf_counter() - started)
     except Exception:  # noqa: BLE001 - a shadow never fails anything else
         logger.exception("shadow v%s of %s failed", shadow.number, shadow.slug)
-        return
-    finally:
-        budget.spend(time.perf_counter() - started)
+
+
+def execute(job: ShadowJob) -> None:
+    """Predict one shadow job, count it and queue its log row."""
+    started = time.perf_counter()
+    entry = _predict(job)
     entry.latency_ms = (time.perf_counter() - started) * 1000
     metrics.observe_request(
         slug=entry.slug,
@@ -96,17 +136,22 @@ def run(
         status=entry.status,
         seconds=entry.latency_ms / 1000,
         rows=entry.rows,
-        private=shadow.private,
+        private=job.ref.private,
         route=SHADOW,
     )
     writer.submit(entry)
 
 
-def _predict(
-    shadow: VersionRef, decoder: Any, served: Any, record: PredictionRecord
-) -> LogEntry:
+def _skipped(ref: VersionRef) -> None:
+    metrics.SHADOW_SKIPPED.labels(
+        metrics.model_label(ref.slug, private=ref.private)
+    ).inc()
+
+
+def _predict(job: ShadowJob) -> LogEntry:
     from .infer import run_model  # infer schedules this module
 
+    shadow = job.ref
     entry = LogEntry(
         created_at=timezone.now(),
         slug=shadow.slug,
@@ -116,26 +161,97 @@ def _predict(
         rows=0,
         latency_ms=0.0,
         model_ms=None,
-        request_id=record.request_id,
-        key_name=record.key_name,
+        request_id=job.request_id,
+        key_name=job.key_name,
         route=SHADOW,
     )
     try:
         loaded = serving.serve(shadow, pinned=True)
-        model_input, _ = decoder(loaded)
-        entry.rows = model_input.rows
+        data, rows = decode(loaded, job)
+        entry.rows = rows
         predicting = time.perf_counter()
-        predictions, _ = run_model(
-            loaded, model_input.data, proba=False, request_id=record.request_id
-        )
+        predictions, _ = run_model(loaded, data, proba=False, request_id=job.request_id)
         entry.model_ms = (time.perf_counter() - predicting) * 1000
     except (*DOMAIN_ERRORS, RegistryError) as exc:
         entry.status = status_for(exc)
         entry.error_code = exc.code
         return entry
-    diff, total, squares = compare(shadow.kind, served, predictions)
+    diff, total, squares = compare(shadow.kind, job.served, predictions)
     entry.shadow_diff, entry.served_sum, entry.served_sq_sum = diff, total, squares
     return entry
+
+
+def decode(loaded: LoadedModel, job: ShadowJob) -> tuple[Any, int]:
+    """The body as its protocol decodes it for ``loaded``: rows and count."""
+    from .infer import spec_for
+
+    if job.protocol == "v2":
+        from ..v2.inputs import model_input
+        from ..v2.protocol import parse_request
+
+        spec = spec_for(loaded)
+        request = parse_request(job.body, job.header_length, spec=spec)
+        decoded = model_input(
+            request.inputs,
+            spec,
+            pandas=request.pandas,
+            max_rows=settings.MODELHUB_MAX_ROWS,
+        )
+    else:
+        from .rest import decode_body
+
+        decoded, _ = decode_body(loaded, job.body, job.content_type, proba=False)
+    return decoded.data, decoded.rows
+
+
+class ShadowQueue:
+    """The batch process's shadow jobs and the one low-priority thread that
+    predicts them; a job offered while ``QUEUE_SIZE`` wait is skipped."""
+
+    def __init__(self) -> None:
+        self._jobs: queues.Queue[ShadowJob] = queues.Queue(QUEUE_SIZE)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def offer(self, job: ShadowJob) -> None:
+        self._start()
+        try:
+            self._jobs.put_nowait(job)
+        except queues.Full:
+            _skipped(job.ref)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="modelhub-shadows", daemon=True
+                )
+                self._thread.start()
+
+    def _work(self) -> None:
+        try:  # Linux: a thread's nice value is its own
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
+        while True:
+            job = self._jobs.get()
+            try:
+                execute(job)
+            except Exception:  # noqa: BLE001 - one shadow never stops the rest
+                logger.exception(
+                    "shadow v%s of %s failed", job.ref.number, job.ref.slug
+                )
+            finally:
+                self._jobs.task_done()
+
+    def join(self, timeout: float) -> None:
+        """Wait (tests) until every job offered has been predicted."""
+        deadline = time.monotonic() + timeout
+        while self._jobs.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+queue = ShadowQueue()
 
 
 def compare(

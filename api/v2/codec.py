@@ -44,6 +44,7 @@ class V2Decoder:
 
     request: HttpRequest
     record: PredictionRecord | None
+    protocol = "v2"  # what a shadow job says to decode its body with
 
     def __call__(self, loaded: LoadedModel) -> tuple[V2Input, bool]:
         body = read_body(self.request)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.api.dataplane.test_batching_under_gunicorn import batch_servers
 from tests.servers import (
     IRIS_ROW,
     Install,
@@ -173,6 +174,7 @@ def test_every_request_gets_one_shadow_row_and_no_shadow_in_its_answer(install, 
         "SELECT SUM(shadow_diff) FROM api_requestlog WHERE route = 'shadow'"
     )
     assert disagreements == [(300.0,)]
+    assert len(batch_servers(server)) == 1, "the shadows ran in the batch process"
 
 
 FAILS_LIVE = '''
