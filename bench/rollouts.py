@@ -307,11 +307,13 @@ def main() -> None:
                         ROOT,
                         head.env,
                         "shell",
+                        "--verbosity",
+                        "0",
                         "-c",
                         "from monitoring.models import RequestLog\n"
                         "print(RequestLog.objects.filter(route='shadow').count(), "
                         "RequestLog.objects.filter(slug='forest').exclude(route='shadow').count())",
-                    ).split()
+                    ).split()[-2:]
         finally:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(worktree)],
