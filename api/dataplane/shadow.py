@@ -7,9 +7,10 @@ shadow that fails fails only its own row.
 Under gunicorn the worker hands the job (the body, what was served) to the
 host's batch process (api.dataplane.batch_host) and takes its next request:
 there one thread, scheduled only when no other wants the CPU, predicts the
-shadows in turn, so they use the CPU the workers leave idle. Jobs past ``QUEUE_SIZE`` waiting
-are skipped and counted (metric). Where no batch process can be reached
-(runserver, tests, a batch process restarting) the worker predicts the
+shadows in turn, so they use the CPU the workers leave idle. Jobs past
+``QUEUE_SIZE`` waiting are skipped and counted (metric). Where no batch
+process can be reached (runserver, tests, a batch process restarting) the
+worker predicts the
 shadow itself, after the response and its log row; then shadows may take at
 most MODELHUB_SHADOW_MAX_SHARE of the worker's time, measured with a
 ten-second time constant, and the rest are skipped and counted.
