@@ -10,10 +10,10 @@ there one thread, scheduled only when no other wants the CPU, predicts the
 shadows in turn, so they use the CPU the workers leave idle. Jobs past
 ``QUEUE_SIZE`` waiting are skipped and counted (metric). Where no batch
 process can be reached (runserver, tests, a batch process restarting) the
-worker predicts the
-shadow itself, after the response and its log row; then shadows may take at
-most MODELHUB_SHADOW_MAX_SHARE of the worker's time, measured with a
-ten-second time constant, and the rest are skipped and counted.
+worker predicts the shadow itself, after the response and its log row; then
+shadows may take at most MODELHUB_SHADOW_MAX_SHARE of the worker's time,
+measured with a ten-second time constant, and the rest are skipped and
+counted.
 """
 
 from __future__ import annotations
