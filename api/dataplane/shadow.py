@@ -209,8 +209,8 @@ class ShadowQueue:
     """The batch process's shadow jobs and the one low-priority thread that
     predicts them; a job offered while ``QUEUE_SIZE`` wait is skipped."""
 
-    def __init__(self) -> None:
-        self._jobs: queues.Queue[ShadowJob] = queues.Queue(QUEUE_SIZE)
+    def __init__(self, size: int = QUEUE_SIZE) -> None:
+        self._jobs: queues.Queue[ShadowJob] = queues.Queue(size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 

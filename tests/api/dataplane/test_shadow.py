@@ -190,3 +190,37 @@ def test_a_shadow_with_its_own_schema_decodes_the_body_for_itself(
     assert response.status_code == 200
     found = rows_by_route("m")
     assert (found["shadow"].status, found["shadow"].shadow_diff) == (200, 0.0)
+
+
+def test_the_batch_process_skips_and_counts_jobs_past_its_queue(
+    iris_versions, monkeypatch
+):
+    import threading
+    import time
+
+    from registry.routing import version_ref
+
+    release = threading.Event()
+    taken = []
+    monkeypatch.setattr(
+        shadow, "execute", lambda job: (taken.append(job), release.wait(10))
+    )
+    ref = version_ref("iris", 2)
+    job = shadow.ShadowJob(ref, b"{}", "application/json", "rest", None, [], "j", "")
+
+    def skipped() -> float:
+        labels = {"model": "iris"}
+        return REGISTRY.get_sample_value("modelhub_shadow_skipped_total", labels) or 0.0
+
+    jobs = shadow.ShadowQueue(size=2)
+    before = skipped()
+    jobs.offer(job)  # taken by the thread, which then waits
+    deadline = time.monotonic() + 5
+    while not taken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for _ in range(4):
+        jobs.offer(job)  # two wait, two are skipped
+    assert skipped() == before + 2
+    release.set()
+    jobs.join(5)
+    assert len(taken) == 3
