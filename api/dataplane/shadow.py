@@ -6,8 +6,8 @@ shadow that fails fails only its own row.
 
 Under gunicorn the worker hands the job (the body, what was served) to the
 host's batch process (api.dataplane.batch_host) and takes its next request:
-there one thread, scheduled only when no other wants the CPU, predicts the
-shadows in turn, so they use the CPU the workers leave idle. Jobs past
+there one thread, at the lowest CPU priority, predicts the shadows in turn,
+so they use mostly the CPU the workers leave idle. Jobs past
 ``QUEUE_SIZE`` waiting are skipped and counted (metric). Where no batch
 process can be reached (runserver, tests, a batch process restarting) the
 worker predicts the shadow itself, after the response and its log row; then
@@ -253,17 +253,15 @@ queue = ShadowQueue()
 
 
 def _lowest_priority() -> None:
-    """This thread runs only when no other wants the CPU (Linux SCHED_IDLE:
-    a worker waking up takes the core at once); else the lowest nice value.
-    On Linux both are the thread's own, not its process's."""
-    tid = threading.get_native_id()
+    """This thread takes the CPU last (nice 19; on Linux a thread's nice
+    value is its own). Not SCHED_IDLE, which measured better for the
+    client's latency: a thread that never runs while the CPU is busy could
+    hold this process's GIL, and the batched requests' threads with it,
+    for as long as the CPU stays busy (bench/README.md)."""
     try:
-        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, 19)
-        except OSError:
-            pass
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:
+        pass
 
 
 def compare(
