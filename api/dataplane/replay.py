@@ -26,11 +26,8 @@ from registry.loading import LoadedModel, load
 from registry.models import MLModel, ModelVersion
 
 from ..errors import DOMAIN_ERRORS
-from ..v2.inputs import model_input
-from ..v2.protocol import parse_request
-from .infer import run_model, spec_for
-from .rest import decode_body
-from .shadow import compare
+from .infer import run_model
+from .shadow import compare, decode_body_as
 
 WORST = 10
 ERRORS_KEPT = 20
@@ -181,19 +178,12 @@ def _predict(loaded: LoadedModel, body: bytes) -> Any:
     """The body as the protocol it came in would decode it: REST (JSON or
     CSV), or the Open Inference Protocol's JSON."""
     if _is_v2(body):
-        request = parse_request(body, None, spec=spec_for(loaded))
-        decoded = model_input(
-            request.inputs,
-            spec_for(loaded),
-            pandas=request.pandas,
-            max_rows=settings.MODELHUB_MAX_ROWS,
-        )
-        data = decoded.data
+        protocol, content_type = "v2", "application/json"
     else:
         text = body.lstrip()[:1]
         content_type = "application/json" if text in (b"{", b"[") else "text/csv"
-        decoded, _ = decode_body(loaded, body, content_type, proba=False)
-        data = decoded.data
+        protocol = "rest"
+    data, _ = decode_body_as(loaded, body, content_type, protocol)
     predictions, _ = run_model(loaded, data, proba=False)
     return predictions
 

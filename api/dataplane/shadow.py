@@ -183,15 +183,30 @@ def _predict(job: ShadowJob) -> LogEntry:
 
 
 def decode(loaded: LoadedModel, job: ShadowJob) -> tuple[Any, int]:
-    """The body as its protocol decodes it for ``loaded``: rows and count."""
+    """The job's body as its protocol decodes it for ``loaded``."""
+    return decode_body_as(
+        loaded, job.body, job.content_type, job.protocol, job.header_length
+    )
+
+
+def decode_body_as(
+    loaded: LoadedModel,
+    body: bytes,
+    content_type: str,
+    protocol: str,
+    header_length: str | None = None,
+) -> tuple[Any, int]:
+    """A request body decoded for ``loaded`` as ``protocol`` ("rest" or
+    "v2") decodes it: the model's input and its row count. Shadows and
+    replay both decode bodies away from their request."""
     from .infer import spec_for
 
-    if job.protocol == "v2":
+    if protocol == "v2":
         from ..v2.inputs import model_input
         from ..v2.protocol import parse_request
 
         spec = spec_for(loaded)
-        request = parse_request(job.body, job.header_length, spec=spec)
+        request = parse_request(body, header_length, spec=spec)
         decoded = model_input(
             request.inputs,
             spec,
@@ -201,7 +216,7 @@ def decode(loaded: LoadedModel, job: ShadowJob) -> tuple[Any, int]:
     else:
         from .rest import decode_body
 
-        decoded, _ = decode_body(loaded, job.body, job.content_type, proba=False)
+        decoded, _ = decode_body(loaded, body, content_type, proba=False)
     return decoded.data, decoded.rows
 
 
