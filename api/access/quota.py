@@ -56,10 +56,13 @@ class HostQuota:
         """None when allowed (the request is counted); else seconds to wait."""
         allowed, period = parse_rate(rate)
         interval = period / allowed
-        now = time.time()
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Read under the lock: a clock read before it could be older than
+            # the one the last writer advanced from, and the wait would
+            # exceed the interval.
+            now = time.time()
             row = conn.execute(
                 "SELECT tat FROM quota WHERE ident = ?", (ident,)
             ).fetchone()
