@@ -20,20 +20,22 @@ from .models import RequestLog
 logger = logging.getLogger(__name__)
 
 
-def settle_worker(pid: int) -> None:
+def settle_worker(pid: int, *, log_row: bool = True) -> tuple[int, str] | None:
     """Log the request the dead worker ``pid`` was predicting, and count it
     against the version: 504 when it was past its deadline (the watchdog or
-    gunicorn's timeout ended it), 503 when the model ended the process."""
+    gunicorn's timeout ended it), 503 when the model ended the process.
+    Returns that status and code, or None when it was inside no prediction.
+    The shadow process logs its job's row itself (``log_row=False``)."""
     entry = inflight.take(settings.MODELHUB_INFLIGHT_DIR, pid)
     if entry is None:
-        return
+        return None
     hung = inflight.overdue(entry)
     status, code = (504, "prediction_timeout") if hung else (503, "model_crashed")
     what = "hung past its time limit" if hung else "ended the worker process"
     detail = f"{entry['slug']} v{entry['number']} {what} (worker {pid})"
     logger.error("%s while predicting request %s", detail, entry["request_id"])
     try:
-        if entry["request_id"]:
+        if log_row and entry["request_id"]:
             RequestLog.objects.create(
                 created_at=datetime.fromtimestamp(entry["started"], UTC),
                 slug=entry["slug"][:100],
@@ -51,3 +53,4 @@ def settle_worker(pid: int) -> None:
         logger.exception("could not record the crash of worker %s", pid)
     finally:
         connections.close_all()  # the master forks workers: keep no connection
+    return status, code

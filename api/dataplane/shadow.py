@@ -5,25 +5,25 @@ it compares to what the client was served. It is never returned, and a
 shadow that fails fails only its own row.
 
 Under gunicorn the worker hands the job (the body, what was served) to the
-host's batch process (api.dataplane.batch_host) and takes its next request:
-there one thread, at the lowest CPU priority, predicts the shadows in turn,
-so they use mostly the CPU the workers leave idle. Jobs past
-``QUEUE_SIZE`` waiting are skipped and counted (metric). Where no batch
-process can be reached (runserver, tests, a batch process restarting) the
-worker predicts the shadow itself, after the response and its log row; then
-shadows may take at most MODELHUB_SHADOW_MAX_SHARE of the worker's time,
-measured with a ten-second time constant, and the rest are skipped and
-counted.
+host's batch process (api.dataplane.batch_host) and takes its next request.
+There the jobs wait in a queue and are predicted in turn by the shadow
+process (api.dataplane.shadow_host), which runs only on CPU time the host
+leaves idle; jobs past ``QUEUE_SIZE`` waiting are skipped and counted
+(metric). Where no batch process can be reached (runserver, tests, a batch
+process restarting) the worker predicts the shadow itself, after the
+response and its log row; then shadows may take at most
+MODELHUB_SHADOW_MAX_SHARE of the worker's time, measured with a ten-second
+time constant, and the rest are skipped and counted.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import queue as queues
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,10 +127,20 @@ def run(
 
 
 def execute(job: ShadowJob) -> None:
-    """Predict one shadow job, count it and queue its log row."""
+    """Predict one shadow job here, count it and queue its log row."""
+    record(job, predicted(job))
+
+
+def predicted(job: ShadowJob) -> LogEntry:
+    """The job's log row, its shadow predicted (the shadow process's part)."""
     started = time.perf_counter()
     entry = _predict(job)
     entry.latency_ms = (time.perf_counter() - started) * 1000
+    return entry
+
+
+def record(job: ShadowJob, entry: LogEntry) -> None:
+    """Count the shadow's outcome and queue its log row."""
     metrics.observe_request(
         slug=entry.slug,
         version=entry.version,
@@ -143,20 +153,24 @@ def execute(job: ShadowJob) -> None:
     writer.submit(entry)
 
 
+def failed_entry(job: ShadowJob, status: int, code: str) -> LogEntry:
+    """The row of a shadow that ended without an answer."""
+    entry = _entry(job)
+    entry.status, entry.error_code = status, code
+    return entry
+
+
 def _skipped(ref: VersionRef) -> None:
     metrics.SHADOW_SKIPPED.labels(
         metrics.model_label(ref.slug, private=ref.private)
     ).inc()
 
 
-def _predict(job: ShadowJob) -> LogEntry:
-    from .infer import run_model  # infer schedules this module
-
-    shadow = job.ref
-    entry = LogEntry(
+def _entry(job: ShadowJob) -> LogEntry:
+    return LogEntry(
         created_at=timezone.now(),
-        slug=shadow.slug,
-        version=shadow.number,
+        slug=job.ref.slug,
+        version=job.ref.number,
         status=200,
         error_code="",
         rows=0,
@@ -166,6 +180,13 @@ def _predict(job: ShadowJob) -> LogEntry:
         key_name=job.key_name,
         route=SHADOW,
     )
+
+
+def _predict(job: ShadowJob) -> LogEntry:
+    from .infer import run_model  # infer schedules this module
+
+    shadow = job.ref
+    entry = _entry(job)
     try:
         loaded = serving.serve(shadow, pinned=True)
         data, rows = decode(loaded, job)
@@ -221,11 +242,18 @@ def decode_body_as(
 
 
 class ShadowQueue:
-    """The batch process's shadow jobs and the one low-priority thread that
-    predicts them; a job offered while ``QUEUE_SIZE`` wait is skipped."""
+    """The batch process's shadow jobs and the thread that hands them, in
+    turn, to ``predict`` (by default the shadow process) and records what
+    comes back; a job offered while ``size`` wait is skipped and counted,
+    as is one no process could take."""
 
-    def __init__(self, size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        size: int = QUEUE_SIZE,
+        predict: Callable[[ShadowJob], LogEntry | None] | None = None,
+    ) -> None:
         self._jobs: queues.Queue[ShadowJob] = queues.Queue(size)
+        self._predict = predict
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -239,17 +267,25 @@ class ShadowQueue:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
+                if self._predict is None:
+                    from .shadow_host import ShadowProcess
+
+                    self._predict = ShadowProcess().predict
                 self._thread = threading.Thread(
                     target=self._work, name="modelhub-shadows", daemon=True
                 )
                 self._thread.start()
 
     def _work(self) -> None:
-        _lowest_priority()
+        assert self._predict is not None
         while True:
             job = self._jobs.get()
             try:
-                execute(job)
+                entry = self._predict(job)
+                if entry is None:
+                    _skipped(job.ref)
+                else:
+                    record(job, entry)
             except Exception:  # noqa: BLE001 - one shadow never stops the rest
                 logger.exception(
                     "shadow v%s of %s failed", job.ref.number, job.ref.slug
@@ -258,25 +294,13 @@ class ShadowQueue:
                 self._jobs.task_done()
 
     def join(self, timeout: float) -> None:
-        """Wait (tests) until every job offered has been predicted."""
+        """Wait (tests) until every job offered has been recorded."""
         deadline = time.monotonic() + timeout
         while self._jobs.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.01)
 
 
 queue = ShadowQueue()
-
-
-def _lowest_priority() -> None:
-    """This thread takes the CPU last (nice 19; on Linux a thread's nice
-    value is its own). Not SCHED_IDLE, which measured better for the
-    client's latency: a thread that never runs while the CPU is busy could
-    hold this process's GIL, and the batched requests' threads with it,
-    for as long as the CPU stays busy (bench/README.md)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except OSError:
-        pass
 
 
 def compare(

@@ -7,9 +7,11 @@ from its next request."""
 from __future__ import annotations
 
 import http.client
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -174,7 +176,92 @@ def test_every_request_gets_one_shadow_row_and_no_shadow_in_its_answer(install, 
         "SELECT SUM(shadow_diff) FROM api_requestlog WHERE route = 'shadow'"
     )
     assert disagreements == [(300.0,)]
-    assert len(batch_servers(server)) == 1, "the shadows ran in the batch process"
+    (batch,) = batch_servers(server)
+    (predicting,) = shadow_processes(batch)
+    assert scheduling_policy(predicting) == SCHED_IDLE, "it runs on idle CPU only"
+
+
+SCHED_IDLE = 5  # sched.h
+
+
+def shadow_processes(batch_server: int) -> set[int]:
+    """The pids of the shadow process(es) the batch server started."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"api.dataplane.shadow_host" in command and parent == batch_server:
+            found.add(int(entry.name))
+    return found
+
+
+def scheduling_policy(pid: int) -> int:
+    """Field 41 of /proc/PID/stat (the fields after the name start at 3)."""
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[41 - 3])
+
+
+def test_a_shadow_that_ends_its_process_fails_only_its_own_rows(
+    install, gunicorn_servers
+):
+    """Its rows say the model crashed, each crash counts against it, a new
+    shadow process takes the next job; callers and the batch process never
+    notice."""
+    add_plugin_version(install, "ending_shadows", ENDS_ITS_PROCESS, "EndsOnLiveTraffic")
+    server = start_gunicorn(
+        {
+            **install.env,
+            "MODELHUB_LOG_COMMIT_MS": "0",
+            "MODELHUB_MAX_MODEL_CRASHES": "1000",
+        },
+        install.run_dir,
+        workers=WORKERS,
+    )
+    gunicorn_servers.append(server)
+    set_policy(
+        install,
+        "rollouts.set_policy(model, PolicySpec(shadow=model.versions.get(number=3)))",
+    )
+
+    answers: list[Answer] = []
+    batches: set[int] = set()
+    for round_ in range(4):  # the shadow process restarts at most once a second
+        answers += ask(server, f"ending-{round_}", 5)
+        batches |= batch_servers(server)
+        time.sleep(1.2)
+    assert Counter((a.version, a.route) for a in answers) == {(1, "active"): 20}
+    assert {a.prediction for a in answers} == {install.predictions[1]}
+
+    def shadows() -> list[tuple[int, str]]:
+        return install.query(
+            "SELECT status, error_code FROM api_requestlog "
+            "WHERE route = 'shadow' AND request_id LIKE 'ending-%%'"
+        )
+
+    def skipped() -> float:
+        return sum(
+            v for _, v in metric_samples(server, "modelhub_shadow_skipped_total")
+        )
+
+    deadline = time.monotonic() + 30
+    while len(shadows()) + skipped() < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    crashed = shadows()
+    assert len(crashed) + skipped() == 20
+    assert len(crashed) >= 4, "a new shadow process took a job in each round"
+    assert set(crashed) == {(503, "model_crashed")}
+    ((crashes,),) = install.query(
+        "SELECT v.crashes FROM registry_modelversion v "
+        "JOIN registry_mlmodel m ON m.id = v.model_id "
+        "WHERE m.slug = 'iris' AND v.number = 3"
+    )
+    assert crashes == len(crashed)
+    assert len(batches) == 1 and batch_servers(server) == batches
 
 
 FAILS_LIVE = '''
@@ -192,9 +279,27 @@ class FailsLiveTraffic(DecisionTreeClassifier):
 '''
 
 
-@pytest.fixture
-def failing_candidate_install(install: Install) -> Install:
-    """``install`` plus iris v3, a candidate that raises for the live inputs."""
+ENDS_ITS_PROCESS = '''
+import os
+
+import numpy as np
+from sklearn.tree import DecisionTreeClassifier
+
+
+class EndsOnLiveTraffic(DecisionTreeClassifier):
+    """Passes the preflight's test row; ends its process on the live rows."""
+
+    def predict(self, x):
+        if (np.asarray(x, dtype=float)[:, 0] > 6).any():
+            os._exit(3)
+        return super().predict(x)
+'''
+
+
+def add_plugin_version(install: Install, module: str, source: str, cls: str) -> None:
+    """iris v3: ``cls`` of plugin ``module`` (``source``), trained on iris and
+    uploaded without activating it."""
+    import importlib
     import sys
 
     import joblib
@@ -202,22 +307,27 @@ def failing_candidate_install(install: Install) -> Install:
 
     plugins = install.run_dir / "plugins"
     plugins.mkdir()
-    (plugins / "failing_candidates.py").write_text(FAILS_LIVE)
+    (plugins / f"{module}.py").write_text(source)
     sys.path.insert(0, str(plugins))
     try:
-        from failing_candidates import FailsLiveTraffic
-
+        model_class = getattr(importlib.import_module(module), cls)
         data = load_iris(as_frame=True)
         labels = data.target.map(dict(enumerate(data.target_names)))
-        model = FailsLiveTraffic(max_depth=2).fit(data.data, labels)
-        joblib.dump(model, install.run_dir / "failing.joblib")
+        model = model_class(max_depth=2).fit(data.data, labels)
+        joblib.dump(model, install.run_dir / f"{module}.joblib")
     finally:
         sys.path.remove(str(plugins))
-        sys.modules.pop("failing_candidates", None)
+        sys.modules.pop(module, None)
     install.env["MODELHUB_PLUGIN_DIRS"] = str(plugins)
-    path = str(install.run_dir / "failing.joblib")
+    path = str(install.run_dir / f"{module}.joblib")
     out = manage(install.env, "loadmodel", path, "--slug", "iris", "--no-activate")
     assert out.strip() == "iris v3"
+
+
+@pytest.fixture
+def failing_candidate_install(install: Install) -> Install:
+    """``install`` plus iris v3, a candidate that raises for the live inputs."""
+    add_plugin_version(install, "failing_candidates", FAILS_LIVE, "FailsLiveTraffic")
     return install
 
 

@@ -192,8 +192,8 @@ def test_a_shadow_with_its_own_schema_decodes_the_body_for_itself(
     assert (found["shadow"].status, found["shadow"].shadow_diff) == (200, 0.0)
 
 
-def test_the_batch_process_skips_and_counts_jobs_past_its_queue(
-    iris_versions, monkeypatch
+def test_the_batch_process_skips_and_counts_jobs_past_its_queue_or_not_taken(
+    iris_versions,
 ):
     import threading
     import time
@@ -202,11 +202,12 @@ def test_the_batch_process_skips_and_counts_jobs_past_its_queue(
 
     release = threading.Event()
     taken = []
-    monkeypatch.setattr(
-        shadow, "execute", lambda job: (taken.append(job), release.wait(10))
-    )
-    # The queue's thread stays in the test process: at the test's priority.
-    monkeypatch.setattr(shadow, "_lowest_priority", lambda: None)
+
+    def predict(job):
+        taken.append(job)
+        release.wait(10)
+        return None  # as when no shadow process could be started
+
     ref = version_ref("iris", 2)
     job = shadow.ShadowJob(ref, b"{}", "application/json", "rest", None, [], "j", "")
 
@@ -214,7 +215,7 @@ def test_the_batch_process_skips_and_counts_jobs_past_its_queue(
         labels = {"model": "iris"}
         return REGISTRY.get_sample_value("modelhub_shadow_skipped_total", labels) or 0.0
 
-    jobs = shadow.ShadowQueue(size=2)
+    jobs = shadow.ShadowQueue(size=2, predict=predict)
     before = skipped()
     jobs.offer(job)  # taken by the thread, which then waits
     deadline = time.monotonic() + 5
@@ -226,3 +227,4 @@ def test_the_batch_process_skips_and_counts_jobs_past_its_queue(
     release.set()
     jobs.join(5)
     assert len(taken) == 3
+    assert skipped() == before + 2 + 3
