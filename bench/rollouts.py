@@ -13,6 +13,10 @@ otherwise idle):
    request and req/s, paired by round. Alongside, in this process, the
    decision itself timed alone (``traffic.choose`` for a route without a
    policy), which the whole-process figures cannot resolve to a microsecond.
+   And (part ``inprocess``) each checkout's whole Django stack in one
+   process without sockets (bench/wsgi_cpu.py), CPU per request over blocks
+   of 1,000, the two alternated for twice ``--rounds``: far less noise than
+   under wrk.
 2. **A policy's own cost**, this checkout only, same rounds: the unpinned
    URL with a 20% candidate (a fresh draw per request), with a sticky header
    (a hash per request), and a request through an alias.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,6 +133,57 @@ def run_rounds(
             )
 
 
+def inprocess_rounds(
+    runs: list[dict],
+    trees: dict[str, tuple[Path, Path]],
+    rounds: int,
+    blocks: int = 3,
+    size: int = 1000,
+) -> None:
+    """Each checkout's Django stack in a process of its own (bench/wsgi_cpu.py),
+    alternated: CPU µs per request, the median of ``blocks`` per round."""
+    from harness import site_env
+
+    for number in range(rounds):
+        order = list(trees)
+        if number % 2:
+            order.reverse()
+        for name in order:
+            root, site = trees[name]
+            wait_quiet(max_wait=20)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "wsgi_cpu.py"),
+                    str(root),
+                    str(blocks),
+                    str(size),
+                ],
+                cwd=root,
+                env=site_env(site),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=True,
+            )
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            runs.append(
+                {
+                    "scenario": "in-process",
+                    "target": name,
+                    "round": number,
+                    "cpu_us_per_request": statistics.median(figures),
+                    "blocks_us": figures,
+                }
+            )
+            print(
+                f"in-process {name:>12} r{number}: "
+                + " ".join(f"{f:.1f}" for f in figures)
+                + " µs/request",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default=BASELINE)
@@ -135,8 +191,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument(
         "--parts",
-        default="decision,policies,shadow",
-        help="which of the three to run (comma-separated)",
+        default="inprocess,decision,policies,shadow",
+        help="which parts to run (comma-separated)",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -158,12 +214,19 @@ def main() -> None:
         try:
             head_site = prepared_template(scratch_dir / "head-site")
             forests = train_forests(scratch_dir)
-            if "decision" in parts:
-                base_site = scratch_dir / "base-site"
+            base_site = scratch_dir / "base-site"
+            if parts & {"decision", "inprocess"}:
                 base_site.mkdir()
                 from harness import prepare_site, site_env
 
                 prepare_site(site_env(base_site), worktree)
+            if "inprocess" in parts:
+                inprocess_rounds(
+                    runs,
+                    {"this": (ROOT, head_site), "baseline": (worktree, base_site)},
+                    args.rounds * 2,
+                )
+            if "decision" in parts:
                 with (
                     Server(prepared=head_site) as head,
                     Server(prepared=base_site, root=worktree) as base,
@@ -335,6 +398,14 @@ def report(
 
     summary = {
         "decision_alone_us": round(alone, 3),
+        "inprocess_cpu_added_us": paired(
+            runs,
+            "in-process",
+            "this",
+            "baseline",
+            "cpu_us_per_request",
+            lambda a, b: a - b,
+        ),
         "no_policy_cpu_added_us": paired(
             runs, "no policy", "this", "baseline", "server_cpu_ms_per_request", diff_us
         ),
@@ -401,6 +472,7 @@ def report(
     ]
     bars = {
         "no_policy_cpu_added_us": f"≤ {BAR_DECISION_US:g} µs",
+        "inprocess_cpu_added_us": f"≤ {BAR_DECISION_US:g} µs",
         "shadow_c1_p50_ratio": f"≤ {BAR_SHADOW_P50:g}",
         "shadow_c2_p50_ratio": f"≤ {BAR_SHADOW_P50:g}",
     }
@@ -420,11 +492,26 @@ def report(
         "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
+        if "rps" not in run:
+            continue
         lines.append(
             f"| {run['scenario']} | {run['target']} | {run['round']} | "
             f"{run['rps']:.1f} | {run['p50_ms']:.3f} | {run['p99_ms']:.3f} | "
             f"{run['server_cpu_ms_per_request']:.3f} |"
         )
+    inprocess = [run for run in runs if run["scenario"] == "in-process"]
+    if inprocess:
+        lines += [
+            "",
+            "| in-process | round | CPU µs/request per block | median |",
+            "|---|---|---|---|",
+        ]
+        for run in inprocess:
+            blocks = " ".join(f"{f:.1f}" for f in run["blocks_us"])
+            lines.append(
+                f"| {run['target']} | {run['round']} | {blocks} | "
+                f"{run['cpu_us_per_request']:.1f} |"
+            )
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:20]))
 

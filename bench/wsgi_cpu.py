@@ -1,0 +1,80 @@
+"""CPU per request of one checkout's whole Django stack, in one process.
+
+A child of bench/rollouts.py's ``inprocess`` part, run with the checkout as
+its working directory and the site's environment:
+
+    python bench/wsgi_cpu.py ROOT BLOCKS REQUESTS_PER_BLOCK
+
+POSTs the iris row to /api/predict/iris/ through Django's WSGI handler (the
+middleware, the view, the log writer's thread; no socket, no gunicorn) and
+prints one JSON list: CPU µs per request (``time.process_time``, every
+thread of the process) for each block. Without the server's sockets and
+scheduling the figures vary far less than under wrk, so a difference of a
+few µs between two checkouts can be resolved.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import time
+
+
+def main() -> None:
+    root, blocks, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    sys.path.insert(0, root)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelhub.settings")
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from harness import IRIS_BODY
+
+    app = get_wsgi_application()
+    body = json.dumps(IRIS_BODY).encode()
+
+    def call() -> None:
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/api/predict/iris/",
+            "QUERY_STRING": "",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(body)),
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1:8000",
+            "REMOTE_ADDR": "127.0.0.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        statuses: list[str] = []
+        result = app(environ, lambda status, headers, *_: statuses.append(status))
+        b"".join(result)
+        if hasattr(result, "close"):
+            result.close()
+        if not statuses or not statuses[0].startswith("200"):
+            raise SystemExit(f"the request failed: {statuses}")
+
+    for _ in range(max(size // 2, 100)):  # warm: model loaded, caches filled
+        call()
+    figures = []
+    for _ in range(blocks):
+        started = time.process_time()
+        for _ in range(size):
+            call()
+        figures.append((time.process_time() - started) / size * 1e6)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
