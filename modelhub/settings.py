@@ -309,9 +309,10 @@ MODELHUB_MAX_FEATURES = env_int("MODELHUB_MAX_FEATURES", 10_000, minimum=1)
 MODELHUB_MAX_JSON_DEPTH = env_int("MODELHUB_MAX_JSON_DEPTH", 64, minimum=2)
 # Longest a model may take on one request before a 504 (0 disables).
 MODELHUB_PREDICT_TIMEOUT = env_float("MODELHUB_PREDICT_TIMEOUT", 30.0)
-# A traffic policy's shadow version predicts in the worker after the client's
-# response is sent; shadows may take at most this share of a worker's time
-# (over the last ten seconds or so): the rest are skipped and counted.
+# A traffic policy's shadow version predicts every unpinned request after the
+# client's response is sent; shadows may take at most this share of one core in the
+# host's shadow process (of a worker's time where there is none), over the
+# last ten seconds or so: the rest are skipped and counted.
 MODELHUB_SHADOW_MAX_SHARE = env_float("MODELHUB_SHADOW_MAX_SHARE", 0.5)
 if MODELHUB_SHADOW_MAX_SHARE > 1:
     raise ImproperlyConfigured(

@@ -190,7 +190,7 @@ class Batcher:
         proba = any(job.proba for job in batch)
         started = time.perf_counter()
         try:
-            data = _concatenate([job.data for job in batch])
+            data = concatenate([job.data for job in batch])
             predictions, probabilities = run_model(
                 self.loaded, data, proba=proba, request_id=batch[0].request_id
             )
@@ -218,14 +218,14 @@ class Batcher:
             rows = slice(start, start + job.rows)
             start += job.rows
             job.finish(
-                _rows_of(predictions, rows),
-                _rows_of(probabilities, rows) if job.proba else None,
+                rows_of(predictions, rows),
+                rows_of(probabilities, rows) if job.proba else None,
                 len(batch),
                 elapsed,
             )
 
 
-def _concatenate(parts: list[Any]) -> Any:
+def concatenate(parts: list[Any]) -> Any:
     if len(parts) == 1:
         return parts[0]
     if isinstance(parts[0], np.ndarray):
@@ -235,7 +235,7 @@ def _concatenate(parts: list[Any]) -> Any:
     return pd.concat(parts, ignore_index=True)
 
 
-def _rows_of(output: Any, rows: slice) -> Any:
+def rows_of(output: Any, rows: slice) -> Any:
     """A request's rows of a batch's output: an array, or a list of arrays
     (a multi-output classifier's probabilities)."""
     if output is None:
@@ -259,7 +259,7 @@ def batcher_for(loaded: LoadedModel, route: VersionRef) -> Any:
     several requests at once. None when its requests are predicted alone:
     batching off for the route, a model whose bits would change, or no
     batcher to reach."""
-    if route.batch_max_rows <= 0 or not _rows_are_independent(loaded):
+    if route.batch_max_rows <= 0 or not predicts_rows_alone(loaded):
         return None
     if settings.MODELHUB_BATCH_SOCKET:
         from . import batch_client  # it imports this module
@@ -275,7 +275,9 @@ def batcher_for(loaded: LoadedModel, route: VersionRef) -> Any:
     return local_batcher(loaded, route.batch_max_rows, route.batch_max_wait_ms)
 
 
-def _rows_are_independent(loaded: LoadedModel) -> bool:
+def predicts_rows_alone(loaded: LoadedModel) -> bool:
+    """Whether each row's prediction depends on that row only, so rows of
+    several requests may share one call."""
     independent = loaded.extra.get("rows_are_independent")
     if independent is None:
         independent = rows_are_independent(loaded.estimator)

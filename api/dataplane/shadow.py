@@ -45,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 _TIME_CONSTANT = 10.0  # seconds over which the in-worker budget is measured
 QUEUE_SIZE = 1000  # shadow jobs waiting in the batch process
+BATCH_JOBS = 64  # jobs handed to the shadow process at once, at most
+
+# The shadow process's answer to a batch of jobs: their log rows, in order,
+# and the CPU seconds it spent on them; None when no process could take them.
+Predict = Callable[[list["ShadowJob"]], tuple[list[LogEntry], float] | None]
 
 
 @dataclass(frozen=True)
@@ -132,11 +137,63 @@ def execute(job: ShadowJob) -> None:
 
 
 def predicted(job: ShadowJob) -> LogEntry:
-    """The job's log row, its shadow predicted (the shadow process's part)."""
+    """The job's log row, its shadow predicted."""
     started = time.perf_counter()
     entry = _predict(job)
     entry.latency_ms = (time.perf_counter() - started) * 1000
     return entry
+
+
+def predicted_together(jobs: list[ShadowJob]) -> list[LogEntry]:
+    """The jobs' log rows, in order (the shadow process's part). The rows of
+    the jobs of one version are predicted in one call when its rows are
+    independent: a call's fixed cost, most of a small request's, is paid
+    once per batch, so the shadows take less of the CPU they share with the
+    workers. A batch the model refuses is predicted job by job."""
+    from .batching import concatenate, predicts_rows_alone, rows_of
+    from .infer import run_model
+
+    started = time.perf_counter()
+    entries = [_entry(job) for job in jobs]
+    groups: dict[int, list[tuple[int, LoadedModel, Any]]] = {}
+    for index, job in enumerate(jobs):
+        try:
+            loaded = serving.serve(job.ref, pinned=True)
+            data, entries[index].rows = decode(loaded, job)
+        except (*DOMAIN_ERRORS, RegistryError) as exc:
+            entries[index].status = status_for(exc)
+            entries[index].error_code = exc.code
+            continue
+        groups.setdefault(id(loaded), []).append((index, loaded, data))
+    for group in groups.values():
+        loaded = group[0][1]
+        if len(group) > 1 and predicts_rows_alone(loaded):
+            predicting = time.perf_counter()
+            try:
+                predictions, _ = run_model(
+                    loaded,
+                    concatenate([data for _, _, data in group]),
+                    proba=False,
+                    request_id=jobs[group[0][0]].request_id,
+                )
+            except (*DOMAIN_ERRORS, ValueError, TypeError):
+                pass  # each job alone below, so only the guilty fail
+            else:
+                model_ms = (time.perf_counter() - predicting) * 1000
+                start = 0
+                for index, _, _ in group:
+                    rows = slice(start, start + entries[index].rows)
+                    start = rows.stop
+                    entry = entries[index]
+                    entry.model_ms, entry.batch_size = model_ms, len(group)
+                    _compared(entry, jobs[index], rows_of(predictions, rows))
+                continue
+        for index, _, data in group:
+            _predict_decoded(entries[index], jobs[index], loaded, data)
+    latency_ms = (time.perf_counter() - started) * 1000
+    for entry in entries:
+        entry.latency_ms = latency_ms
+    return entries
 
 
 def record(job: ShadowJob, entry: LogEntry) -> None:
@@ -183,24 +240,37 @@ def _entry(job: ShadowJob) -> LogEntry:
 
 
 def _predict(job: ShadowJob) -> LogEntry:
-    from .infer import run_model  # infer schedules this module
-
-    shadow = job.ref
     entry = _entry(job)
     try:
-        loaded = serving.serve(shadow, pinned=True)
-        data, rows = decode(loaded, job)
-        entry.rows = rows
-        predicting = time.perf_counter()
-        predictions, _ = run_model(loaded, data, proba=False, request_id=job.request_id)
-        entry.model_ms = (time.perf_counter() - predicting) * 1000
+        loaded = serving.serve(job.ref, pinned=True)
+        data, entry.rows = decode(loaded, job)
     except (*DOMAIN_ERRORS, RegistryError) as exc:
         entry.status = status_for(exc)
         entry.error_code = exc.code
         return entry
-    diff, total, squares = compare(shadow.kind, job.served, predictions)
-    entry.shadow_diff, entry.served_sum, entry.served_sq_sum = diff, total, squares
+    _predict_decoded(entry, job, loaded, data)
     return entry
+
+
+def _predict_decoded(
+    entry: LogEntry, job: ShadowJob, loaded: LoadedModel, data: Any
+) -> None:
+    from .infer import run_model  # infer schedules this module
+
+    predicting = time.perf_counter()
+    try:
+        predictions, _ = run_model(loaded, data, proba=False, request_id=job.request_id)
+    except DOMAIN_ERRORS as exc:
+        entry.status = status_for(exc)
+        entry.error_code = exc.code
+        return
+    entry.model_ms = (time.perf_counter() - predicting) * 1000
+    _compared(entry, job, predictions)
+
+
+def _compared(entry: LogEntry, job: ShadowJob, predictions: Any) -> None:
+    diff, total, squares = compare(job.ref.kind, job.served, predictions)
+    entry.shadow_diff, entry.served_sum, entry.served_sq_sum = diff, total, squares
 
 
 def decode(loaded: LoadedModel, job: ShadowJob) -> tuple[Any, int]:
@@ -242,20 +312,22 @@ def decode_body_as(
 
 
 class ShadowQueue:
-    """The batch process's shadow jobs and the thread that hands them, in
-    turn, to ``predict`` (by default the shadow process) and records what
-    comes back; a job offered while ``size`` wait is skipped and counted,
-    as is one no process could take."""
+    """The batch process's shadow jobs and the thread that hands them, as
+    many as wait (up to ``BATCH_JOBS``), to ``predict`` (by default the
+    shadow process) and records what comes back. Skipped and counted: a job
+    offered while ``size`` wait, jobs due while the shadows have used their
+    MODELHUB_SHADOW_MAX_SHARE of one core, and jobs no process could take."""
 
     def __init__(
         self,
         size: int = QUEUE_SIZE,
-        predict: Callable[[ShadowJob], LogEntry | None] | None = None,
+        predict: Predict | None = None,
     ) -> None:
         self._jobs: queues.Queue[ShadowJob] = queues.Queue(size)
         self._predict = predict
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.budget = Budget()
 
     def offer(self, job: ShadowJob) -> None:
         self._start()
@@ -279,19 +351,31 @@ class ShadowQueue:
     def _work(self) -> None:
         assert self._predict is not None
         while True:
-            job = self._jobs.get()
+            jobs = [self._jobs.get()]
+            while len(jobs) < BATCH_JOBS:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queues.Empty:
+                    break
             try:
-                entry = self._predict(job)
-                if entry is None:
-                    _skipped(job.ref)
-                else:
-                    record(job, entry)
-            except Exception:  # noqa: BLE001 - one shadow never stops the rest
-                logger.exception(
-                    "shadow v%s of %s failed", job.ref.number, job.ref.slug
-                )
+                self._run(jobs)
+            except Exception:  # noqa: BLE001 - one batch never stops the rest
+                logger.exception("%s shadow jobs failed", len(jobs))
             finally:
-                self._jobs.task_done()
+                for _ in jobs:
+                    self._jobs.task_done()
+
+    def _run(self, jobs: list[ShadowJob]) -> None:
+        assert self._predict is not None
+        answer = self.budget.allows() and self._predict(jobs)
+        if not answer:
+            for job in jobs:
+                _skipped(job.ref)
+            return
+        entries, cpu_seconds = answer
+        self.budget.spend(cpu_seconds)
+        for job, entry in zip(jobs, entries, strict=True):
+            record(job, entry)
 
     def join(self, timeout: float) -> None:
         """Wait (tests) until every job offered has been recorded."""

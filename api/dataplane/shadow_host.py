@@ -50,22 +50,19 @@ class ShadowProcess:
         self._sock: socket.socket | None = None
         self._started = -_RESTART_SECONDS
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
-
-    def predict(self, job: ShadowJob) -> LogEntry | None:
-        """The job's log row as the shadow process predicted it (or as its
-        crash settled it); None when no process could take it."""
+    def predict(self, jobs: list[ShadowJob]) -> tuple[list[LogEntry], float] | None:
+        """The jobs' log rows as the shadow process predicted them (or as its
+        crash settled them) and the CPU seconds it spent; None when no
+        process could take them."""
         sock = self._running()
         if sock is None:
             return None
         try:
-            send(sock, ("shadow", job))
-            _, entry = receive(sock)
+            send(sock, ("shadows", jobs))
+            _, entries, cpu_seconds = receive(sock)
         except (EOFError, OSError):
-            return self._lost(job)
-        return entry
+            return self._lost(jobs), 0.0
+        return entries, cpu_seconds
 
     def _running(self) -> socket.socket | None:
         if self._child is not None and self._child.poll() is None:
@@ -95,9 +92,10 @@ class ShadowProcess:
         self._sock = ours
         return ours
 
-    def _lost(self, job: ShadowJob) -> LogEntry:
-        """The process died inside ``job``: settled as a worker's crash (504
-        past its time limit, else 503, and counted against the version)."""
+    def _lost(self, jobs: list[ShadowJob]) -> list[LogEntry]:
+        """The process died inside ``jobs``: settled as a worker's crash (504
+        past its time limit, else 503, counted once against the version);
+        none of them has an answer."""
         from monitoring.crashes import settle_worker
 
         child = self._child
@@ -106,16 +104,17 @@ class ShadowProcess:
             child.wait(5)
         self._close()
         logger.error(
-            "shadow process %s exited (%s) inside request %s",
+            "shadow process %s exited (%s) inside %s job(s), the first %s",
             child.pid,
             child.returncode,
-            job.request_id,
+            len(jobs),
+            jobs[0].request_id,
         )
         from .shadow import failed_entry
 
         outcome = settle_worker(child.pid, log_row=False)
         status, code = outcome or (503, "model_crashed")
-        return failed_entry(job, status, code)
+        return [failed_entry(job, status, code) for job in jobs]
 
     def _close(self) -> None:
         if self._sock is not None:
@@ -138,7 +137,7 @@ def _idle() -> None:
 
 
 def serve(fd: int) -> None:
-    """Predict the jobs the batch server sends, one at a time, until it goes."""
+    """Predict the batches of jobs the batch server sends until it goes."""
     _idle()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelhub.settings")
     import django
@@ -151,12 +150,13 @@ def serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     while True:
         try:
-            _, job = receive(sock)
+            _, jobs = receive(sock)
         except (EOFError, OSError):
             return
-        entry = shadow.predicted(job)
+        started = time.process_time()
+        entries = shadow.predicted_together(jobs)
         model_code_only()  # a first load imports the model's modules
-        send(sock, ("entry", entry))
+        send(sock, ("entries", entries, time.process_time() - started))
 
 
 if __name__ == "__main__":

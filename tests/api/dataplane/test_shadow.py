@@ -203,8 +203,8 @@ def test_the_batch_process_skips_and_counts_jobs_past_its_queue_or_not_taken(
     release = threading.Event()
     taken = []
 
-    def predict(job):
-        taken.append(job)
+    def predict(jobs):
+        taken.extend(jobs)
         release.wait(10)
         return None  # as when no shadow process could be started
 
@@ -228,3 +228,82 @@ def test_the_batch_process_skips_and_counts_jobs_past_its_queue_or_not_taken(
     jobs.join(5)
     assert len(taken) == 3
     assert skipped() == before + 2 + 3
+
+
+def shadow_job(request_id: str, rows: list[dict], served: list) -> shadow.ShadowJob:
+    from registry.routing import version_ref
+
+    body = json.dumps({"data": rows}).encode()
+    return shadow.ShadowJob(
+        version_ref("iris", 2),
+        body,
+        "application/json",
+        "rest",
+        None,
+        served,
+        request_id,
+        "",
+    )
+
+
+def test_waiting_jobs_of_one_version_share_one_call_and_keep_their_own_rows(
+    iris_versions, iris_sample
+):
+    rows = records(iris_sample)
+    served = ["setosa", "versicolor", "virginica", "virginica"]
+    jobs = [
+        shadow_job("a", rows[:1], served[:1]),
+        shadow_job("b", rows[1:], served[1:]),
+        shadow_job("c", rows, served),
+    ]
+    together = shadow.predicted_together(jobs)
+    alone = [shadow.predicted(job) for job in jobs]
+
+    assert [e.request_id for e in together] == ["a", "b", "c"]
+    assert [e.batch_size for e in together] == [3, 3, 3]
+    assert [(e.status, e.rows, e.shadow_diff) for e in together] == [
+        (e.status, e.rows, e.shadow_diff) for e in alone
+    ]
+    assert [e.rows for e in together] == [1, 3, 4]
+
+
+def test_a_job_that_fails_in_a_batch_fails_alone(iris_versions, iris_sample):
+    rows = records(iris_sample)
+    bad = shadow_job("bad", [{"sepal length (cm)": "long"}], ["setosa"])
+    jobs = [shadow_job("a", rows[:2], ["setosa"] * 2), bad, shadow_job("c", rows, [])]
+    entries = shadow.predicted_together(jobs)
+
+    assert [(e.request_id, e.status) for e in entries] == [
+        ("a", 200),
+        ("bad", 400),
+        ("c", 200),
+    ]
+    assert entries[1].error_code
+    assert [e.batch_size for e in entries] == [2, None, 2]
+
+
+def test_the_shadow_process_stops_at_its_share_of_a_core_and_counts_the_rest(
+    iris_versions, settings
+):
+    """The batch process's queue spends the CPU the shadow process reports:
+    past MODELHUB_SHADOW_MAX_SHARE of a core (over ten seconds or so), the
+    jobs due are skipped and counted, not predicted."""
+    settings.MODELHUB_SHADOW_MAX_SHARE = 0.1  # one CPU second in ten
+    handed: list[shadow.ShadowJob] = []
+
+    def predict(jobs):
+        handed.extend(jobs)
+        return [shadow.failed_entry(job, 503, "model_crashed") for job in jobs], 1.5
+
+    def skipped() -> float:
+        labels = {"model": "iris"}
+        return REGISTRY.get_sample_value("modelhub_shadow_skipped_total", labels) or 0.0
+
+    queue = shadow.ShadowQueue(predict=predict)
+    before = skipped()
+    queue._run([shadow_job("first", [], [])])  # allowed: nothing spent yet
+    queue._run([shadow_job("second", [], []), shadow_job("third", [], [])])
+
+    assert [job.request_id for job in handed] == ["first"]
+    assert skipped() == before + 2
+    assert RequestLog.objects.filter(request_id="first", route="shadow").count() == 1
