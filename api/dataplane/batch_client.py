@@ -75,14 +75,14 @@ def _drop() -> None:
     _connection.sock = None
 
 
-def send_shadow(path: str, job: Any) -> bool:
-    """Hand a shadow job to the batch process (no answer is awaited);
-    False when it cannot be reached, and the worker runs the job itself."""
+def send_shadows(path: str, jobs: list[Any]) -> bool:
+    """Hand shadow jobs to the batch process (no answer is awaited); False
+    when it cannot be reached, and the worker runs the jobs itself."""
     sock = _connected(path)
     if sock is None:
         return False
     try:
-        send(sock, ("shadow", job))
+        send(sock, ("shadows", jobs))
     except OSError:
         _drop()
         return False

@@ -180,7 +180,7 @@ def _serve_connection(conn: socket.socket) -> None:
                 if expected is not None:
                     expected.unexpect()
                 expected = None
-            elif kind == "shadow":
+            elif kind == "shadows":
                 from .shadow import queue
 
                 queue.offer(message[1])

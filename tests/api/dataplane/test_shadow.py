@@ -6,6 +6,7 @@ stats, its failures its own, and its time within the worker's budget."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -217,12 +218,12 @@ def test_the_batch_process_skips_and_counts_jobs_past_its_queue_or_not_taken(
 
     jobs = shadow.ShadowQueue(size=2, predict=predict)
     before = skipped()
-    jobs.offer(job)  # taken by the thread, which then waits
+    jobs.offer([job])  # taken by the thread, which then waits
     deadline = time.monotonic() + 5
     while not taken and time.monotonic() < deadline:
         time.sleep(0.01)
     for _ in range(4):
-        jobs.offer(job)  # two wait, two are skipped
+        jobs.offer([job])  # two wait, two are skipped
     assert skipped() == before + 2
     release.set()
     jobs.join(5)
@@ -307,3 +308,44 @@ def test_the_shadow_process_stops_at_its_share_of_a_core_and_counts_the_rest(
     assert [job.request_id for job in handed] == ["first"]
     assert skipped() == before + 2
     assert RequestLog.objects.filter(request_id="first", route="shadow").count() == 1
+
+
+def test_a_worker_sends_the_shadow_jobs_of_one_window_in_one_message(
+    iris_versions, settings, tmp_path
+):
+    """Under gunicorn a worker's shadow jobs go to the batch process a window
+    at a time: one message, one wakeup of each process, for many requests."""
+    import socket
+    import threading
+
+    from api.dataplane.batch_wire import receive
+
+    path = str(tmp_path / "batch.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    messages: list[tuple] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            while True:
+                messages.append(receive(conn))
+        except EOFError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    settings.MODELHUB_BATCH_SOCKET = path
+    sender = shadow.ShadowSender(window=0.2)
+    for index in range(5):
+        sender.add(shadow_job(f"sent-{index}", [], []))
+    deadline = time.monotonic() + 5
+    while not messages and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+
+    assert len(messages) == 1
+    kind, jobs = messages[0]
+    assert kind == "shadows"
+    assert [job.request_id for job in jobs] == [f"sent-{i}" for i in range(5)]
+    listener.close()
