@@ -137,7 +137,7 @@ def inprocess_rounds(
     runs: list[dict],
     trees: dict[str, tuple[Path, Path]],
     rounds: int,
-    blocks: int = 3,
+    blocks: int = 5,
     size: int = 1000,
 ) -> None:
     """Each checkout's Django stack in a process of its own (bench/wsgi_cpu.py),

@@ -45,7 +45,11 @@ from .traffic import SHADOW
 
 logger = logging.getLogger(__name__)
 
-_TIME_CONSTANT = 10.0  # seconds over which the in-worker budget is measured
+# Seconds over which a budget is measured: in a worker, long enough to let a
+# quiet worker's shadows through in bursts; in the shadow process short, so
+# its share holds from second to second and no burst crowds the workers.
+WORKER_TIME_CONSTANT = 10.0
+PROCESS_TIME_CONSTANT = 1.0
 QUEUE_SIZE = 1000  # shadow jobs waiting in the batch process
 BATCH_JOBS = 64  # jobs handed to the shadow process at once, at most
 SEND_WINDOW_SECONDS = 0.02  # a worker's shadow jobs are sent this often
@@ -71,9 +75,10 @@ class ShadowJob:
 
 class Budget:
     """Seconds spent on shadows, decaying exponentially: the spend of the
-    last ~``_TIME_CONSTANT`` seconds against the share allowed."""
+    last ~``time_constant`` seconds against the share allowed."""
 
-    def __init__(self) -> None:
+    def __init__(self, time_constant: float = WORKER_TIME_CONSTANT) -> None:
+        self._time_constant = time_constant
         self._spent = 0.0
         self._at = time.monotonic()
         self._lock = threading.Lock()
@@ -81,14 +86,14 @@ class Budget:
     def allows(self) -> bool:
         share = settings.MODELHUB_SHADOW_MAX_SHARE
         with self._lock:
-            return self._decayed(time.monotonic()) < share * _TIME_CONSTANT
+            return self._decayed(time.monotonic()) < share * self._time_constant
 
     def spend(self, seconds: float) -> None:
         with self._lock:
             self._spent = self._decayed(time.monotonic()) + seconds
 
     def _decayed(self, now: float) -> float:
-        self._spent *= math.exp(-(now - self._at) / _TIME_CONSTANT)
+        self._spent *= math.exp(-(now - self._at) / self._time_constant)
         self._at = now
         return self._spent
 
@@ -390,7 +395,7 @@ class ShadowQueue:
         self._predict = predict
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.budget = Budget()
+        self.budget = Budget(PROCESS_TIME_CONSTANT)
 
     def offer(self, jobs: list[ShadowJob]) -> None:
         self._start()

@@ -287,7 +287,7 @@ def test_the_shadow_process_stops_at_its_share_of_a_core_and_counts_the_rest(
     iris_versions, settings
 ):
     """The batch process's queue spends the CPU the shadow process reports:
-    past MODELHUB_SHADOW_MAX_SHARE of a core (over ten seconds or so), the
+    past MODELHUB_SHADOW_MAX_SHARE of a core (over a second or so), the
     jobs due are skipped and counted, not predicted."""
     settings.MODELHUB_SHADOW_MAX_SHARE = 0.1  # one CPU second in ten
     handed: list[shadow.ShadowJob] = []
