@@ -311,9 +311,9 @@ MODELHUB_MAX_JSON_DEPTH = env_int("MODELHUB_MAX_JSON_DEPTH", 64, minimum=2)
 MODELHUB_PREDICT_TIMEOUT = env_float("MODELHUB_PREDICT_TIMEOUT", 30.0)
 # A traffic policy's shadow version predicts every unpinned request after the
 # client's response is sent; shadows may take at most this share of one core in the
-# host's shadow process (of a worker's time where there is none), over the
-# last ten seconds or so: the rest are skipped and counted.
-MODELHUB_SHADOW_MAX_SHARE = env_float("MODELHUB_SHADOW_MAX_SHARE", 0.5)
+# host's shadow process (over a second or so; of a worker's time, over ten
+# seconds, where there is none): the rest are skipped and counted.
+MODELHUB_SHADOW_MAX_SHARE = env_float("MODELHUB_SHADOW_MAX_SHARE", 0.2)
 if MODELHUB_SHADOW_MAX_SHARE > 1:
     raise ImproperlyConfigured(
         f"MODELHUB_SHADOW_MAX_SHARE={MODELHUB_SHADOW_MAX_SHARE}: a share, 0 to 1"

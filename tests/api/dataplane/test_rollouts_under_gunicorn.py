@@ -83,7 +83,14 @@ def set_policy(install: Install, statement: str) -> None:
 @pytest.fixture
 def server(install, gunicorn_servers) -> Server:
     started = start_gunicorn(
-        {**install.env, "MODELHUB_LOG_COMMIT_MS": "0"}, install.run_dir, workers=WORKERS
+        {
+            **install.env,
+            "MODELHUB_LOG_COMMIT_MS": "0",
+            # Every shadow predicted, none skipped: the counts are exact.
+            "MODELHUB_SHADOW_MAX_SHARE": "1.0",
+        },
+        install.run_dir,
+        workers=WORKERS,
     )
     gunicorn_servers.append(started)
     return started

@@ -289,7 +289,7 @@ def test_the_shadow_process_stops_at_its_share_of_a_core_and_counts_the_rest(
     """The batch process's queue spends the CPU the shadow process reports:
     past MODELHUB_SHADOW_MAX_SHARE of a core (over a second or so), the
     jobs due are skipped and counted, not predicted."""
-    settings.MODELHUB_SHADOW_MAX_SHARE = 0.1  # one CPU second in ten
+    settings.MODELHUB_SHADOW_MAX_SHARE = 0.1  # 0.1 s of CPU a second
     handed: list[shadow.ShadowJob] = []
 
     def predict(jobs):
