@@ -26,6 +26,9 @@ otherwise idle):
    alternating no shadow / shadow. The issue's bar: the client's p50 rises
    by at most 10%. The shadow runs after the response, so what it costs is
    worker time (the req/s and CPU columns), not the client's latency.
+4. (part ``burner``) The 20-tree forest alone and beside a CPU-bound
+   process at SCHED_IDLE with nothing of ModelHub in it: what the lowest
+   priority leaves of the workers' speed on this machine.
 
 The report goes to bench/results/rollouts-<stamp>.md and .json.
 """
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -184,6 +188,59 @@ def inprocess_rounds(
             )
 
 
+BURNER = "import numpy as np\na = np.random.rand(200, 200)\nwhile True:\n    a @ a\n"
+
+
+def idle_burner_rounds(
+    runs: list[dict],
+    site: Path,
+    forests: dict[str, Path],
+    scratch_dir: Path,
+    args: argparse.Namespace,
+) -> None:
+    """The served forest with and without a CPU-bound process at SCHED_IDLE
+    beside it (nothing of ModelHub in it): what a shadow process at the
+    lowest priority costs the workers on this machine before any of its
+    own work, through the cores' shared execution units and caches."""
+    burner: list[subprocess.Popen] = []
+
+    def start() -> None:
+        stop()
+        burner.append(
+            subprocess.Popen(
+                ["chrt", "--idle", "0", sys.executable, "-c", BURNER],
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+        )
+
+    def stop() -> None:
+        while burner:
+            process = burner.pop()
+            process.kill()
+            process.wait()
+
+    with Server(prepared=site) as head:
+        manage(ROOT, head.env, "loadmodel", str(forests["rf20"]), "--slug", "forest")
+        script = post_script(scratch_dir / "burner.lua", {"data": IRIS_BODY["data"]})
+        head.warm("/api/predict/forest/", script)
+        try:
+            for connections in (1, 2):
+                run_rounds(
+                    runs,
+                    f"burner c{connections}",
+                    {
+                        "alone": (head, "/api/predict/forest/", script, stop),
+                        "idle burner": (head, "/api/predict/forest/", script, start),
+                    },
+                    args.rounds,
+                    args.duration,
+                    connections,
+                )
+                stop()
+        finally:
+            stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default=BASELINE)
@@ -191,7 +248,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument(
         "--parts",
-        default="inprocess,decision,policies,shadow",
+        default="inprocess,decision,policies,shadow,burner",
         help="which parts to run (comma-separated)",
     )
     args = parser.parse_args()
@@ -316,6 +373,8 @@ def main() -> None:
                         args.duration,
                         8,
                     )
+            if "burner" in parts:
+                idle_burner_rounds(runs, head_site, forests, scratch_dir, args)
             shadow_rows: list[str] = []
             if "shadow" in parts:
                 with Server(prepared=head_site) as head:
@@ -442,6 +501,12 @@ def report(
         ),
         "shadow_c2_rps_ratio": paired(
             runs, "shadow c2", "shadow 5x", "no shadow", "rps", ratio
+        ),
+        "burner_c1_p50_ratio": paired(
+            runs, "burner c1", "idle burner", "alone", "p50_ms", ratio
+        ),
+        "burner_c2_p50_ratio": paired(
+            runs, "burner c2", "idle burner", "alone", "p50_ms", ratio
         ),
         "shadow_rows_vs_client_rows": shadow_rows,
     }
