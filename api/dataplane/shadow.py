@@ -88,6 +88,18 @@ class Budget:
         with self._lock:
             return self._decayed(time.monotonic()) < share * self._time_constant
 
+    def pause(self) -> float | None:
+        """Seconds until the budget allows again (0 when it does now); None
+        when it never will (a share of 0)."""
+        allowed = settings.MODELHUB_SHADOW_MAX_SHARE * self._time_constant
+        if allowed <= 0:
+            return None
+        with self._lock:
+            spent = self._decayed(time.monotonic())
+        if spent < allowed:
+            return 0.0
+        return self._time_constant * math.log(spent / allowed)
+
     def spend(self, seconds: float) -> None:
         with self._lock:
             self._spent = self._decayed(time.monotonic()) + seconds
@@ -382,9 +394,10 @@ def decode_body_as(
 class ShadowQueue:
     """The batch process's shadow jobs and the thread that hands them, as
     many as wait (up to ``BATCH_JOBS``), to ``predict`` (by default the
-    shadow process) and records what comes back. Skipped and counted: a job
-    offered while ``size`` wait, jobs due while the shadows have used their
-    MODELHUB_SHADOW_MAX_SHARE of one core, and jobs no process could take."""
+    shadow process) and records what comes back, resting whenever the
+    shadows have used their MODELHUB_SHADOW_MAX_SHARE of one core. Skipped
+    and counted: a job offered while ``size`` wait, and jobs no process
+    could take (or every job, with a share of 0)."""
 
     def __init__(
         self,
@@ -436,7 +449,14 @@ class ShadowQueue:
 
     def _run(self, jobs: list[ShadowJob]) -> None:
         assert self._predict is not None
-        answer = self.budget.allows() and self._predict(jobs)
+        # Past its share the shadow process rests, and the jobs wait in the
+        # queue meanwhile: only those past its bound are skipped. Dropping
+        # every job due while over the share would lose a whole backlog to
+        # one costly batch (a model's first load).
+        pause = self.budget.pause()
+        if pause:
+            time.sleep(pause)
+        answer = pause is not None and self._predict(jobs)
         if not answer:
             for job in jobs:
                 _skipped(job.ref)

@@ -283,31 +283,41 @@ def test_a_job_that_fails_in_a_batch_fails_alone(iris_versions, iris_sample):
     assert [e.batch_size for e in entries] == [2, None, 2]
 
 
-def test_the_shadow_process_stops_at_its_share_of_a_core_and_counts_the_rest(
+def test_past_its_share_of_a_core_the_shadow_process_rests_and_jobs_wait(
     iris_versions, settings
 ):
-    """The batch process's queue spends the CPU the shadow process reports:
-    past MODELHUB_SHADOW_MAX_SHARE of a core (over a second or so), the
-    jobs due are skipped and counted, not predicted."""
-    settings.MODELHUB_SHADOW_MAX_SHARE = 0.1  # 0.1 s of CPU a second
+    """The batch process's queue spends the CPU the shadow process reports;
+    past MODELHUB_SHADOW_MAX_SHARE of a core (over a second or so) it waits
+    before the next batch, the jobs waiting meanwhile, none dropped."""
+    settings.MODELHUB_SHADOW_MAX_SHARE = 0.5  # 0.5 s of CPU a second
     handed: list[shadow.ShadowJob] = []
 
     def predict(jobs):
         handed.extend(jobs)
-        return [shadow.failed_entry(job, 503, "model_crashed") for job in jobs], 1.5
-
-    def skipped() -> float:
-        labels = {"model": "iris"}
-        return REGISTRY.get_sample_value("modelhub_shadow_skipped_total", labels) or 0.0
+        return [shadow.failed_entry(job, 503, "model_crashed") for job in jobs], 0.6
 
     queue = shadow.ShadowQueue(predict=predict)
-    before = skipped()
+    before = skipped_shadows()
     queue._run([shadow_job("first", [], [])])  # allowed: nothing spent yet
+    assert queue.budget.pause() > 0, "0.6 s spent, more than the share"
     queue._run([shadow_job("second", [], []), shadow_job("third", [], [])])
 
-    assert [job.request_id for job in handed] == ["first"]
-    assert skipped() == before + 2
-    assert RequestLog.objects.filter(request_id="first", route="shadow").count() == 1
+    assert [job.request_id for job in handed] == ["first", "second", "third"]
+    assert skipped_shadows() == before
+    assert RequestLog.objects.filter(route="shadow").count() == 3
+
+
+def test_with_a_share_of_zero_every_job_is_skipped_and_counted(iris_versions, settings):
+    settings.MODELHUB_SHADOW_MAX_SHARE = 0.0
+    queue = shadow.ShadowQueue(predict=lambda jobs: pytest.fail("none predicted"))
+    before = skipped_shadows()
+    queue._run([shadow_job("a", [], []), shadow_job("b", [], [])])
+    assert skipped_shadows() == before + 2
+
+
+def skipped_shadows() -> float:
+    labels = {"model": "iris"}
+    return REGISTRY.get_sample_value("modelhub_shadow_skipped_total", labels) or 0.0
 
 
 def test_a_worker_sends_the_shadow_jobs_of_one_window_in_one_message(
