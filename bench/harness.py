@@ -20,6 +20,7 @@ Every subprocess has a timeout and all traffic stays on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -677,3 +678,41 @@ class Server(Service):
                 shutil.copy2(self.prepared / "db.sqlite3", self.work / "db.sqlite3")
         else:
             prepare_site(self.env, self.root)
+
+
+def wsgi_request(authorization: str | None = None) -> Callable[[], None]:
+    """One POST of IRIS_BODY to /api/predict/iris/ through Django's WSGI
+    handler in this process (Django set up), closed as a server would;
+    raises unless it answers 200."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    app = WSGIHandler()
+    body = json.dumps(IRIS_BODY).encode()
+    base = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/predict/iris/",
+        "QUERY_STRING": "",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "127.0.0.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+    }
+    if authorization is not None:
+        base["HTTP_AUTHORIZATION"] = authorization
+
+    def start_response(status: str, headers: list, exc_info: object = None) -> None:
+        if not status.startswith("200"):
+            raise RuntimeError(status)
+
+    def request() -> None:
+        response = app({**base, "wsgi.input": io.BytesIO(body)}, start_response)
+        for _ in response:
+            pass
+        response.close()  # request_finished, as gunicorn sends it
+
+    return request

@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import IRIS_BODY, RESULTS, ROOT, machine, stamp  # noqa: E402
+from harness import RESULTS, ROOT, machine, stamp, wsgi_request  # noqa: E402
 
 BAR_US = 50.0
 
@@ -74,41 +74,6 @@ def set_up_site(work: Path) -> tuple[str, str]:
     token = Token.objects.create(user=user).key
     _, key = issuing.create_key(name="bench", owner=user)
     return token, key
-
-
-def wsgi_request(authorization: str | None) -> Callable[[], None]:
-    from django.core.handlers.wsgi import WSGIHandler
-
-    app = WSGIHandler()
-    body = json.dumps(IRIS_BODY).encode()
-    base = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/api/predict/iris/",
-        "QUERY_STRING": "",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "HTTP_HOST": "127.0.0.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-    }
-    if authorization is not None:
-        base["HTTP_AUTHORIZATION"] = authorization
-
-    def start_response(status: str, headers: list, exc_info: object = None) -> None:
-        if not status.startswith("200"):
-            raise RuntimeError(status)
-
-    def request() -> None:
-        response = app({**base, "wsgi.input": io.BytesIO(body)}, start_response)
-        for _ in response:
-            pass
-        response.close()  # request_finished, as gunicorn sends it
-
-    return request
 
 
 def measure(rounds: int, block: int) -> dict:

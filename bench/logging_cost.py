@@ -59,7 +59,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
-    IRIS_BODY,
     RESULTS,
     ROOT,
     Server,
@@ -71,6 +70,7 @@ from harness import (  # noqa: E402
     scratch_postgres,
     stamp,
     wait_quiet,
+    wsgi_request,
 )
 
 PATH = "/api/predict/iris/"
@@ -412,42 +412,13 @@ def full_stack(postgres: bool, rounds: int) -> dict:
     """CPU per request of POST /api/predict/iris/ through Django's WSGI handler
     (every middleware, the view, the model, the response closed as a server
     would), each log mode in blocks of STACK_BLOCK requests, interleaved."""
-    import io
-
     from django.conf import settings
-    from django.core.handlers.wsgi import WSGIHandler
 
     import monitoring.middleware
     from bench.buffered_writer import BufferedWriter
     from monitoring.requestlog import RequestLogWriter
 
-    app = WSGIHandler()
-    body = json.dumps(IRIS_BODY).encode()
-
-    def start_response(status: str, headers: list, exc_info=None) -> None:  # noqa: ANN001
-        if not status.startswith("200"):
-            raise RuntimeError(status)
-
-    def request() -> None:
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/api/predict/iris/",
-            "QUERY_STRING": "",
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "HTTP_HOST": "127.0.0.1",
-            "REMOTE_ADDR": "127.0.0.1",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-        }
-        response = app(environ, start_response)
-        for _ in response:
-            pass
-        response.close()  # runs after_response work, as gunicorn does
+    request = wsgi_request()
 
     modes = {  # mode: (MODELHUB_LOG_MODE, writer class)
         "off": ("off", RequestLogWriter),

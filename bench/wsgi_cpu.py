@@ -15,7 +15,6 @@ few µs between two checkouts can be resolved.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -31,41 +30,10 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.core.wsgi import get_wsgi_application
-
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from harness import IRIS_BODY
+    from harness import wsgi_request
 
-    app = get_wsgi_application()
-    body = json.dumps(IRIS_BODY).encode()
-
-    def call() -> None:
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/api/predict/iris/",
-            "QUERY_STRING": "",
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "HTTP_HOST": "127.0.0.1:8000",
-            "REMOTE_ADDR": "127.0.0.1",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-        }
-        statuses: list[str] = []
-        result = app(environ, lambda status, headers, *_: statuses.append(status))
-        b"".join(result)
-        if hasattr(result, "close"):
-            result.close()
-        if not statuses or not statuses[0].startswith("200"):
-            raise SystemExit(f"the request failed: {statuses}")
+    call = wsgi_request()
 
     # Warm for a few seconds: the model loaded, caches filled, and the
     # once-a-second work (guards, rollup) past its first, costlier, round.
