@@ -80,20 +80,22 @@ def set_policy(install: Install, statement: str) -> None:
     )
 
 
-@pytest.fixture
-def server(install, gunicorn_servers) -> Server:
-    started = start_gunicorn(
-        {
-            **install.env,
-            "MODELHUB_LOG_COMMIT_MS": "0",
-            # Every shadow predicted, none skipped: the counts are exact.
-            "MODELHUB_SHADOW_MAX_SHARE": "1.0",
-        },
-        install.run_dir,
-        workers=WORKERS,
-    )
+def start(install: Install, gunicorn_servers: list[Server], **env: str) -> Server:
+    """gunicorn with WORKERS workers on ``install``, ``env`` added."""
+    started = start_gunicorn({**install.env, **env}, install.run_dir, workers=WORKERS)
     gunicorn_servers.append(started)
     return started
+
+
+@pytest.fixture
+def server(install, gunicorn_servers) -> Server:
+    return start(
+        install,
+        gunicorn_servers,
+        MODELHUB_LOG_COMMIT_MS="0",
+        # Every shadow predicted, none skipped: the counts are exact.
+        MODELHUB_SHADOW_MAX_SHARE="1.0",
+    )
 
 
 def assert_answers_match_their_version(install: Install, answers: list[Answer]) -> None:
@@ -220,16 +222,12 @@ def test_a_shadow_that_ends_its_process_fails_only_its_own_rows(
     shadow process takes the next job; callers and the batch process never
     notice."""
     add_plugin_version(install, "ending_shadows", ENDS_ITS_PROCESS, "EndsOnLiveTraffic")
-    server = start_gunicorn(
-        {
-            **install.env,
-            "MODELHUB_LOG_COMMIT_MS": "0",
-            "MODELHUB_MAX_MODEL_CRASHES": "1000",
-        },
-        install.run_dir,
-        workers=WORKERS,
+    server = start(
+        install,
+        gunicorn_servers,
+        MODELHUB_LOG_COMMIT_MS="0",
+        MODELHUB_MAX_MODEL_CRASHES="1000",
     )
-    gunicorn_servers.append(server)
     set_policy(
         install,
         "rollouts.set_policy(model, PolicySpec(shadow=model.versions.get(number=3)))",
@@ -343,12 +341,7 @@ def test_a_candidate_failing_every_request_is_rolled_back_by_its_guard(
     failing_candidate_install, gunicorn_servers
 ):
     install = failing_candidate_install
-    server = start_gunicorn(
-        {**install.env, "MODELHUB_GUARD_CHECK_MS": "200"},
-        install.run_dir,
-        workers=WORKERS,
-    )
-    gunicorn_servers.append(server)
+    server = start(install, gunicorn_servers, MODELHUB_GUARD_CHECK_MS="200")
     install.shell(
         "from registry import rollouts\n"
         "from registry.rollouts import Guards, PolicySpec\n"
