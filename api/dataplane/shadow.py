@@ -84,9 +84,7 @@ class Budget:
         self._lock = threading.Lock()
 
     def allows(self) -> bool:
-        share = settings.MODELHUB_SHADOW_MAX_SHARE
-        with self._lock:
-            return self._decayed(time.monotonic()) < share * self._time_constant
+        return self.pause() == 0.0
 
     def pause(self) -> float | None:
         """Seconds until the budget allows again (0 when it does now); None
@@ -218,10 +216,7 @@ def execute(job: ShadowJob) -> None:
 
 def predicted(job: ShadowJob) -> LogEntry:
     """The job's log row, its shadow predicted."""
-    started = time.perf_counter()
-    entry = _predict(job)
-    entry.latency_ms = (time.perf_counter() - started) * 1000
-    return entry
+    return predicted_together([job])[0]
 
 
 def predicted_together(jobs: list[ShadowJob]) -> list[LogEntry]:
@@ -317,19 +312,6 @@ def _entry(job: ShadowJob) -> LogEntry:
         key_name=job.key_name,
         route=SHADOW,
     )
-
-
-def _predict(job: ShadowJob) -> LogEntry:
-    entry = _entry(job)
-    try:
-        loaded = serving.serve(job.ref, pinned=True)
-        data, entry.rows = decode(loaded, job)
-    except (*DOMAIN_ERRORS, RegistryError) as exc:
-        entry.status = status_for(exc)
-        entry.error_code = exc.code
-        return entry
-    _predict_decoded(entry, job, loaded, data)
-    return entry
 
 
 def _predict_decoded(
