@@ -54,10 +54,19 @@ class RequestLog(models.Model):
     shadow_diff = models.FloatField(null=True, blank=True)
     served_sum = models.FloatField(null=True, blank=True)
     served_sq_sum = models.FloatField(null=True, blank=True)
+    # What was predicted, kept so ground-truth feedback can be joined
+    # (monitoring.kept): a JSON array of the first rows' values, within
+    # MODELHUB_LOG_PREDICTIONS_BYTES; the ids the request named its rows by;
+    # and the rows past the cap, which no feedback can reach.
+    predictions = models.TextField(null=True, blank=True)
+    row_ids = models.TextField(null=True, blank=True)
+    unjoinable = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "api_requestlog"
         indexes = [
+            # Feedback names its request by id; so does the admin's search.
+            models.Index(fields=["request_id"], name="requestlog_request_id"),
             models.Index(
                 fields=["slug", "version", "created_at"], name="requestlog_slug_time"
             ),
@@ -106,6 +115,8 @@ class RequestStat(models.Model):
     shadow_diff = models.FloatField(default=0.0, db_default=0.0)
     served_sum = models.FloatField(default=0.0, db_default=0.0)
     served_sq_sum = models.FloatField(default=0.0, db_default=0.0)
+    # Rows predicted but past the kept predictions' cap (RequestLog.unjoinable).
+    unjoinable = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "api_requeststat"
@@ -177,3 +188,49 @@ class ReplayReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slug} v{self.version} replay {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Feedback(models.Model):
+    """The true label of one predicted row, joined to what a version predicted
+    for it: one row per log row (the client's, and a shadow's) and row index.
+
+    What was predicted, by which version and route and when, is copied from
+    the log row when the label arrives, so quality over a window reads this
+    table alone (on its (slug, version, predicted_at) index) and outlives the
+    log's pruning. Sending a label again replaces it.
+    """
+
+    log_id = models.BigIntegerField(help_text="The RequestLog row it joins.")
+    row = models.PositiveIntegerField(help_text="The row's index in its request.")
+    slug = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    route = models.CharField(max_length=10)
+    request_id = models.CharField(max_length=128)
+    predicted_at = models.DateTimeField(help_text="When the request was served.")
+    received_at = models.DateTimeField(help_text="When the label last arrived.")
+    # Labels compared as str(label), as probabilities are keyed; a regressor's
+    # true value and its error as numbers.
+    label = models.TextField()
+    predicted = models.TextField()
+    error = models.FloatField(
+        null=True, blank=True, help_text="Regressors: predicted minus true."
+    )
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        constraints = [
+            models.UniqueConstraint(fields=["log_id", "row"], name="feedback_row")
+        ]
+        indexes = [
+            models.Index(
+                fields=["slug", "version", "predicted_at"], name="feedback_window"
+            ),
+            models.Index(fields=["request_id"], name="feedback_request_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slug} v{self.version} {self.request_id}[{self.row}]"
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.error is not None else self.label == self.predicted

@@ -69,6 +69,14 @@ class MLModel(models.Model):
         "against another version (manage.py replay). Bodies may hold personal "
         "data: keep this off unless you need it.",
     )
+    keep_predictions = models.BooleanField(
+        default=True,
+        db_default=True,
+        help_text="Keep what each request was answered (the predicted labels or "
+        "numbers, capped at MODELHUB_LOG_PREDICTIONS_BYTES) so ground-truth "
+        "feedback (POST /api/feedback/<slug>/) can be joined to it for live "
+        "accuracy or error. Off: no feedback is accepted for its requests.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
