@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import logcontext, metrics
+from .kept import keep
 from .record import REFUSAL_CODES, PredictionRecord, attach
 from .requestlog import LogEntry, sanitize_payload, writer
 
@@ -91,7 +92,7 @@ def _entry(
 ) -> LogEntry:
     code = record.error_code or (f"http_{status}" if status >= 400 else "")
     body = record.body
-    return LogEntry(
+    entry = LogEntry(
         created_at=timezone.now(),
         slug=record.slug[:100],
         version=record.version,
@@ -111,3 +112,8 @@ def _entry(
         batch_size=record.batch_size,
         route=record.route,
     )
+    if record.predictions is not None and status < 400:
+        kept = keep(record.predictions, record.ids, record.rows)
+        entry.predictions, entry.row_ids = kept.predictions, kept.row_ids
+        entry.unjoinable = kept.unjoinable
+    return entry

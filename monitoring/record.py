@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.http import HttpRequest
 
@@ -35,6 +36,10 @@ class PredictionRecord:
     error_code: str = ""
     private: bool = False  # the metrics label it by an opaque id
     capture: bool = False  # the model keeps request bodies (for replay)
+    # What the model answered and the rows' ids, when the model keeps its
+    # predictions for feedback (monitoring.kept serializes them for the log).
+    predictions: Any = None
+    ids: list[Any] | None = None
     key_name: str = ""  # the API key that called, never the key
     body: bytes | None = None
     request_id: str = ""

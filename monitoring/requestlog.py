@@ -62,6 +62,9 @@ class LogEntry:
     shadow_diff: float | None = None
     served_sum: float | None = None
     served_sq_sum: float | None = None
+    predictions: str | None = None
+    row_ids: str | None = None
+    unjoinable: int = 0
 
 
 LOG_COLUMNS = (
@@ -82,6 +85,9 @@ LOG_COLUMNS = (
     "shadow_diff",
     "served_sum",
     "served_sq_sum",
+    "predictions",
+    "row_ids",
+    "unjoinable",
 )
 # Rows per statement: well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -300,6 +306,9 @@ class RequestLogWriter:
                 e.shadow_diff,
                 e.served_sum,
                 e.served_sq_sum,
+                e.predictions,
+                e.row_ids,
+                e.unjoinable,
             )
             for e in batch
         ]

@@ -37,6 +37,7 @@ STAT_SUMS = (
     "shadow_diff",
     "served_sum",
     "served_sq_sum",
+    "unjoinable",
 )
 # Log rows folded per transaction: a backlog (after an outage) is folded a
 # batch at a time rather than in one long write.
@@ -57,6 +58,7 @@ _FOLDED = (
     "shadow_diff",
     "served_sum",
     "served_sq_sum",
+    "unjoinable",
 )
 # Requests for a slug that names no model (or a private one the caller may
 # not see) are folded under this one name, which no slug can be: a flood of
@@ -108,14 +110,16 @@ LoggedRow = tuple[
     int | None,
     str,
     tuple[float | None, float | None, float | None],
+    int,
 ]
 
 
 def sums(rows: Iterable[LoggedRow]) -> list:
     """Rollup rows for log rows given as (created_at, slug, version, status,
-    rows, latency_ms, batch_size, route, shadow comparison): key columns, then
-    count, rows, latency sum, requests batched, the sum of their batch sizes,
-    and the shadow comparison's three sums."""
+    rows, latency_ms, batch_size, route, shadow comparison, unjoinable rows):
+    key columns, then count, rows, latency sum, requests batched, the sum of
+    their batch sizes, the shadow comparison's three sums and the rows whose
+    predictions were not kept."""
     totals: dict[tuple[Any, ...], list[float]] = {}
     for (
         created_at,
@@ -127,12 +131,13 @@ def sums(rows: Iterable[LoggedRow]) -> list:
         batch,
         route,
         shadow,
+        unjoinable,
     ) in rows:
         error = status >= 400
         bucket = bucket_of(latency_ms)
         for resolution, start in _periods(created_at.replace(second=0, microsecond=0)):
             key = (resolution, start, slug, version or 0, route, error, bucket)
-            total = totals.setdefault(key, [0, 0, 0.0, 0, 0, 0.0, 0.0, 0.0])
+            total = totals.setdefault(key, [0, 0, 0.0, 0, 0, 0.0, 0.0, 0.0, 0])
             total[0] += 1
             total[1] += count
             total[2] += latency_ms
@@ -142,8 +147,10 @@ def sums(rows: Iterable[LoggedRow]) -> list:
             for offset, value in enumerate(shadow):
                 if value is not None:
                     total[5 + offset] += value
+            total[8] += unjoinable
     return [
         (*k, int(v[0]), int(v[1]), v[2], int(v[3]), int(v[4]), v[5], v[6], v[7])
+        + (int(v[8]),)
         for k, v in totals.items()
     ]
 
@@ -155,7 +162,19 @@ def _bucketed(row: tuple[Any, ...]) -> LoggedRow:
     if code == "unknown_model":
         slug = UNKNOWN_MODELS
     shadow = (row[10], row[11], row[12])
-    return created_at, slug, version, status, count, latency_ms, batch, route, shadow
+    unjoinable = row[13] or 0
+    return (
+        created_at,
+        slug,
+        version,
+        status,
+        count,
+        latency_ms,
+        batch,
+        route,
+        shadow,
+        unjoinable,
+    )
 
 
 def catch_up(limit: int = BATCH) -> int:

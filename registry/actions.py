@@ -131,6 +131,8 @@ def create_model(
     private: bool = False,
     batch_max_rows: int = batching.OFF,
     batch_max_wait_ms: float = batching.DEFAULT_WAIT_MS,
+    capture_payloads: bool = False,
+    keep_predictions: bool = True,
 ) -> MLModel:
     """A route with no version yet (the REST API's create; uploads add versions)."""
     check_slug(slug)
@@ -144,6 +146,8 @@ def create_model(
                 private=private,
                 batch_max_rows=batch_max_rows,
                 batch_max_wait_ms=batch_max_wait_ms,
+                capture_payloads=capture_payloads,
+                keep_predictions=keep_predictions,
             )
             changes.announce()
             return model
@@ -403,6 +407,7 @@ def update_model(
     batch_max_rows: int | None = None,
     batch_max_wait_ms: float | None = None,
     capture_payloads: bool | None = None,
+    keep_predictions: bool | None = None,
 ) -> MLModel:
     """Change a model's name, description, privacy, slug, batching or payload
     capture (all but the first two are what routing serves). ``None`` keeps
@@ -414,6 +419,8 @@ def update_model(
     }
     if capture_payloads is not None:
         fields["capture_payloads"] = capture_payloads
+    if keep_predictions is not None:
+        fields["keep_predictions"] = keep_predictions
     if slug is not None:
         check_slug(slug)
         fields["slug"] = slug

@@ -150,6 +150,16 @@ class MLModelAdmin(admin.ModelAdmin):
             },
         ),
         (
+            "Feedback",
+            {
+                "fields": ["keep_predictions"],
+                "description": "Ground-truth labels sent to POST "
+                "/api/feedback/<slug>/ (or uploaded as CSV under Monitoring › "
+                "Feedback) are joined to what each request was answered, for "
+                "live accuracy or error per version on the dashboard.",
+            },
+        ),
+        (
             "Replay",
             {
                 "fields": ["capture_payloads"],
@@ -230,9 +240,10 @@ class MLModelAdmin(admin.ModelAdmin):
             "private": obj.private,
             "batch_max_rows": obj.batch_max_rows,
             "batch_max_wait_ms": obj.batch_max_wait_ms,
+            "capture_payloads": obj.capture_payloads,
+            "keep_predictions": obj.keep_predictions,
         }
         if change:
-            fields["capture_payloads"] = obj.capture_payloads
             actions.update_model(obj, **fields)
         else:
             created = actions.create_model(**fields)

@@ -42,6 +42,8 @@ class VersionRef:
     batch_max_wait_ms: float = 0.0
     # The route keeps request bodies for replay (MLModel.capture_payloads).
     capture_payloads: bool = False
+    # The route keeps what it answered, for feedback (MLModel.keep_predictions).
+    keep_predictions: bool = True
 
 
 @dataclass

@@ -36,7 +36,13 @@ from .models import MLModel, ModelVersion
 logger = logging.getLogger(__name__)
 
 # The route's own columns, then its version's: one row, one query.
-_ROUTE_FIELDS = ("private", "batch_max_rows", "batch_max_wait_ms", "capture_payloads")
+_ROUTE_FIELDS = (
+    "private",
+    "batch_max_rows",
+    "batch_max_wait_ms",
+    "capture_payloads",
+    "keep_predictions",
+)
 _VERSION_FIELDS = (
     "id",
     "number",
@@ -260,6 +266,7 @@ def _decoded(row: tuple[Any, ...]) -> tuple[Any, ...]:
     values = list(row)
     values[0] = bool(values[0])
     values[3] = bool(values[3])
+    values[4] = bool(values[4])
     for index in _JSON_COLUMNS:
         if isinstance(values[index], str):
             values[index] = json.loads(values[index])
@@ -365,8 +372,8 @@ def _version(slug: str, row: tuple[Any, ...]) -> VersionRef:
 
 def _ref(slug: str, row: tuple[Any, ...]) -> VersionRef:
     values = _decoded(row)
-    private, rows, wait_ms, capture, vid, num, sha, file_name = values[:8]
-    fmt, kind, schema, classes = values[8:12]
+    private, rows, wait_ms, capture, keep, vid, num, sha, file_name = values[:9]
+    fmt, kind, schema, classes = values[9:13]
     return VersionRef(
         id=vid,
         slug=slug,
@@ -381,4 +388,5 @@ def _ref(slug: str, row: tuple[Any, ...]) -> VersionRef:
         batch_max_rows=rows,
         batch_max_wait_ms=wait_ms,
         capture_payloads=capture,
+        keep_predictions=keep,
     )

@@ -92,6 +92,7 @@ def model_detail(model: MLModel) -> dict[str, Any]:
         "batch_max_rows": model.batch_max_rows,
         "batch_max_wait_ms": model.batch_max_wait_ms,
         "capture_payloads": model.capture_payloads,
+        "keep_predictions": model.keep_predictions,
         "aliases": [
             {"name": name, "version": number}
             for name, number in model.aliases.order_by("name").values_list(

@@ -83,6 +83,7 @@ class ModelChange:
     private: bool | None
     batching: dict[str, Any]  # the settings sent; those left out are kept
     capture_payloads: bool | None = None
+    keep_predictions: bool | None = None
 
 
 MODEL_FIELDS = (
@@ -92,6 +93,7 @@ MODEL_FIELDS = (
     "private",
     *batching.FIELDS,
     "capture_payloads",
+    "keep_predictions",
 )
 
 
@@ -115,11 +117,8 @@ def read_model_change(data: Any) -> ModelChange:
     private = data.get("private")
     if "private" in data and type(private) is not bool:
         raise InvalidField("'private' must be true or false.", field="private")
-    capture = data.get("capture_payloads")
-    if "capture_payloads" in data and type(capture) is not bool:
-        raise InvalidField(
-            "'capture_payloads' must be true or false.", field="capture_payloads"
-        )
+    capture = _flag(data, "capture_payloads")
+    keep = _flag(data, "keep_predictions")
 
     def given(field: str, max_length: int = 0) -> str | None:
         return _text(data, field, max_length=max_length) if field in data else None
@@ -131,7 +130,16 @@ def read_model_change(data: Any) -> ModelChange:
         private=private,
         batching=_batching(data),
         capture_payloads=capture,
+        keep_predictions=keep,
     )
+
+
+def _flag(data: dict[str, Any], field: str) -> bool | None:
+    """A boolean field of the body; None when left out."""
+    value = data.get(field)
+    if field in data and type(value) is not bool:
+        raise InvalidField(f"'{field}' must be true or false.", field=field)
+    return value
 
 
 def edit_model(*, slug: str, change: ModelChange) -> MLModel:
@@ -147,6 +155,7 @@ def edit_model(*, slug: str, change: ModelChange) -> MLModel:
         private=model.private if change.private is None else change.private,
         slug=None if change.slug in (None, model.slug) else change.slug,
         capture_payloads=change.capture_payloads,
+        keep_predictions=change.keep_predictions,
         **change.batching,
     )
 

@@ -199,6 +199,9 @@ def infer(
     if record is not None:
         record.rows = model_input.rows
         record.model_ms = inference.predict_ms
+        if loaded.ref.keep_predictions:
+            record.predictions = predictions
+            record.ids = getattr(model_input, "ids", None)
         if inference.shadow is not None:
             record.after = partial(
                 shadow.run, inference.shadow, decoder, predictions, record

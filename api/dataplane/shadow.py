@@ -34,6 +34,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from monitoring import metrics
+from monitoring.kept import keep
 from monitoring.record import PredictionRecord
 from monitoring.requestlog import LogEntry, writer
 from registry import serving
@@ -331,8 +332,13 @@ def _predict_decoded(
 
 
 def _compared(entry: LogEntry, job: ShadowJob, predictions: Any) -> None:
+    """The shadow's answer against the served one, and kept for feedback:
+    a label sent later scores the shadow as well as what was served."""
     diff, total, squares = compare(job.ref.kind, job.served, predictions)
     entry.shadow_diff, entry.served_sum, entry.served_sq_sum = diff, total, squares
+    if job.ref.keep_predictions:
+        kept = keep(predictions, None, entry.rows)
+        entry.predictions, entry.unjoinable = kept.predictions, kept.unjoinable
 
 
 def decode(loaded: LoadedModel, job: ShadowJob) -> tuple[Any, int]:

@@ -215,6 +215,7 @@ def test_create_model_returns_201_with_the_model_and_its_location(api, staff):
         "batch_max_rows": 0,
         "batch_max_wait_ms": 2.0,
         "capture_payloads": False,
+        "keep_predictions": True,
         "aliases": [],
         "policy": None,
     }
