@@ -230,6 +230,8 @@ REGISTRY_STATUS: dict[type[registry.RegistryError], int] = {
 
 MONITORING_STATUS: dict[type[monitoring.MonitoringError], int] = {
     monitoring.InvalidSince: status.HTTP_400_BAD_REQUEST,
+    monitoring.InvalidFeedback: status.HTTP_400_BAD_REQUEST,
+    monitoring.TooManyLabels: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
 }
 _DOMAIN_STATUS: dict[type[Exception], int] = {**REGISTRY_STATUS, **MONITORING_STATUS}
 DOMAIN_ERRORS = (ApiError, registry.RegistryError, monitoring.MonitoringError)

@@ -370,6 +370,16 @@ MODELHUB_LOG_CLIENT = env_bool("MODELHUB_LOG_CLIENT", False)
 # Payload capture is opt-in and capped.
 MODELHUB_LOG_PAYLOADS = env_bool("MODELHUB_LOG_PAYLOADS", False)
 MODELHUB_LOG_PAYLOAD_BYTES = env_int("MODELHUB_LOG_PAYLOAD_BYTES", 4096, minimum=1)
+# What each request was answered, kept for feedback (MLModel.keep_predictions):
+# the rows past this many bytes of JSON are counted as unjoinable.
+MODELHUB_LOG_PREDICTIONS_BYTES = env_int(
+    "MODELHUB_LOG_PREDICTIONS_BYTES", 16_384, minimum=16
+)
+# The Prometheus quality gauges (modelhub_quality_*) cover the rows predicted
+# in this many last minutes.
+MODELHUB_QUALITY_WINDOW_MINUTES = env_int(
+    "MODELHUB_QUALITY_WINDOW_MINUTES", 1440, minimum=1
+)
 MODELHUB_LOG_RETENTION_DAYS = env_int("MODELHUB_LOG_RETENTION_DAYS", 30, minimum=1)
 # How often a worker folds new log rows into the dashboard's rollup
 # (monitoring.rollup); the dashboard, the stats API and prunelogs catch up

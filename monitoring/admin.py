@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
+from . import admin_feedback  # noqa: F401 - registers FeedbackAdmin
 from .models import ReplayReport
 
 

@@ -18,3 +18,16 @@ class InvalidSince(MonitoringError):
     outside the longest window (in the future, or over a century ago)."""
 
     code = "invalid_since"
+
+
+class InvalidFeedback(MonitoringError):
+    """A feedback body that is wrong as a whole: not one of the three shapes,
+    a field of the wrong type, labels and ids of different lengths."""
+
+    code = "invalid_feedback"
+
+
+class TooManyLabels(MonitoringError):
+    """More labels in one feedback body than MODELHUB_MAX_ROWS."""
+
+    code = "too_many_rows"

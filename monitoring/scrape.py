@@ -8,6 +8,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
+from . import model_gauges
+
 
 def metrics(request: HttpRequest) -> HttpResponse:
     """A scrape sends the token as ``Authorization: Bearer <token>``."""
@@ -27,4 +29,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
             )
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-    return ExportToDjangoView(request)
+    response = ExportToDjangoView(request)
+    response.content += model_gauges.exposition()
+    return response

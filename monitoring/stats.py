@@ -20,6 +20,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from . import quality
 from .exceptions import InvalidSince
 from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
@@ -122,6 +123,7 @@ class _Counter:
         "shadow_diff",
         "served_sum",
         "served_sq_sum",
+        "unjoinable",
     )
 
     def __init__(self) -> None:
@@ -136,6 +138,7 @@ class _Counter:
         self.shadow_diff = 0.0
         self.served_sum = 0.0
         self.served_sq_sum = 0.0
+        self.unjoinable = 0
 
     def add(
         self,
@@ -148,6 +151,7 @@ class _Counter:
         batched: int = 0,
         batch_size_sum: int = 0,
         shadow: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        unjoinable: int = 0,
     ) -> None:
         self.requests += count
         self.errors += count if error else 0
@@ -157,6 +161,7 @@ class _Counter:
         self.shadow_diff += shadow[0]
         self.served_sum += shadow[1]
         self.served_sq_sum += shadow[2]
+        self.unjoinable += unjoinable
         self.latency_sum += latency
         self.histogram[bucket] += count
         self.batched += batched
@@ -217,6 +222,7 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
             d=Sum("shadow_diff"),
             t=Sum("served_sum"),
             q=Sum("served_sq_sum"),
+            u=Sum("unjoinable"),
         )
         .order_by()
     )
@@ -230,7 +236,7 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     )
     for row in grouped:
         slug, version, route, error, bucket, count, rows, latency = row[:8]
-        batched, size, *shadow = row[8:]
+        batched, size, diff, served, squares, unjoinable = row[8:]
         counters = [per_route[slug, version][route]]
         if route != SHADOW:
             counters += [totals, per_model[slug], per_version[slug][version]]
@@ -246,9 +252,12 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
                 latency=latency,
                 batched=batched,
                 batch_size_sum=size,
-                shadow=(shadow[0] or 0.0, shadow[1] or 0.0, shadow[2] or 0.0),
+                shadow=(diff or 0.0, served or 0.0, squares or 0.0),
+                unjoinable=unjoinable or 0,
             )
     kinds = _shadow_kinds(per_route)
+    labelled = quality.by_route(since, until)
+    per_version_quality = quality.of_versions(labelled)
     models = []
     for slug in sorted(per_model):
         last = _last_requests(slug, list(per_version[slug]), since)
@@ -257,8 +266,17 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
                 "version": number or None,
                 **per_version[slug][number].as_dict(),
                 "last_request_at": last.get(number or None),
+                "quality": _quality_dict(
+                    per_version_quality.get((slug, number)),
+                    per_version[slug][number],
+                ),
                 "routes": {
-                    route: _route_dict(route, counter, kinds.get((slug, number), ""))
+                    route: {
+                        **_route_dict(route, counter, kinds.get((slug, number), "")),
+                        "quality": _quality_dict(
+                            labelled.get((slug, number, route)), counter
+                        ),
+                    }
                     for route, counter in sorted(per_route[slug, number].items())
                 },
             }
@@ -285,6 +303,14 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
         },
         "models": models,
     }
+
+
+def _quality_dict(found: quality.Quality | None, counter: _Counter) -> dict[str, Any]:
+    """Labels against the rows the version answered in the window: coverage
+    is labelled / predicted; unjoinable rows were past the kept cap."""
+    shown = (found or quality.Quality()).as_dict(predicted_rows=counter.ok_rows)
+    shown["unjoinable"] = counter.unjoinable
+    return shown
 
 
 def _route_dict(route: str, counter: _Counter, kind: str) -> dict[str, Any]:

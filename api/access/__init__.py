@@ -46,6 +46,8 @@ __all__ = [
     "authenticate",
     "authenticate_header",
     "authorize",
+    "authorize_feedback",
+    "authorize_model",
     "is_authenticated",
     "key_of",
     "require_token",
@@ -134,20 +136,37 @@ def require_token(request: HttpRequest | Request) -> None:
 
 def authorize(request: HttpRequest | Request, ref: VersionRef) -> None:
     """May this caller be answered by ``ref``'s model? Raise if not."""
+    authorize_model(request, ref.slug, private=ref.private)
+
+
+def authorize_model(
+    request: HttpRequest | Request, slug: str, *, private: bool
+) -> None:
+    """May this caller predict on model ``slug`` (and so send its feedback)?"""
     grant = key_of(request)
     if grant is not None:
-        if grant.may_predict(ref.slug, private=ref.private):
+        if grant.may_predict(slug, private=private):
             return
-        if ref.private:
-            raise unknown_model(ref.slug)
-        raise OutOfScope(f"This API key may not call model '{ref.slug}'.")
+        if private:
+            raise unknown_model(slug)
+        raise OutOfScope(f"This API key may not call model '{slug}'.")
     user = request.user
-    if ref.private:
+    if private:
         if user is not None and user.is_authenticated:
-            if user.is_staff or grants.granted(user, ref.slug):
+            if user.is_staff or grants.granted(user, slug):
                 return
-        raise unknown_model(ref.slug)
+        raise unknown_model(slug)
     require_token(request)
+
+
+def authorize_feedback(request: HttpRequest | Request, slug: str) -> None:
+    """The caller that may predict on ``slug`` may send its feedback; a model
+    it may not see is an unknown slug, as on the prediction path."""
+    private = MLModel.objects.filter(slug=slug).values_list("private", flat=True)
+    found = list(private[:1])
+    if not found:
+        raise unknown_model(slug)
+    authorize_model(request, slug, private=found[0])
 
 
 def unknown_model(slug: str) -> UnknownModel:

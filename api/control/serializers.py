@@ -25,6 +25,11 @@ CAPTURE_HELP = (
     "MODELHUB_LOG_PAYLOAD_BYTES), so `manage.py replay` can predict the "
     "traffic again with another version."
 )
+KEEP_HELP = (
+    "Keep what each request was answered (capped at "
+    "MODELHUB_LOG_PREDICTIONS_BYTES), so ground-truth labels sent to POST "
+    "/api/feedback/<slug>/ are joined to it for live quality; on by default."
+)
 BATCH_ROWS_HELP = (
     "Adaptive batching: 0 = off; 2 to 1024 = single- and few-row requests to "
     "the same version that arrive within batch_max_wait_ms are predicted in one "
@@ -57,6 +62,7 @@ class ModelDetailSerializer(ModelSummarySerializer):
     batch_max_rows = serializers.IntegerField(help_text=BATCH_ROWS_HELP)
     batch_max_wait_ms = serializers.FloatField(help_text=BATCH_WAIT_HELP)
     capture_payloads = serializers.BooleanField(help_text=CAPTURE_HELP)
+    keep_predictions = serializers.BooleanField(help_text=KEEP_HELP)
     aliases = serializers.ListField(
         child=serializers.DictField(),
         help_text='[{"name": "champion", "version": 2}]: POST '
@@ -91,7 +97,17 @@ class CountersSerializer(serializers.Serializer):
     )
 
 
+QUALITY_HELP = (
+    "Ground-truth feedback joined to the rows predicted in the window: "
+    '{"labelled": n, "coverage": labelled / predicted rows, "accuracy": x, '
+    '"f1_macro": x} (labels compared as text) or, for regressors, {"labelled", '
+    '"coverage", "mae", "rmse"}; "unjoinable": rows past the kept predictions\' '
+    "cap (MODELHUB_LOG_PREDICTIONS_BYTES)."
+)
+
+
 class RouteStatsSerializer(CountersSerializer):
+    quality = serializers.JSONField(help_text=QUALITY_HELP)
     comparison = serializers.JSONField(
         required=False,
         help_text='shadow only: {"rows": n, "agreement": share of labels equal '
@@ -104,6 +120,9 @@ class RouteStatsSerializer(CountersSerializer):
 class VersionStatsSerializer(CountersSerializer):
     version = serializers.IntegerField(allow_null=True)
     last_request_at = serializers.DateTimeField(allow_null=True)
+    quality = serializers.JSONField(
+        help_text=QUALITY_HELP + " Over what clients were served (not the shadow)."
+    )
     routes = serializers.DictField(
         child=RouteStatsSerializer(),
         help_text="The same counters per route: active, candidate (a traffic "
@@ -228,6 +247,7 @@ class ModelEditSerializer(serializers.Serializer):
         required=False, max_value=100, help_text=BATCH_WAIT_HELP
     )
     capture_payloads = serializers.BooleanField(required=False, help_text=CAPTURE_HELP)
+    keep_predictions = serializers.BooleanField(required=False, help_text=KEEP_HELP)
 
 
 class HistoryEntrySerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from .feedback import FeedbackView
 from .views import PredictView
 
 # Django tries patterns in order: the root URLconf puts these first, outside
@@ -18,4 +19,5 @@ urlpatterns = [
         PredictView.as_view(),
         name="predict-alias",
     ),
+    path("api/feedback/<slug:slug>/", FeedbackView.as_view(), name="feedback"),
 ]

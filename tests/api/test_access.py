@@ -288,6 +288,13 @@ class Endpoint:
 
 SLUGGED = {
     "predict": Endpoint("POST", "/api/predict/{slug}/", PREDICT, {"data": IRIS_ROW}),
+    # Whoever may predict on a model may send its feedback.
+    "feedback": Endpoint(
+        "POST",
+        "/api/feedback/{slug}/",
+        PREDICT,
+        {"request_id": "access-table", "labels": ["setosa"]},
+    ),
     "v2_infer": Endpoint("POST", "/v2/models/{slug}/infer", CALLS, V2_BODY, True),
     "v2_metadata": Endpoint("GET", "/v2/models/{slug}", CALLS, v2=True),
     "v2_ready": Endpoint("GET", "/v2/models/{slug}/ready", CALLS, v2=True),

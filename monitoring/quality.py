@@ -1,0 +1,167 @@
+"""Live quality per version and route, from the labels joined so far
+(monitoring.feedback): accuracy and macro-F1 where labels are compared,
+MAE and RMSE for regressors.
+
+A window holds the rows *predicted* in it, whenever their labels arrived:
+quality is the model's at the time it answered. Classifiers are read as a
+confusion count per (label, predicted) pair, so macro-F1 is sklearn's
+``f1_score(average="macro")`` over the labels either side saw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Abs
+
+from .models import Feedback
+
+SHADOW = "shadow"
+
+
+@dataclass
+class Quality:
+    """What the labels of one (version, route), or of a version's client
+    routes together, say."""
+
+    labelled: int = 0
+    confusion: dict[tuple[str, str], int] = field(default_factory=dict)
+    regressed: int = 0
+    abs_error: float = 0.0
+    sq_error: float = 0.0
+
+    def add(self, other: Quality) -> None:
+        self.labelled += other.labelled
+        for pair, count in other.confusion.items():
+            self.confusion[pair] = self.confusion.get(pair, 0) + count
+        self.regressed += other.regressed
+        self.abs_error += other.abs_error
+        self.sq_error += other.sq_error
+
+    def as_dict(self, predicted_rows: int | None = None) -> dict[str, Any]:
+        found: dict[str, Any] = {"labelled": self.labelled}
+        if predicted_rows is not None:
+            found["coverage"] = (
+                round(self.labelled / predicted_rows, 4) if predicted_rows else None
+            )
+        if self.regressed:
+            found["mae"] = round(self.abs_error / self.regressed, 6)
+            found["rmse"] = round(math.sqrt(self.sq_error / self.regressed), 6)
+        elif self.confusion:
+            found["accuracy"] = round(self.accuracy(), 4)
+            found["f1_macro"] = round(self.f1_macro(), 4)
+        return found
+
+    def accuracy(self) -> float:
+        total = sum(self.confusion.values())
+        right = sum(
+            n for (label, predicted), n in self.confusion.items() if label == predicted
+        )
+        return right / total if total else 0.0
+
+    def f1_macro(self) -> float:
+        classes = {c for pair in self.confusion for c in pair}
+        if not classes:
+            return 0.0
+        scores = []
+        for c in classes:
+            tp = self.confusion.get((c, c), 0)
+            fp = sum(n for (lab, pred), n in self.confusion.items() if pred == c) - tp
+            fn = sum(n for (lab, pred), n in self.confusion.items() if lab == c) - tp
+            scores.append(2 * tp / (2 * tp + fp + fn))
+        return sum(scores) / len(scores)
+
+
+TEXT = TextField()
+Key = tuple[str, int, str]  # slug, version, route
+
+
+def by_route(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> dict[Key, Quality]:
+    """Quality per (slug, version, route) of the rows predicted in the window."""
+    rows = _window(since, until, slug=slug, version=version)
+    found: dict[Key, Quality] = defaultdict(Quality)
+    # One query: compared rows grouped by their (label, predicted) pair,
+    # a regressor's rows by version and route alone (their pair is blank).
+    compared = Q(error__isnull=True)
+    grouped = (
+        rows.values_list(
+            "slug",
+            "version",
+            "route",
+            Case(When(compared, then=F("label")), default=Value(""), output_field=TEXT),
+            Case(
+                When(compared, then=F("predicted")),
+                default=Value(""),
+                output_field=TEXT,
+            ),
+        )
+        .annotate(
+            n=Count("id"),
+            r=Count("error"),
+            a=Sum(Abs("error")),
+            s=Sum(F("error") * F("error")),
+        )
+        .order_by()
+    )
+    for (
+        name,
+        number,
+        route,
+        label,
+        predicted,
+        count,
+        regressed,
+        absolute,
+        squares,
+    ) in grouped:
+        quality = found[name, number, route]
+        quality.labelled += count
+        if regressed:
+            quality.regressed += regressed
+            quality.abs_error += absolute or 0.0
+            quality.sq_error += squares or 0.0
+        if count > regressed:
+            quality.confusion[label, predicted] = count - regressed
+    return dict(found)
+
+
+def of_versions(per_route: dict[Key, Quality]) -> dict[tuple[str, int], Quality]:
+    """A version's quality over what clients were served (every route but
+    the shadow's)."""
+    found: dict[tuple[str, int], Quality] = defaultdict(Quality)
+    for (name, number, route), quality in per_route.items():
+        if route != SHADOW:
+            found[name, number].add(quality)
+    return dict(found)
+
+
+def _window(
+    since: datetime, until: datetime, *, slug: str | None, version: int | None
+) -> QuerySet[Feedback]:
+    where = Q(predicted_at__gte=since, predicted_at__lte=until)
+    if slug is not None:
+        where &= Q(slug=slug)
+    if version is not None:
+        where &= Q(version=version)
+    return Feedback.objects.filter(where)
