@@ -13,6 +13,9 @@
   ``postgres_unreachable`` says why it cannot be reached, if it cannot.
 - ``registered_site``: a throw-away site whose models are registered by a
   checkout's own ``manage.py loadmodel``.
+- ``bulk_load``: rows into a table with one executemany (SQLite) or COPY
+  (PostgreSQL); ``timed`` and ``queries_of``: first, best and median
+  milliseconds of repeated in-process calls, and the SQL queries of one.
 
 Every subprocess has a timeout and all traffic stays on 127.0.0.1.
 """
@@ -380,6 +383,70 @@ def scratch_postgres(name: str, template: str | None = None) -> Iterator[str]:
     finally:
         admin.execute(drop)
         admin.close()
+
+
+def bulk_load(model, columns: tuple[str, ...], rows: list[tuple], when: int) -> None:  # noqa: ANN001
+    """One executemany (SQLite) or COPY (PostgreSQL) in one transaction;
+    column ``when`` of every row is a datetime."""
+    from django.db import connection, transaction
+
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    names = ", ".join(quote(c) for c in columns)
+    connection.ensure_connection()
+    with transaction.atomic():
+        if connection.vendor == "sqlite":
+            adapt = connection.ops.adapt_datetimefield_value
+            connection.connection.executemany(
+                f"INSERT INTO {table} ({names}) "  # noqa: S608
+                f"VALUES ({', '.join('?' * len(columns))})",
+                ((*r[:when], adapt(r[when]), *r[when + 1 :]) for r in rows),
+            )
+        else:
+            with connection.connection.cursor() as cursor:
+                with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+
+
+def timed(fn, repeat: int) -> dict:  # noqa: ANN001
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    return {
+        "first_ms": round(samples[0], 1),
+        "best_ms": round(min(samples), 1),
+        "median_ms": round(statistics.median(samples), 1),
+        "samples_ms": [round(s, 1) for s in samples],
+    }
+
+
+def queries_of(fn) -> dict:  # noqa: ANN001
+    """Number of SQL queries of one call and the time spent in them."""
+    from django.db import connection
+
+    spent = []
+
+    def wrapper(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        t = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent.append(((time.perf_counter() - t) * 1000, sql))
+
+    t = time.perf_counter()
+    with connection.execute_wrapper(wrapper):
+        fn()
+    total = (time.perf_counter() - t) * 1000
+    slowest = sorted(spent, reverse=True)[:3]
+    return {
+        "total_ms": round(total, 1),
+        "queries": len(spent),
+        "sql_ms": round(sum(s for s, _ in spent), 1),
+        "slowest_sql": [{"ms": round(s, 1), "sql": q[:300]} for s, q in slowest],
+    }
 
 
 def manage(root: Path, env: dict[str, str], *command: str) -> str:

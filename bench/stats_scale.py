@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,10 +53,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
     RESULTS,
     ROOT,
+    bulk_load,
     machine,
     postgres_version,
+    queries_of,
     scratch_postgres,
     stamp,
+    timed,
     wait_quiet,
 )
 
@@ -185,30 +187,6 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
     return log_rows, rollup
 
 
-def bulk_load(model, columns: tuple[str, ...], rows: list[tuple], when: int) -> None:  # noqa: ANN001
-    """One executemany (SQLite) or COPY (PostgreSQL) in one transaction;
-    column ``when`` of every row is a datetime."""
-    from django.db import connection, transaction
-
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    names = ", ".join(quote(c) for c in columns)
-    connection.ensure_connection()
-    with transaction.atomic():
-        if connection.vendor == "sqlite":
-            adapt = connection.ops.adapt_datetimefield_value
-            connection.connection.executemany(
-                f"INSERT INTO {table} ({names}) "  # noqa: S608
-                f"VALUES ({', '.join('?' * len(columns))})",
-                ((*r[:when], adapt(r[when]), *r[when + 1 :]) for r in rows),
-            )
-        else:
-            with connection.connection.cursor() as cursor:
-                with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-
-
 def vacuum_analyze() -> None:
     """PostgreSQL only: what autovacuum does after a bulk load, done now."""
     from django.db import connection
@@ -258,46 +236,6 @@ def seed(n: int) -> dict:
     assert counts["log_rows"] == n, counts
     assert all(t["requests"] == n for t in per_resolution.values()), counts
     return {"timings": timings, "counts": counts, "now": now.isoformat()}
-
-
-def timed(fn, repeat: int) -> dict:  # noqa: ANN001
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return {
-        "first_ms": round(samples[0], 1),
-        "best_ms": round(min(samples), 1),
-        "median_ms": round(statistics.median(samples), 1),
-        "samples_ms": [round(s, 1) for s in samples],
-    }
-
-
-def queries_of(fn) -> dict:  # noqa: ANN001
-    """Number of SQL queries of one call and the time spent in them."""
-    from django.db import connection
-
-    spent = []
-
-    def wrapper(execute, sql, params, many, context):  # noqa: ANN001, ANN202
-        t = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            spent.append(((time.perf_counter() - t) * 1000, sql))
-
-    t = time.perf_counter()
-    with connection.execute_wrapper(wrapper):
-        fn()
-    total = (time.perf_counter() - t) * 1000
-    slowest = sorted(spent, reverse=True)[:3]
-    return {
-        "total_ms": round(total, 1),
-        "queries": len(spent),
-        "sql_ms": round(sum(s for s, _ in spent), 1),
-        "slowest_sql": [{"ms": round(s, 1), "sql": q[:300]} for s, q in slowest],
-    }
 
 
 def profile_of(fn) -> dict[str, list[str]]:  # noqa: ANN001
