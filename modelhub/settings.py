@@ -380,6 +380,17 @@ MODELHUB_LOG_PREDICTIONS_BYTES = env_int(
 MODELHUB_QUALITY_WINDOW_MINUTES = env_int(
     "MODELHUB_QUALITY_WINDOW_MINUTES", 1440, minimum=1
 )
+# Drift (monitoring.drift): a version uploaded without a reference sample
+# takes its first this many predicted rows as its baseline; a PSI at or over
+# WARN is flagged warn, at or over ALERT alert.
+MODELHUB_DRIFT_BASELINE_ROWS = env_int("MODELHUB_DRIFT_BASELINE_ROWS", 1000, minimum=10)
+MODELHUB_DRIFT_WARN = env_float("MODELHUB_DRIFT_WARN", 0.1)
+MODELHUB_DRIFT_ALERT = env_float("MODELHUB_DRIFT_ALERT", 0.25)
+if MODELHUB_DRIFT_ALERT < MODELHUB_DRIFT_WARN:
+    raise ImproperlyConfigured(
+        f"MODELHUB_DRIFT_ALERT={MODELHUB_DRIFT_ALERT} is below "
+        f"MODELHUB_DRIFT_WARN={MODELHUB_DRIFT_WARN}."
+    )
 MODELHUB_LOG_RETENTION_DAYS = env_int("MODELHUB_LOG_RETENTION_DAYS", 30, minimum=1)
 # How often a worker folds new log rows into the dashboard's rollup
 # (monitoring.rollup); the dashboard, the stats API and prunelogs catch up

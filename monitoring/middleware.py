@@ -11,7 +11,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import logcontext, metrics
+from . import drift_counts, logcontext, metrics
+from .drift_counts import Observed
 from .kept import keep
 from .record import REFUSAL_CODES, PredictionRecord, attach
 from .requestlog import LogEntry, sanitize_payload, writer
@@ -116,4 +117,18 @@ def _entry(
         kept = keep(record.predictions, record.ids, record.rows)
         entry.predictions, entry.row_ids = kept.predictions, kept.row_ids
         entry.unjoinable = kept.unjoinable
+    if record.observed is not None and status < 400:
+        version_id, names, data, predictions = record.observed
+        drift_counts.counter.note(
+            Observed(
+                entry.created_at,
+                version_id,
+                entry.slug,
+                entry.version or 0,
+                names,
+                data,
+                predictions,
+                entry.rows,
+            )
+        )
     return entry

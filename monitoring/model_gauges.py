@@ -1,10 +1,10 @@
-"""Gauges of how right the models are, read from the database at each
-scrape of /metrics (monitoring.scrape), over the last
-MODELHUB_QUALITY_WINDOW_MINUTES of predictions.
+"""Gauges of how right the models are and how far their inputs moved, read
+from the database at each scrape of /metrics (monitoring.scrape), over the
+last MODELHUB_QUALITY_WINDOW_MINUTES of predictions.
 
-Not per-worker metrics: quality comes from labels joined in the database,
-whichever worker served, so one query at scrape time is exact where a
-counter per process could not be.
+Not per-worker metrics: labels are joined and drift counts summed in the
+database, whichever worker served, so one query at scrape time is exact
+where a gauge per process could not be.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from registry.models import MLModel
 
-from . import quality
+from . import drift_stats, quality, stats
 from .metrics import model_label
 
 LABELS = ["model", "version", "route"]
@@ -58,11 +58,44 @@ class QualityCollector(Collector):
         yield from families.values()
 
 
+class DriftCollector(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        until = timezone.now()
+        minutes = settings.MODELHUB_QUALITY_WINDOW_MINUTES
+        since = until - timedelta(minutes=minutes)
+        slugs = dict(MLModel.objects.values_list("slug", "private"))
+        found = drift_stats.by_version(stats.window(since, until), set(slugs))
+        window = f" over the last {minutes} min of predictions."
+        features = GaugeMetricFamily(
+            "modelhub_drift_psi",
+            "Population stability index of a feature against the version's "
+            "drift reference" + window,
+            labels=["model", "version", "feature"],
+        )
+        predictions = GaugeMetricFamily(
+            "modelhub_drift_predictions_psi",
+            "Population stability index of the predictions against the "
+            "version's drift reference" + window,
+            labels=["model", "version"],
+        )
+        for (slug, number), drift in sorted(found.items()):
+            labels = [model_label(slug, private=slugs.get(slug, False)), str(number)]
+            for name, scored in drift["features"].items():
+                if scored["psi"] is not None:
+                    features.add_metric([*labels, name], scored["psi"])
+            scored = drift.get("predictions")
+            if scored and scored["psi"] is not None:
+                predictions.add_metric(labels, scored["psi"])
+        yield features
+        yield predictions
+
+
 def exposition() -> bytes:
     """The gauges in Prometheus' text format; nothing when the database
     cannot be read (the per-worker metrics are still worth scraping)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QualityCollector())
+    registry.register(DriftCollector())
     try:
         return generate_latest(registry)
     except DatabaseError:

@@ -234,3 +234,60 @@ class Feedback(models.Model):
     @property
     def correct(self) -> bool | None:
         return None if self.error is not None else self.label == self.predicted
+
+
+class DriftReference(models.Model):
+    """A version's drift reference: the bins fitted to a sample of its
+    training data given at upload, or to its first predicted rows (the
+    baseline), with each bin's share (monitoring.drift.Reference)."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload"
+        BASELINE = "baseline"
+
+    version = models.OneToOneField(
+        "registry.ModelVersion", on_delete=models.CASCADE, related_name="drift"
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    rows = models.PositiveIntegerField(help_text="Rows the bins were fitted to.")
+    bins = models.JSONField(help_text="monitoring.drift.Reference.as_dict()")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.version} drift reference ({self.source})"
+
+
+class DriftSample(models.Model):
+    """Predicted rows of a version with no reference yet, kept until there
+    are MODELHUB_DRIFT_BASELINE_ROWS of them to fit its baseline; then
+    deleted. One row per worker's batch of rows."""
+
+    version = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.CASCADE, related_name="+"
+    )
+    rows = models.PositiveIntegerField()
+    # {"columns": {name: [values]}, "predictions": [values] | null}
+    values = models.JSONField()
+    # When they were kept: the rows past the baseline's are counted at it.
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class DriftCount(models.Model):
+    """Live rows per period, version, feature and bin, at the rollup's three
+    resolutions. ``feature`` "" is the predictions."""
+
+    resolution = models.CharField(max_length=1, choices=RequestStat.Resolution.choices)
+    start = models.DateTimeField()
+    slug = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    feature = models.CharField(max_length=200)
+    bin = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["resolution", "start", "slug", "version", "feature", "bin"],
+                name="driftcount_key",
+            )
+        ]

@@ -40,6 +40,9 @@ class PredictionRecord:
     # predictions for feedback (monitoring.kept serializes them for the log).
     predictions: Any = None
     ids: list[Any] | None = None
+    # (version id, feature names, decoded input, predictions) of a request
+    # that predicted: counted into the version's drift bins after it.
+    observed: tuple[int, tuple[str, ...], Any, Any] | None = None
     key_name: str = ""  # the API key that called, never the key
     body: bytes | None = None
     request_id: str = ""

@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from registry.routing import reconnect_later
 
-from . import guards, metrics, rollup, writer_lock
+from . import drift_counts, guards, metrics, rollup, writer_lock
 from .commit_window import CommitWindow, commit_at_exit
 from .models import LogGap, RequestLog
 
@@ -156,14 +156,24 @@ class RequestLogWriter:
             )
 
     def close(self) -> int:
-        """The graceful exit: stop the window's thread, commit what waits."""
+        """The graceful exit: stop the window's thread, commit what waits
+        (and the drift counts not yet added)."""
         self._window.close()
-        return self.flush()
+        written = self.flush()
+        try:
+            drift_counts.counter.fold()
+        except Exception:  # an exit must not fail on a monitoring problem
+            logger.exception("drift counts not added at exit")
+        return written
 
     def _commit_window(self) -> bool:
-        """The window's commit; True when it failed (rows wait for a retry)."""
+        """The window's commit; True when it must run again in a second: the
+        commit failed (rows wait for a retry), or drift rows wait for a fold
+        this worker owes even if no request comes to trigger it."""
         self.flush()
-        return self._failing
+        if drift_counts.counter.waiting():
+            self._fold_now_and_then()
+        return self._failing or drift_counts.counter.waiting() > 0
 
     def _drop(self) -> None:
         self.dropped_total += 1
@@ -221,6 +231,7 @@ class RequestLogWriter:
         self._folded_at = now
         try:
             rollup.catch_up()
+            drift_counts.counter.fold()
         except DatabaseError as exc:
             reconnect_later()
             self._warn(exc)
@@ -283,6 +294,7 @@ class RequestLogWriter:
             self._shown = -1
             self._folded_at = float("-inf")
             self._guarded_at = float("-inf")
+        drift_counts.counter.reset()
 
     def _write(self, batch: list[LogEntry], drops: int, since: datetime | None) -> None:
         db = connections[DEFAULT_DB_ALIAS]

@@ -74,21 +74,33 @@ def placeholders(count: int, width: int) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _upsert_sql(count: int) -> str:
+def upsert_sql(
+    table_name: str,
+    key_columns: tuple[str, ...],
+    sum_columns: tuple[str, ...],
+    count: int,
+) -> str:
+    """Add ``count`` rows' sums to the rows of the same key (inserting new
+    keys): how every rollup-like table is written."""
     quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
-    table = quote(RequestStat._meta.db_table)
-    key = ", ".join(quote(c) for c in STAT_KEY)
-    sums = [quote(c) for c in STAT_SUMS]
+    table = quote(table_name)
+    key = ", ".join(quote(c) for c in key_columns)
+    sums = [quote(c) for c in sum_columns]
     return (
         f"INSERT INTO {table} ({key}, {', '.join(sums)}) "  # noqa: S608
-        f"VALUES {placeholders(count, len(STAT_KEY) + len(STAT_SUMS))} "
+        f"VALUES {placeholders(count, len(key_columns) + len(sum_columns))} "
         f"ON CONFLICT ({key}) DO UPDATE SET "
         + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
     )
 
 
+def _upsert_sql(count: int) -> str:
+    return upsert_sql(RequestStat._meta.db_table, STAT_KEY, STAT_SUMS, count)
+
+
 @functools.lru_cache(maxsize=16)
-def _periods(minute: datetime) -> tuple[tuple[str, Any], ...]:
+def periods(minute: datetime) -> tuple[tuple[str, Any], ...]:
+    """The minute, hour and day rows a minute's counts go to (adapted)."""
     # Every row of a minute shares these: adapting a datetime costs more than
     # the rest of a row's bookkeeping.
     adapt = connections[DEFAULT_DB_ALIAS].ops.adapt_datetimefield_value
@@ -135,7 +147,7 @@ def sums(rows: Iterable[LoggedRow]) -> list:
     ) in rows:
         error = status >= 400
         bucket = bucket_of(latency_ms)
-        for resolution, start in _periods(created_at.replace(second=0, microsecond=0)):
+        for resolution, start in periods(created_at.replace(second=0, microsecond=0)):
             key = (resolution, start, slug, version or 0, route, error, bucket)
             total = totals.setdefault(key, [0, 0, 0.0, 0, 0, 0.0, 0.0, 0.0, 0])
             total[0] += 1

@@ -20,7 +20,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import quality
+from . import drift_stats, quality
 from .exceptions import InvalidSince
 from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
@@ -85,7 +85,7 @@ def _ceil(moment: datetime, unit: timedelta) -> datetime:
     return floor if floor == moment else floor + unit
 
 
-def _window(since: datetime, until: datetime) -> Q:
+def window(since: datetime, until: datetime) -> Q:
     """Rollup rows covering [minute of since, until]: whole days, then whole
     hours, then minutes at the leading edge. A coarser row starting inside
     the window holds only requests inside it (until is now)."""
@@ -211,7 +211,7 @@ class _Counter:
 def summary(since: datetime, until: datetime) -> dict[str, Any]:
     """The /api/stats/ document for [since, until]."""
     grouped = (
-        RequestStat.objects.filter(_window(since, until))
+        RequestStat.objects.filter(window(since, until))
         .values_list("slug", "version", "route", "error", "bucket")
         .annotate(
             n=Sum("count"),
@@ -258,6 +258,7 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     kinds = _shadow_kinds(per_route)
     labelled = quality.by_route(since, until)
     per_version_quality = quality.of_versions(labelled)
+    drifts = drift_stats.by_version(window(since, until), set(per_model))
     models = []
     for slug in sorted(per_model):
         last = _last_requests(slug, list(per_version[slug]), since)
@@ -270,6 +271,7 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
                     per_version_quality.get((slug, number)),
                     per_version[slug][number],
                 ),
+                "drift": drifts.get((slug, number)),
                 "routes": {
                     route: {
                         **_route_dict(route, counter, kinds.get((slug, number), "")),

@@ -123,6 +123,14 @@ class VersionStatsSerializer(CountersSerializer):
     quality = serializers.JSONField(
         help_text=QUALITY_HELP + " Over what clients were served (not the shadow)."
     )
+    drift = serializers.JSONField(
+        allow_null=True,
+        help_text='{"reference": "baseline", "reference_rows": n, "rows": live '
+        'rows binned in the window, "features": {"<name>": {"psi": x, "status": '
+        '"ok" | "warn" | "alert" | "no_data"}} worst first, "predictions": '
+        '{"psi", "status"}}; while the baseline is collected, {"reference": '
+        '"baseline", "collecting": {"rows": n, "of": N}, ...}; null without.',
+    )
     routes = serializers.DictField(
         child=RouteStatsSerializer(),
         help_text="The same counters per route: active, candidate (a traffic "

@@ -202,6 +202,12 @@ def infer(
         if loaded.ref.keep_predictions:
             record.predictions = predictions
             record.ids = getattr(model_input, "ids", None)
+        record.observed = (
+            loaded.ref.id,
+            spec_for(loaded).names,
+            model_input.data,
+            predictions,
+        )
         if inference.shadow is not None:
             record.after = partial(
                 shadow.run, inference.shadow, decoder, predictions, record

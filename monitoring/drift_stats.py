@@ -1,0 +1,98 @@
+"""Drift per version over a window, as /api/stats/, the dashboard and the
+gauges show it: each feature's PSI against the version's reference, worst
+first, and the predictions'.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Q, Sum
+
+from . import drift_counts
+from .drift import Reference, psi, status
+from .models import DriftCount, DriftReference, DriftSample
+
+logger = logging.getLogger(__name__)
+
+Version = tuple[str, int]  # slug, number
+
+
+def by_version(window: Q, slugs: set[str]) -> dict[Version, dict[str, Any]]:
+    """Drift of every version of ``slugs`` with a reference (or a baseline
+    being collected), over the DriftCount rows ``window`` selects (the
+    rollup's window filter, monitoring.stats)."""
+    if not slugs:
+        return {}
+    try:
+        drift_counts.counter.fold()  # this process's rows, not yet folded
+    except DatabaseError as exc:
+        logger.warning("drift counts not brought up to date: %s", exc)
+    live: dict[Version, dict[str, dict[int, int]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    counted = (
+        DriftCount.objects.filter(window, slug__in=slugs)
+        .values_list("slug", "version", "feature", "bin")
+        .annotate(n=Sum("count"))
+        .order_by()
+    )
+    for slug, number, feature, index, count in counted:
+        live[slug, number][feature][index] = count
+    references = DriftReference.objects.filter(
+        version__model__slug__in=slugs
+    ).values_list("version__model__slug", "version__number", "source", "bins")
+    found: dict[Version, dict[str, Any]] = {}
+    for slug, number, source, bins in references:
+        found[slug, number] = scored(
+            Reference.from_dict(bins), source, live[slug, number]
+        )
+    waiting = (
+        DriftSample.objects.filter(version__model__slug__in=slugs)
+        .values_list("version__model__slug", "version__number")
+        .annotate(n=Sum("rows"))
+        .order_by()
+    )
+    for slug, number, rows in waiting:
+        found.setdefault((slug, number), collecting(rows))
+    return found
+
+
+def scored(
+    reference: Reference, source: str, live: dict[str, dict[int, int]]
+) -> dict[str, Any]:
+    """The window's PSI per feature (worst first) and for the predictions."""
+    warn, alert = settings.MODELHUB_DRIFT_WARN, settings.MODELHUB_DRIFT_ALERT
+
+    def score(bins: Any) -> dict[str, Any]:
+        counts = [live.get(bins.name, {}).get(i, 0) for i in range(bins.size)]
+        value = psi(bins.expected, counts)
+        shown = None if value is None else round(value, 4)
+        return {"psi": shown, "status": status(value, warn=warn, alert=alert)}
+
+    features = {bins.name: score(bins) for bins in reference.features}
+    ordered = sorted(features.items(), key=lambda item: -(item[1]["psi"] or -1.0))
+    rows = max((sum(c.values()) for c in live.values()), default=0)
+    return {
+        "reference": source,
+        "reference_rows": reference.rows,
+        "rows": rows,
+        "features": dict(ordered),
+        "predictions": score(reference.predictions)
+        if reference.predictions is not None
+        else None,
+    }
+
+
+def collecting(rows: int) -> dict[str, Any]:
+    """A version whose baseline is still being collected."""
+    return {
+        "reference": DriftReference.Source.BASELINE.value,
+        "collecting": {"rows": rows, "of": settings.MODELHUB_DRIFT_BASELINE_ROWS},
+        "features": {},
+        "predictions": None,
+    }
