@@ -160,3 +160,38 @@ def test_prunelogs_help_describes_dry_run_and_yes():
     assert "--dry-run" in text
     assert "--yes" in text
     assert "0d deletes every row" in " ".join(text.split())
+
+
+def test_prunelogs_deletes_drift_counts_and_labels_of_requests_before_the_window():
+    from monitoring.models import DriftCount, Feedback
+
+    now = timezone.now()
+    for i, age in enumerate((40, 35, 1)):
+        moment = now - timedelta(days=age)
+        DriftCount.objects.create(
+            resolution="m",
+            start=moment.replace(second=0, microsecond=0),
+            slug="iris",
+            version=1,
+            feature="petal width (cm)",
+            bin=2,
+            count=5,
+        )
+        Feedback.objects.create(
+            log_id=i,
+            row=0,
+            slug="iris",
+            version=1,
+            route="active",
+            request_id=f"r{i}",
+            predicted_at=moment,
+            received_at=now,
+            label="setosa",
+            predicted="setosa",
+        )
+
+    assert "drift counts: 2" in prunelogs("--older-than", "30d", "--dry-run")
+    out = prunelogs("--older-than", "30d")
+
+    assert "2 drift counts and 2 feedback labels" in out
+    assert (DriftCount.objects.count(), Feedback.objects.count()) == (1, 1)

@@ -13,7 +13,7 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from monitoring.exceptions import InvalidSince
-from monitoring.models import LogGap, RequestLog, RequestStat
+from monitoring.models import DriftCount, Feedback, LogGap, RequestLog, RequestStat
 from monitoring.stats import parse_since
 
 _BATCH = 10_000
@@ -76,16 +76,35 @@ def describe(cutoff: datetime) -> list[str]:
     gaps = LogGap.objects.filter(created_at__lt=cutoff).aggregate(
         n=Count("pk"), first=Min("created_at"), last=Max("created_at")
     )
-    return [
+    counts = DriftCount.objects.filter(start__lt=cutoff).aggregate(
+        n=Count("pk"), first=Min("start"), last=Max("start")
+    )
+    labels = Feedback.objects.filter(predicted_at__lt=cutoff).aggregate(
+        n=Count("pk"), first=Min("predicted_at"), last=Max("predicted_at")
+    )
+    found = [
         f"request-log rows: {_span(rows, first, last)}",
         f"rollup rows: {_span(stats['n'], stats['first'], stats['last'])}",
         f"log-gap notes: {_span(gaps['n'], gaps['first'], gaps['last'])}",
     ]
+    # Drift counts and labels exist only where they are used: named when
+    # there are some to delete.
+    if counts["n"]:
+        found.append(
+            f"drift counts: {_span(counts['n'], counts['first'], counts['last'])}"
+        )
+    if labels["n"]:
+        found.append(
+            "feedback labels (by when predicted): "
+            + _span(labels["n"], labels["first"], labels["last"])
+        )
+    return found
 
 
 class Command(BaseCommand):
     help = (
-        "Delete request-log rows, their rollups and log-gap notes older than a "
+        "Delete request-log rows, their rollups, drift counts, feedback labels "
+        "and log-gap notes older than a "
         "window (default: MODELHUB_LOG_RETENTION_DAYS days). A window shorter "
         "than a day (--older-than 0d deletes every row) needs --yes; "
         "--dry-run only says what would go."
@@ -135,7 +154,10 @@ class Command(BaseCommand):
         deleted = prune_log(cutoff)
         stats, _ = RequestStat.objects.filter(start__lt=cutoff).delete()
         gaps, _ = LogGap.objects.filter(created_at__lt=cutoff).delete()
+        counts, _ = DriftCount.objects.filter(start__lt=cutoff).delete()
+        labels, _ = Feedback.objects.filter(predicted_at__lt=cutoff).delete()
         self.stdout.write(
             f"deleted {deleted} request-log rows, {stats} rollup rows and {gaps} "
-            f"log-gap notes older than {cutoff:{_STAMP}} UTC"
+            f"log-gap notes older than {cutoff:{_STAMP}} UTC; {counts} drift "
+            f"counts and {labels} feedback labels of requests before it"
         )
