@@ -59,7 +59,6 @@ from stats_scale import DAYS, MODELS, OUTCOMES, vacuum_analyze  # noqa: E402
 
 TARGET_MS = 1000
 URL = "/admin/monitoring/requestlog/"
-EXTRA_COLUMNS = ("predictions", "row_ids", "unjoinable")
 KEPT_PREDICTIONS = 20  # values kept per request; the rest are "unjoinable"
 LABELS = ("setosa", "versicolor", "virginica")
 # (share of requests to a known model, route) beside stats_scale's pinning.
@@ -71,7 +70,7 @@ SEARCHED = "searched-request-id"
 
 
 def generate(n: int, now):  # noqa: ANN001, ANN201
-    """Log rows as tuples in LOG_COLUMNS + EXTRA_COLUMNS order, time-ascending."""
+    """Log rows as tuples in LOG_COLUMNS order, time-ascending."""
     from datetime import timedelta
 
     import numpy as np
@@ -171,7 +170,7 @@ def seed(n: int) -> dict:
     rows = generate(n, timezone.now())
     timings["generate_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    bulk_load(RequestLog, LOG_COLUMNS + EXTRA_COLUMNS, rows, when=0)
+    bulk_load(RequestLog, LOG_COLUMNS, rows, when=0)
     timings["insert_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     vacuum_analyze()

@@ -385,9 +385,11 @@ def scratch_postgres(name: str, template: str | None = None) -> Iterator[str]:
         admin.close()
 
 
-def bulk_load(model, columns: tuple[str, ...], rows: list[tuple], when: int) -> None:  # noqa: ANN001
+def bulk_load(
+    model, columns: tuple[str, ...], rows: list[tuple], when: int | tuple[int, ...]
+) -> None:  # noqa: ANN001, E501
     """One executemany (SQLite) or COPY (PostgreSQL) in one transaction;
-    column ``when`` of every row is a datetime."""
+    column ``when`` (or each of them) of every row is a datetime."""
     from django.db import connection, transaction
 
     quote = connection.ops.quote_name
@@ -397,10 +399,19 @@ def bulk_load(model, columns: tuple[str, ...], rows: list[tuple], when: int) -> 
     with transaction.atomic():
         if connection.vendor == "sqlite":
             adapt = connection.ops.adapt_datetimefield_value
+            dates = (when,) if isinstance(when, int) else when
+            adapted = (
+                ((*r[:when], adapt(r[when]), *r[when + 1 :]) for r in rows)
+                if isinstance(when, int)
+                else (
+                    tuple(adapt(v) if i in dates else v for i, v in enumerate(r))
+                    for r in rows
+                )
+            )
             connection.connection.executemany(
                 f"INSERT INTO {table} ({names}) "  # noqa: S608
                 f"VALUES ({', '.join('?' * len(columns))})",
-                ((*r[:when], adapt(r[when]), *r[when + 1 :]) for r in rows),
+                adapted,
             )
         else:
             with connection.connection.cursor() as cursor:

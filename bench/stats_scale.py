@@ -33,6 +33,19 @@ One extra call of each records the number of SQL queries and time spent in
 them; cases slower than 100 ms are profiled with cProfile (in the JSON, and
 the top own-time functions in the Markdown).
 
+Quality and drift (issue 20) are seeded with them:
+
+- ``--feedback`` (100,000) Feedback rows: labels for successful requests
+  drawn at random over the week (85% right for the classifiers; regressors
+  with a normal error), joined as monitoring.feedback joins them (log id,
+  version, route, time of the prediction);
+- a registry version per (model, version) with a drift reference of five
+  numeric features and the predictions, and the DriftCount rows the workers
+  would have added: per hour and day, each (minute, model, version)'s
+  requests spread over each feature's bins by a multinomial draw from the
+  reference's shares (v3 of fraud-score drifted on one feature). Kept
+  predictions are stored for single-row requests (the stats never read them).
+
 Writes bench/results/stats-<stamp>.md and .json. Target: under 300 ms.
 """
 
@@ -96,7 +109,7 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
     import numpy as np
 
     from monitoring.latency import bucket_of
-    from monitoring.rollup import _periods  # the rollup's own periods
+    from monitoring.rollup import periods  # the rollup's own periods
 
     rng = np.random.default_rng(20261122)
     span = DAYS * 86400.0
@@ -134,6 +147,7 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
     first = now - timedelta(days=DAYS)
     log_rows = []
     rollup: dict[tuple, list] = {}
+    served: dict[tuple, int] = {}  # (minute, slug, version): successful requests
     unknown = slugs.index("unknown-model")
     for i in range(n):
         created = first + timedelta(seconds=float(offsets[i]))
@@ -153,6 +167,12 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
                 model_ms = ms * 0.4
         slug = slugs[slug_i]
         route = "active" if ver is None or ver == int(active[i]) else "pinned"
+        kept = None
+        if status < 400 and ver is not None:
+            minute = created.replace(second=0, microsecond=0)
+            served[minute, slug, ver] = served.get((minute, slug, ver), 0) + n_rows
+            if n_rows == 1:
+                kept = f"[{PREDICTED[slug][i % len(PREDICTED[slug])]}]"
         log_rows.append(
             (
                 created,
@@ -172,53 +192,231 @@ def generate(n: int, now):  # noqa: ANN001, ANN201
                 None,
                 None,
                 None,
+                kept,
+                None,
+                0,
             )
         )
         error, bucket = status >= 400, bucket_of(ms)
-        for resolution, period in _periods(created.replace(second=0, microsecond=0)):
+        for resolution, period in periods(created.replace(second=0, microsecond=0)):
             key = (resolution, period, slug, ver or 0, route, error, bucket)
             sums = rollup.get(key)
             if sums is None:
-                rollup[key] = [1, n_rows, ms, 0, 0, 0.0, 0.0, 0.0]
+                rollup[key] = [1, n_rows, ms, 0, 0, 0.0, 0.0, 0.0, 0]
             else:
                 sums[0] += 1
                 sums[1] += n_rows
                 sums[2] += ms
-    return log_rows, rollup
+    return log_rows, rollup, served
+
+
+# What each model answers: labels (JSON) for the classifiers, numbers for
+# house-prices; a regressor's kept predictions and labels are numbers.
+PREDICTED = {
+    "iris": ['"setosa"', '"versicolor"', '"virginica"'],
+    "churn": ['"stays"', '"leaves"'],
+    "fraud-score": ["0", "1"],
+    "house-prices": ["181000.5", "129500.0", "243000.25"],
+    "sentiment": ['"positive"', '"negative"', '"neutral"'],
+    "unknown-model": ["null"],
+}
+REGRESSORS = {"house-prices"}
+FEATURES = 5
+DRIFTED = ("fraud-score", 3)  # its v3 sees feature f2 shifted
+
+
+def feedback_rows(log_rows: list[tuple], count: int, now) -> list[tuple]:  # noqa: ANN001
+    """Labels for ``count`` successful single-row requests, as
+    monitoring.feedback stores them (log ids are 1..n in load order)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    eligible = [i for i, r in enumerate(log_rows) if r[17] is not None]
+    chosen = rng.choice(len(eligible), size=min(count, len(eligible)), replace=False)
+    found = []
+    for index in sorted(chosen.tolist()):
+        i = eligible[index]
+        created, slug, ver, route, request_id = (
+            log_rows[i][0],
+            log_rows[i][1],
+            log_rows[i][2],
+            log_rows[i][13],
+            log_rows[i][8],
+        )
+        predicted = log_rows[i][17][1:-1].strip('"')
+        if slug in REGRESSORS:
+            truth = float(predicted) + float(rng.normal(0, 20000))
+            label, error = str(truth), float(predicted) - truth
+        else:
+            choices = [p.strip('"') for p in PREDICTED[slug]]
+            label = predicted if rng.uniform() < 0.85 else str(rng.choice(choices))
+            error = None
+        found.append(
+            (
+                i + 1,
+                0,
+                slug,
+                ver,
+                route,
+                request_id,
+                created,
+                now,
+                label,
+                predicted,
+                error,
+            )
+        )
+    return found
+
+
+def drift_seed(served: dict[tuple, int]) -> tuple[list[tuple], list[tuple]]:
+    """Registry versions with a drift reference each, and the DriftCount rows
+    the workers would have added for ``served``."""
+    import numpy as np
+
+    from monitoring.drift import Reference, prediction_type
+    from monitoring.models import DriftReference
+    from monitoring.rollup import periods
+    from registry.models import MLModel, ModelVersion
+
+    rng = np.random.default_rng(11)
+    references = {}
+    for model in MLModel.objects.all():
+        kind = "regressor" if model.slug in REGRESSORS else "classifier"
+        for number in (1, 2, 3):
+            version = ModelVersion.objects.create(
+                model=model,
+                number=number,
+                file=f"bench/{model.slug}-{number}.joblib",
+                sha256="0" * 64,
+                size=1,
+                format="joblib",
+                kind=kind,
+                estimator="bench.Model",
+                input_schema={
+                    "features": [
+                        {"name": f"f{j}", "type": "number"} for j in range(FEATURES)
+                    ]
+                },
+            )
+            sample = {f"f{j}": rng.normal(0, 1, 2000) for j in range(FEATURES)}
+            answers = [p.strip('"') for p in PREDICTED[model.slug]]
+            predictions = (
+                rng.normal(180000, 50000, 2000)
+                if kind == "regressor"
+                else np.array(answers, dtype=object)[
+                    rng.integers(0, len(answers), 2000)
+                ]
+            )
+            reference = Reference.of(sample, {}, predictions, prediction_type(kind))
+            DriftReference.objects.create(
+                version=version, source="upload", rows=2000, bins=reference.as_dict()
+            )
+            references[model.slug, number] = reference
+    keys = list(served)
+    totals: dict[tuple, int] = {}
+    for (slug, number), reference in references.items():
+        index = [k for k, key in enumerate(keys) if key[1:] == (slug, number)]
+        if not index:
+            continue
+        n = np.array([served[keys[k]] for k in index])
+        for bins in (*reference.features, reference.predictions):
+            shares = np.array(bins.expected, dtype=float)
+            if (slug, number) == DRIFTED and bins.name == "f2":
+                shares = np.roll(shares, 3)
+            shares = shares / shares.sum()
+            drawn = rng.multinomial(n, shares)
+            for row, k in enumerate(index):
+                hour = keys[k][0].replace(minute=0)
+                for b in np.nonzero(drawn[row])[0].tolist():
+                    for resolution, start in periods(hour)[1:]:
+                        key = (resolution, start, slug, number, bins.name, b)
+                        totals[key] = totals.get(key, 0) + int(drawn[row, b])
+    return [(*key, count) for key, count in totals.items()], list(references)
 
 
 def vacuum_analyze() -> None:
     """PostgreSQL only: what autovacuum does after a bulk load, done now."""
     from django.db import connection
 
-    from monitoring.models import RequestLog, RequestStat
+    from monitoring.models import DriftCount, Feedback, RequestLog, RequestStat
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            for model in (RequestLog, RequestStat):
+            for model in (RequestLog, RequestStat, Feedback, DriftCount):
                 cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
 
 
-def seed(n: int) -> dict:
+def seed(n: int, feedback: int) -> dict:
     from django.utils import timezone
 
-    from monitoring.models import RequestLog, RequestStat
+    from monitoring.models import (
+        DriftCount,
+        Feedback,
+        RequestLog,
+        RequestStat,
+        RollupMark,
+    )
     from monitoring.requestlog import LOG_COLUMNS
     from monitoring.rollup import STAT_KEY, STAT_SUMS
+    from registry.models import MLModel
 
+    for slug in MODELS:
+        if slug != "unknown-model":
+            MLModel.objects.create(slug=slug, name=slug.replace("-", " ").title())
     timings = {}
     t = time.perf_counter()
     now = timezone.now()
-    log_rows, rollup = generate(n, now)
+    log_rows, rollup, served = generate(n, now)
     timings["generate_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     bulk_load(RequestLog, LOG_COLUMNS, log_rows, when=0)
     timings["insert_log_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    bulk_load(
-        RequestStat, STAT_KEY + STAT_SUMS, [(*k, *v) for k, v in rollup.items()], when=1
+    bulk_load(  # the starts come adapted, from monitoring.rollup.periods
+        RequestStat,
+        STAT_KEY + STAT_SUMS,
+        [(*k, *v) for k, v in rollup.items()],
+        when=(),
     )
     timings["insert_rollup_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    from django.db.models import Max, Min
+
+    bounds = RequestLog.objects.aggregate(first=Min("pk"), last=Max("pk"))
+    assert bounds == {"first": 1, "last": n}, "feedback joins log ids 1..n"
+    # The rollup seeded is current: a reader's catch-up must not fold the
+    # log rows into it again.
+    RollupMark.objects.update_or_create(pk=1, defaults={"last_id": n})
+    labels = feedback_rows(log_rows, feedback, now)
+    bulk_load(
+        Feedback,
+        (
+            "log_id",
+            "row",
+            "slug",
+            "version",
+            "route",
+            "request_id",
+            "predicted_at",
+            "received_at",
+            "label",
+            "predicted",
+            "error",
+        ),
+        labels,
+        when=(6, 7),
+    )
+    timings["insert_feedback_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    counts_rows, _ = drift_seed(served)
+    bulk_load(
+        DriftCount,
+        ("resolution", "start", "slug", "version", "feature", "bin", "count"),
+        counts_rows,
+        when=(),  # the starts come adapted, from monitoring.rollup.periods
+    )
+    timings["insert_drift_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     vacuum_analyze()
     timings["vacuum_analyze_s"] = round(time.perf_counter() - t, 1)
@@ -230,6 +428,8 @@ def seed(n: int) -> dict:
     counts = {
         "log_rows": RequestLog.objects.count(),
         "rollup_rows": RequestStat.objects.count(),
+        "feedback_rows": Feedback.objects.count(),
+        "drift_count_rows": DriftCount.objects.count(),
         "rollup_by_resolution": per_resolution,
         "error_rows": sum(1 for r in log_rows if r[3] >= 400),
     }
@@ -348,17 +548,12 @@ def child(database_url: str, args: argparse.Namespace) -> None:
     from django.test import Client
     from django.urls import Resolver404, resolve
 
-    from registry.models import MLModel
-
     call_command("migrate", verbosity=0)
     result = {"vendor": connection.vendor}
     t = time.perf_counter()
-    result["seed"] = seed(args.rows)
+    result["seed"] = seed(args.rows, args.feedback)
     result["seed"]["timings"]["total_s"] = round(time.perf_counter() - t, 1)
     print(f"  seeded in {result['seed']['timings']}", file=sys.stderr, flush=True)
-    for slug in MODELS:
-        if slug != "unknown-model":
-            MLModel.objects.create(slug=slug, name=slug.replace("-", " ").title())
     staff = get_user_model().objects.create_user(
         "bench", password="bench-password-1", is_staff=True, is_superuser=True
     )
@@ -401,6 +596,8 @@ def run_child(database_url: str, args: argparse.Namespace) -> dict:
             str(args.rows),
             "--repeat",
             str(args.repeat),
+            "--feedback",
+            str(args.feedback),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -440,7 +637,9 @@ def report(results: dict, args: argparse.Namespace, info: dict) -> str:
         lines += [
             f"## {backend}",
             "",
-            f"Seeded {seed_info['counts']['log_rows']:,} log rows and "
+            f"Seeded {seed_info['counts']['log_rows']:,} log rows, "
+            f"{seed_info['counts']['feedback_rows']:,} feedback rows, "
+            f"{seed_info['counts']['drift_count_rows']:,} drift count rows and "
             f"{seed_info['counts']['rollup_rows']:,} rollup rows ("
             + ", ".join(
                 f"{res}: {t['rows']:,}"
@@ -509,6 +708,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--feedback", type=int, default=100_000)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument(
         "--timeout", type=int, default=1200, help="seconds per backend, at most"

@@ -148,15 +148,15 @@ def _joined(observed: list[Observed]) -> tuple[dict[str, Any], Any]:
 
 
 def _counted(reference: Reference, observed: list[Observed]) -> list[tuple[Any, ...]]:
-    """DriftCount rows (key, count) for the requests, minute by minute."""
+    """DriftCount rows (key, count) for the requests, hour by hour."""
     if not observed:
         return []
-    by_minute: dict[datetime, list[Observed]] = defaultdict(list)
+    by_hour: dict[datetime, list[Observed]] = defaultdict(list)
     for item in observed:
-        by_minute[item.at.replace(second=0, microsecond=0)].append(item)
+        by_hour[item.at.replace(minute=0, second=0, microsecond=0)].append(item)
     slug, number = observed[0].slug, observed[0].number
     found = []
-    for minute, items in by_minute.items():
+    for hour, items in by_hour.items():
         columns, predictions = _joined(items)
         binned: list[tuple[Bins, Any]] = [
             (bins, columns[bins.name])
@@ -167,7 +167,9 @@ def _counted(reference: Reference, observed: list[Observed]) -> list[tuple[Any, 
             binned.append((reference.predictions, predictions))
         for bins, values in binned:
             counts = bins.count(values)
-            for resolution, start in periods(minute):
+            # By the hour and the day: minute rows would be ten per bin where
+            # the rollup has one, and drift over minutes is noise.
+            for resolution, start in periods(hour)[1:]:
                 found += [
                     (resolution, start, slug, number, bins.name, index, int(count))
                     for index, count in enumerate(counts)

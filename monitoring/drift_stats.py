@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -22,10 +23,23 @@ logger = logging.getLogger(__name__)
 Version = tuple[str, int]  # slug, number
 
 
-def by_version(window: Q, slugs: set[str]) -> dict[Version, dict[str, Any]]:
+def window(since: datetime, until: datetime) -> Q:
+    """DriftCount rows for [since, until]: whole days, then hours from the
+    hour ``since`` falls in (drift is counted by the hour, not the minute)."""
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    first_day = hour.replace(hour=0)
+    if first_day < hour:
+        first_day += timedelta(days=1)
+    return Q(resolution="d", start__gte=first_day, start__lte=until) | Q(
+        resolution="h", start__gte=hour, start__lt=first_day, start__lte=until
+    )
+
+
+def by_version(
+    since: datetime, until: datetime, slugs: set[str]
+) -> dict[Version, dict[str, Any]]:
     """Drift of every version of ``slugs`` with a reference (or a baseline
-    being collected), over the DriftCount rows ``window`` selects (the
-    rollup's window filter, monitoring.stats)."""
+    being collected), over the hours holding [since, until]."""
     if not slugs:
         return {}
     try:
@@ -36,7 +50,7 @@ def by_version(window: Q, slugs: set[str]) -> dict[Version, dict[str, Any]]:
         lambda: defaultdict(dict)
     )
     counted = (
-        DriftCount.objects.filter(window, slug__in=slugs)
+        DriftCount.objects.filter(window(since, until), slug__in=slugs)
         .values_list("slug", "version", "feature", "bin")
         .annotate(n=Sum("count"))
         .order_by()

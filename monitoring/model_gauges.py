@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from registry.models import MLModel
 
-from . import drift_stats, quality, stats
+from . import drift_stats, quality
 from .metrics import model_label
 
 LABELS = ["model", "version", "route"]
@@ -64,7 +64,7 @@ class DriftCollector(Collector):
         minutes = settings.MODELHUB_QUALITY_WINDOW_MINUTES
         since = until - timedelta(minutes=minutes)
         slugs = dict(MLModel.objects.values_list("slug", "private"))
-        found = drift_stats.by_version(stats.window(since, until), set(slugs))
+        found = drift_stats.by_version(since, until, set(slugs))
         window = f" over the last {minutes} min of predictions."
         features = GaugeMetricFamily(
             "modelhub_drift_psi",

@@ -273,8 +273,8 @@ class DriftSample(models.Model):
 
 
 class DriftCount(models.Model):
-    """Live rows per period, version, feature and bin, at the rollup's three
-    resolutions. ``feature`` "" is the predictions."""
+    """Live rows per hour or day, version, feature and bin (the rollup's
+    resolutions but the minute's). ``feature`` "" is the predictions."""
 
     resolution = models.CharField(max_length=1, choices=RequestStat.Resolution.choices)
     start = models.DateTimeField()

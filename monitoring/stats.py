@@ -258,7 +258,7 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
     kinds = _shadow_kinds(per_route)
     labelled = quality.by_route(since, until)
     per_version_quality = quality.of_versions(labelled)
-    drifts = drift_stats.by_version(window(since, until), set(per_model))
+    drifts = drift_stats.by_version(since, until, set(per_model))
     models = []
     for slug in sorted(per_model):
         last = _last_requests(slug, list(per_version[slug]), since)

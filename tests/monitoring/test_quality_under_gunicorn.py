@@ -66,7 +66,7 @@ def stats_of(server: Server) -> dict:
 def scored_rows(server: Server) -> int:
     (total,) = server.extra["install"].query(
         'SELECT SUM("count") FROM monitoring_driftcount '
-        "WHERE resolution = 'm' AND feature = ''"
+        "WHERE resolution = 'h' AND feature = ''"
     )
     return int(total[0] or 0)
 
