@@ -794,3 +794,52 @@ def wsgi_request(authorization: str | None = None) -> Callable[[], None]:
         response.close()  # request_finished, as gunicorn sends it
 
     return request
+
+
+def inprocess_rounds(
+    runs: list[dict],
+    trees: dict[str, tuple[Path, Path]],
+    rounds: int,
+    blocks: int = 5,
+    size: int = 1000,
+) -> None:
+    """Each checkout's Django stack in a process of its own (bench/wsgi_cpu.py),
+    alternated: CPU µs per request, the median of ``blocks`` per round."""
+    for number in range(rounds):
+        order = list(trees)
+        if number % 2:
+            order.reverse()
+        for name in order:
+            root, site = trees[name]
+            wait_quiet(max_wait=20)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "wsgi_cpu.py"),
+                    str(root),
+                    str(blocks),
+                    str(size),
+                ],
+                cwd=root,
+                env=site_env(site),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=True,
+            )
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            runs.append(
+                {
+                    "scenario": "in-process",
+                    "target": name,
+                    "round": number,
+                    "cpu_us_per_request": statistics.median(figures),
+                    "blocks_us": figures,
+                }
+            )
+            print(
+                f"in-process {name:>12} r{number}: "
+                + " ".join(f"{f:.1f}" for f in figures)
+                + " µs/request",
+                flush=True,
+            )

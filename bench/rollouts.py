@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from harness import (  # noqa: E402
     RESULTS,
     ROOT,
     Server,
+    inprocess_rounds,
     machine,
     manage,
     paired,
@@ -133,57 +133,6 @@ def run_rounds(
                 f"{scenario:>10} {name:>12} r{number}: {result['rps']:8.1f} req/s "
                 f"p50 {result['p50_ms']:.3f} ms "
                 f"cpu {result['server_cpu_ms_per_request']:.3f} ms",
-                flush=True,
-            )
-
-
-def inprocess_rounds(
-    runs: list[dict],
-    trees: dict[str, tuple[Path, Path]],
-    rounds: int,
-    blocks: int = 5,
-    size: int = 1000,
-) -> None:
-    """Each checkout's Django stack in a process of its own (bench/wsgi_cpu.py),
-    alternated: CPU µs per request, the median of ``blocks`` per round."""
-    from harness import site_env
-
-    for number in range(rounds):
-        order = list(trees)
-        if number % 2:
-            order.reverse()
-        for name in order:
-            root, site = trees[name]
-            wait_quiet(max_wait=20)
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    str(ROOT / "bench" / "wsgi_cpu.py"),
-                    str(root),
-                    str(blocks),
-                    str(size),
-                ],
-                cwd=root,
-                env=site_env(site),
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=True,
-            )
-            figures = json.loads(done.stdout.strip().splitlines()[-1])
-            runs.append(
-                {
-                    "scenario": "in-process",
-                    "target": name,
-                    "round": number,
-                    "cpu_us_per_request": statistics.median(figures),
-                    "blocks_us": figures,
-                }
-            )
-            print(
-                f"in-process {name:>12} r{number}: "
-                + " ".join(f"{f:.1f}" for f in figures)
-                + " µs/request",
                 flush=True,
             )
 
