@@ -339,11 +339,17 @@ def vacuum_analyze() -> None:
     """PostgreSQL only: what autovacuum does after a bulk load, done now."""
     from django.db import connection
 
-    from monitoring.models import DriftCount, Feedback, RequestLog, RequestStat
+    from monitoring.models import (
+        DriftCount,
+        Feedback,
+        FeedbackStat,
+        RequestLog,
+        RequestStat,
+    )
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            for model in (RequestLog, RequestStat, Feedback, DriftCount):
+            for model in (RequestLog, RequestStat, Feedback, FeedbackStat, DriftCount):
                 cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
 
 
@@ -353,6 +359,7 @@ def seed(n: int, feedback: int) -> dict:
     from monitoring.models import (
         DriftCount,
         Feedback,
+        FeedbackStat,
         RequestLog,
         RequestStat,
         RollupMark,
@@ -407,6 +414,12 @@ def seed(n: int, feedback: int) -> dict:
         labels,
         when=(6, 7),
     )
+    from django.db import transaction
+
+    from monitoring import feedback_rollup
+
+    with transaction.atomic():  # what the labels' write path adds with them
+        feedback_rollup.add(Feedback.objects.iterator(chunk_size=5000))
     timings["insert_feedback_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     counts_rows, _ = drift_seed(served)
@@ -429,6 +442,7 @@ def seed(n: int, feedback: int) -> dict:
         "log_rows": RequestLog.objects.count(),
         "rollup_rows": RequestStat.objects.count(),
         "feedback_rows": Feedback.objects.count(),
+        "feedback_rollup_rows": FeedbackStat.objects.count(),
         "drift_count_rows": DriftCount.objects.count(),
         "rollup_by_resolution": per_resolution,
         "error_rows": sum(1 for r in log_rows if r[3] >= 400),

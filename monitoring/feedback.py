@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from . import writer_lock
+from . import feedback_rollup, writer_lock
 from .exceptions import InvalidFeedback, TooManyLabels
 from .kept import kept_values
 from .models import Feedback, RequestLog
@@ -338,6 +338,7 @@ def _store(rows: list[Feedback]) -> None:
         return
     db = connections[DEFAULT_DB_ALIAS]
     with writer_lock.held(db), transaction.atomic(using=db.alias):
+        replaced = _stored_before(rows)
         Feedback.objects.bulk_create(
             rows,
             batch_size=500,
@@ -345,6 +346,23 @@ def _store(rows: list[Feedback]) -> None:
             unique_fields=["log_id", "row"],
             update_fields=["label", "predicted", "error", "received_at"],
         )
+        feedback_rollup.add(rows, replaced)
+
+
+def _stored_before(rows: list[Feedback]) -> list[Feedback]:
+    """The labels ``rows`` replace: their rollup counts are taken back."""
+    wanted = {(row.log_id, row.row) for row in rows}
+    log_ids = sorted({log_id for log_id, _ in wanted})
+    found = []
+    for start in range(0, len(log_ids), _QUERY_CHUNK):
+        found += [
+            stored
+            for stored in Feedback.objects.filter(
+                log_id__in=log_ids[start : start + _QUERY_CHUNK]
+            )
+            if (stored.log_id, stored.row) in wanted
+        ]
+    return found
 
 
 def _text(value: Any) -> str:

@@ -291,3 +291,39 @@ class DriftCount(models.Model):
                 name="driftcount_key",
             )
         ]
+
+
+class FeedbackStat(models.Model):
+    """Labelled rows per period (the rollup's three resolutions, by when they
+    were predicted), version, route and (label, predicted) pair, kept with
+    every write of Feedback: quality over a week reads a few thousand rows,
+    not every label. A regressor's rows have a blank pair and their errors'
+    sums."""
+
+    resolution = models.CharField(max_length=1, choices=RequestStat.Resolution.choices)
+    start = models.DateTimeField()
+    slug = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    route = models.CharField(max_length=10)
+    label = models.TextField()
+    predicted = models.TextField()
+    count = models.BigIntegerField()
+    regressed = models.BigIntegerField(default=0)
+    abs_error = models.FloatField(default=0.0)
+    sq_error = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "resolution",
+                    "start",
+                    "slug",
+                    "version",
+                    "route",
+                    "label",
+                    "predicted",
+                ],
+                name="feedbackstat_key",
+            )
+        ]

@@ -17,19 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import (
-    Case,
-    Count,
-    F,
     Q,
-    QuerySet,
     Sum,
-    TextField,
-    Value,
-    When,
 )
-from django.db.models.functions import Abs
 
-from .models import Feedback
+from .models import FeedbackStat
 
 SHADOW = "shadow"
 
@@ -87,7 +79,6 @@ class Quality:
         return sum(scores) / len(scores)
 
 
-TEXT = TextField()
 Key = tuple[str, int, str]  # slug, version, route
 
 
@@ -98,32 +89,24 @@ def by_route(
     slug: str | None = None,
     version: int | None = None,
 ) -> dict[Key, Quality]:
-    """Quality per (slug, version, route) of the rows predicted in the window."""
-    rows = _window(since, until, slug=slug, version=version)
-    found: dict[Key, Quality] = defaultdict(Quality)
-    # One query: compared rows grouped by their (label, predicted) pair,
-    # a regressor's rows by version and route alone (their pair is blank).
-    compared = Q(error__isnull=True)
+    """Quality per (slug, version, route) of the rows predicted in the window,
+    read from the labels' rollup (monitoring.feedback_rollup)."""
+    from .stats import window  # stats shows quality: imported when called
+
+    where = window(since, until)
+    if slug is not None:
+        where &= Q(slug=slug)
+    if version is not None:
+        where &= Q(version=version)
     grouped = (
-        rows.values_list(
-            "slug",
-            "version",
-            "route",
-            Case(When(compared, then=F("label")), default=Value(""), output_field=TEXT),
-            Case(
-                When(compared, then=F("predicted")),
-                default=Value(""),
-                output_field=TEXT,
-            ),
-        )
+        FeedbackStat.objects.filter(where)
+        .values_list("slug", "version", "route", "label", "predicted")
         .annotate(
-            n=Count("id"),
-            r=Count("error"),
-            a=Sum(Abs("error")),
-            s=Sum(F("error") * F("error")),
+            n=Sum("count"), r=Sum("regressed"), a=Sum("abs_error"), s=Sum("sq_error")
         )
         .order_by()
     )
+    found: dict[Key, Quality] = defaultdict(Quality)
     for (
         name,
         number,
@@ -135,6 +118,8 @@ def by_route(
         absolute,
         squares,
     ) in grouped:
+        if not count:
+            continue  # labels sent again: their first pair is counted out
         quality = found[name, number, route]
         quality.labelled += count
         if regressed:
@@ -154,14 +139,3 @@ def of_versions(per_route: dict[Key, Quality]) -> dict[tuple[str, int], Quality]
         if route != SHADOW:
             found[name, number].add(quality)
     return dict(found)
-
-
-def _window(
-    since: datetime, until: datetime, *, slug: str | None, version: int | None
-) -> QuerySet[Feedback]:
-    where = Q(predicted_at__gte=since, predicted_at__lte=until)
-    if slug is not None:
-        where &= Q(slug=slug)
-    if version is not None:
-        where &= Q(version=version)
-    return Feedback.objects.filter(where)

@@ -440,3 +440,31 @@ def test_a_label_scores_the_shadow_as_well_as_what_was_served(
     )
     assert one["quality"]["accuracy"] != two["routes"]["shadow"]["quality"]["accuracy"]
     assert two["quality"]["labelled"] == 0, "a shadow answered no client"
+
+
+def test_the_labels_rollup_counts_each_row_once_at_every_resolution(
+    client, iris, iris_sample
+):
+    from django.db.models import Sum
+
+    from monitoring.models import FeedbackStat
+
+    answer = predict(client, "iris", records(iris_sample))
+    body = {"request_id": answer["request_id"], "labels": ["setosa"] * 4}
+    accepted(client, "iris", body)
+    accepted(client, "iris", {**body, "labels": answer["predictions"]})
+
+    for resolution in ("m", "h", "d"):
+        pairs = {
+            (label, predicted): n
+            for label, predicted, n in FeedbackStat.objects.filter(
+                resolution=resolution
+            )
+            .values_list("label", "predicted")
+            .annotate(n=Sum("count"))
+            if n
+        }
+        stored: dict = {}
+        for label, predicted in Feedback.objects.values_list("label", "predicted"):
+            stored[label, predicted] = stored.get((label, predicted), 0) + 1
+        assert pairs == stored

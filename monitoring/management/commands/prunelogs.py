@@ -13,7 +13,14 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from monitoring.exceptions import InvalidSince
-from monitoring.models import DriftCount, Feedback, LogGap, RequestLog, RequestStat
+from monitoring.models import (
+    DriftCount,
+    Feedback,
+    FeedbackStat,
+    LogGap,
+    RequestLog,
+    RequestStat,
+)
 from monitoring.stats import parse_since
 
 _BATCH = 10_000
@@ -156,6 +163,7 @@ class Command(BaseCommand):
         gaps, _ = LogGap.objects.filter(created_at__lt=cutoff).delete()
         counts, _ = DriftCount.objects.filter(start__lt=cutoff).delete()
         labels, _ = Feedback.objects.filter(predicted_at__lt=cutoff).delete()
+        FeedbackStat.objects.filter(start__lt=cutoff).delete()
         self.stdout.write(
             f"deleted {deleted} request-log rows, {stats} rollup rows and {gaps} "
             f"log-gap notes older than {cutoff:{_STAMP}} UTC; {counts} drift "
