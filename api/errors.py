@@ -226,6 +226,7 @@ REGISTRY_STATUS: dict[type[registry.RegistryError], int] = {
     registry.ModelExists: status.HTTP_409_CONFLICT,
     registry.PicklePermissionRequired: status.HTTP_403_FORBIDDEN,
     registry.ModelTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    registry.InvalidReference: status.HTTP_400_BAD_REQUEST,
 }
 
 MONITORING_STATUS: dict[type[monitoring.MonitoringError], int] = {

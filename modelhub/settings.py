@@ -255,6 +255,10 @@ LOGGING = {
 MODELHUB_MAX_MODEL_BYTES = env_int(
     "MODELHUB_MAX_MODEL_BYTES", 200 * 1024 * 1024, minimum=1
 )
+# Largest drift reference (a CSV sample of training data) given with an upload.
+MODELHUB_MAX_REFERENCE_BYTES = env_int(
+    "MODELHUB_MAX_REFERENCE_BYTES", 50 * 1024 * 1024, minimum=1
+)
 # The preflight loads every new file in a child process with these limits.
 MODELHUB_PREFLIGHT_TIMEOUT = env_int("MODELHUB_PREFLIGHT_TIMEOUT", 60, minimum=1)
 MODELHUB_PREFLIGHT_MEMORY_MB = env_int("MODELHUB_PREFLIGHT_MEMORY_MB", 4096, minimum=64)

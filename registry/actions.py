@@ -27,7 +27,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from . import batching, changes, mlflow_models, staging
+from . import batching, changes, mlflow_models, signals, staging
 from .exceptions import (
     InvalidModel,
     InvalidSchema,
@@ -45,6 +45,8 @@ from .exceptions import (
 )
 from .inspection import SchemaError, normalize_features
 from .models import Activation, MLModel, ModelVersion, TrafficPolicy, VersionEdit
+from .reference_check import PredictedReference
+from .reference_sample import read_reference
 from .serialization import PICKLE_FORMATS, detect_format, extension_for
 from .stored import check_metadata, check_slug, display_name, storable
 from .upload_errors import check_file_name, refusal, too_large
@@ -66,12 +68,18 @@ def register_version(
     create: bool = True,
     name: str = "",
     description: str = "",
+    reference: IO[bytes] | None = None,
 ) -> ModelVersion:
     """Store ``source`` as the next version of ``slug`` after a preflight.
 
     ``source`` may be a zipped MLflow model (sklearn flavor): its model file
     is stored, its signature and input example become metadata that the
     caller's ``metadata`` overrides key by key.
+
+    ``reference`` is a CSV sample of the training data for drift
+    (registry.reference_sample): the preflight checks it against the model
+    and predicts it, and registry.signals hands both to monitoring in the
+    transaction that stores the version.
 
     ``user=None`` means a trusted local caller (the CLI); any other user needs
     the pickle permission for joblib/pickle files. Nothing is stored unless
@@ -82,6 +90,7 @@ def register_version(
     check_slug(slug)
     if not create and not MLModel.objects.filter(slug=slug).exists():
         raise UnknownModel(f"No model with slug '{slug}'.")
+    sample = read_reference(reference) if reference is not None else None
     with tempfile.TemporaryDirectory(prefix="modelhub-upload-") as workdir:
         staged = Path(workdir) / "model"
         digest, size, head = _stage(source, staged)
@@ -105,7 +114,16 @@ def register_version(
                 "files' permission, because loading them runs their code. "
                 "Upload a .skops file instead, or ask an administrator."
             )
-        report = preflight(staged, fmt, metadata)
+        report = preflight(
+            staged, fmt, metadata, reference=sample.columns if sample else None
+        )
+        if sample is not None and sample.rows < sample.rows_in_file:
+            logger.info(
+                "drift reference for %s: %d rows sampled of %d",
+                slug,
+                sample.rows,
+                sample.rows_in_file,
+            )
         return _store(
             slug=slug,
             staged=staged,
@@ -120,6 +138,7 @@ def register_version(
             activate=activate,
             name=name,
             description=description,
+            reference=report.get("reference"),
         )
 
 
@@ -183,6 +202,7 @@ def _store(
     activate: bool,
     name: str,
     description: str,
+    reference: PredictedReference | None,
 ) -> ModelVersion:
     stored_name: str | None = None
     try:
@@ -212,6 +232,13 @@ def _store(
                 smoke_test=report["smoke_test"][:500],
                 created_by=user if user is not None and user.pk else None,
             )
+            if reference is not None:
+                signals.reference_sample_given.send(
+                    sender=ModelVersion,
+                    version=version,
+                    columns=reference["columns"],
+                    predictions=reference["predictions"],
+                )
             if activate:
                 _switch(model, version, user=user, channel=channel, rollback=False)
             changes.announce()

@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from . import actions, admin_rollouts, replay_launch
-from .exceptions import RegistryError
+from .exceptions import InvalidReference, RegistryError
 from .forms import MLModelForm, ModelVersionForm, VersionUploadForm
 from .models import Activation, MLModel, ModelVersion, VersionEdit
 from .upload_errors import MODEL_EXTENSIONS, technical_line
@@ -584,7 +584,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             request.FILES or None,
             initial={"model": request.GET.get("model"), "activate": True},
         )
-        technical = ""
+        technical, refused = "", ""
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
@@ -597,9 +597,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
                     channel=Activation.Channel.ADMIN,
                     activate=form.cleaned_data["activate"],
                     create=False,
+                    reference=form.cleaned_data["reference"],
                 )
             except RegistryError as exc:
-                form.add_error("file", exc.message)
+                refused = "reference" if isinstance(exc, InvalidReference) else "file"
+                form.add_error(refused, exc.message)
                 technical = technical_line(exc)
             else:
                 self.log_addition(request, version, [{"added": {}}])
@@ -619,8 +621,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "pickle_allowed": request.user.has_perm(actions.UPLOAD_PERMISSION),
             "max_bytes": settings.MODELHUB_MAX_MODEL_BYTES,
+            "max_reference_bytes": settings.MODELHUB_MAX_REFERENCE_BYTES,
             "timeout": settings.MODELHUB_PREFLIGHT_TIMEOUT,
             "technical": technical,
+            "refused_field": refused,
             "extensions": ", ".join(MODEL_EXTENSIONS),
         }
         return TemplateResponse(

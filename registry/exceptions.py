@@ -95,6 +95,13 @@ class MetadataTooLarge(InvalidMetadata):
     code = "metadata_too_large"
 
 
+class InvalidReference(RegistryError):
+    """A drift reference given at upload that cannot be read or does not fit
+    the model."""
+
+    code = "invalid_reference"
+
+
 class InvalidSchema(RegistryError):
     """An edited input schema or metadata does not fit the version's model."""
 

@@ -59,6 +59,18 @@ class VersionUploadForm(forms.Form):
         help_text='Optional JSON object: metrics, training info, "input_schema" '
         '(list of {"name", "type"}) or "input_example" (a record).',
     )
+    reference = forms.FileField(
+        label="Drift reference (CSV)",
+        required=False,
+        # An empty file is refused by the registry, as the model file is.
+        allow_empty_file=True,
+        widget=forms.FileInput(attrs={"accept": ".csv,text/csv"}),
+        help_text="Optional: a sample of the training data, a header row of "
+        "feature names then one row per sample (10,000 rows kept at most). The "
+        "model predicts it in the preflight, and drift is measured against it "
+        "from the first request; without one, the first predicted rows become "
+        "the reference.",
+    )
     activate = forms.BooleanField(
         required=False, initial=True, help_text="Serve this version at once."
     )

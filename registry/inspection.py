@@ -306,7 +306,7 @@ def smoke_input(schema: InputSchema, metadata: dict[str, Any]) -> tuple[Any, str
     if records is not None:
         first = records[0]
         if isinstance(first, dict):
-            return _frame_or_array([first], schema), ""
+            return frame_or_array([first], schema), ""
         if isinstance(first, list):
             return np.asarray(
                 [first], dtype=object if _has_strings(first) else float
@@ -319,7 +319,7 @@ def smoke_input(schema: InputSchema, metadata: dict[str, Any]) -> tuple[Any, str
         if value is None:
             return None, f"no example value for string feature {feature['name']!r}"
         row[feature["name"]] = value
-    return _frame_or_array([row], schema), ""
+    return frame_or_array([row], schema), ""
 
 
 def placeholder(feature: Feature, unknown: Any = None) -> Any:
@@ -336,7 +336,9 @@ def _has_strings(values: list[Any]) -> bool:
     return any(isinstance(v, str) for v in values)
 
 
-def _frame_or_array(records: list[dict[str, Any]], schema: InputSchema) -> Any:
+def frame_or_array(records: list[dict[str, Any]], schema: InputSchema) -> Any:
+    """Records as the model takes them: a DataFrame when it was fitted on
+    names or reads strings, else a float array in schema order."""
     names = [f["name"] for f in schema["features"]] or list(records[0])
     if schema["named"] or any(f["type"] == STRING for f in schema["features"]):
         import pandas as pd

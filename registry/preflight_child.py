@@ -344,6 +344,7 @@ def _import_libraries(fmt: str) -> None:
     import sklearn.utils  # noqa: F401
 
     import registry.inspection  # noqa: F401
+    import registry.reference_check  # noqa: F401
     import registry.serialization  # noqa: F401
 
     if fmt == "skops":
@@ -413,12 +414,14 @@ def _exception_text(exc: BaseException) -> str:
 
 
 def _run(job: dict, guard: Guard | None = None) -> dict:
-    """Load, describe and smoke-test; ``job`` may pin a sha256 and a schema.
+    """Load, describe and smoke-test; ``job`` may pin a sha256 and a schema,
+    or bring a drift reference's columns to predict (registry.reference_check).
 
     The verdict names the sha256 of the bytes loaded, for the parent to match
     against its own, and a failure's kind (``failure``) for the parent to put
     in words."""
     from registry.inspection import describe, smoke_test
+    from registry.reference_check import ReferenceMismatch, predict_reference
     from registry.serialization import UntrustedTypesError, read_estimator
 
     source: bytes = Path(job["path"]).read_bytes()
@@ -466,6 +469,14 @@ def _run(job: dict, guard: Guard | None = None) -> dict:
         raise
     except Exception as exc:  # noqa: BLE001 - the model's own failure to predict
         return _failed("smoke_test_failed", exc)
+    predicted: dict[str, Any] = {}
+    if job.get("reference") is not None:
+        try:
+            predicted["reference"] = predict_reference(
+                estimator, schema, job["reference"]
+            )
+        except ReferenceMismatch as exc:
+            return _failed(exc.failure, exc.error, **exc.details)
     versions = _library_versions()
     if trained_with:
         versions["scikit-learn (trained)"] = str(trained_with)
@@ -476,6 +487,7 @@ def _run(job: dict, guard: Guard | None = None) -> dict:
         "warnings": messages[:20],
         "library_versions": versions,
         "sha256": digest,
+        **predicted,
     }
 
 

@@ -1,4 +1,5 @@
-"""Why an uploaded model file is refused, in words a person can act on.
+"""Why an uploaded model file (or the drift reference given with it) is
+refused, in words a person can act on.
 
 One table, FAILURES, gives each kind of refusal its error class (hence its
 stable ``code``) and one sentence saying what was wrong and what to do. The
@@ -17,6 +18,7 @@ from django.template.defaultfilters import filesizeformat
 
 from .exceptions import (
     InvalidModel,
+    InvalidReference,
     MissingLibrary,
     ModelTooLarge,
     RegistryError,
@@ -145,6 +147,51 @@ FAILURES: dict[str, Failure] = {
         "This file could not be checked: the check's answer did not describe "
         "this file, so it was refused.",
     ),
+    "reference_too_large": Failure(
+        InvalidReference,
+        "This drift reference is larger than the {limit} limit: upload a sample "
+        "of the training data (10,000 rows are kept at most), or ask an "
+        "administrator to raise MODELHUB_MAX_REFERENCE_BYTES.",
+    ),
+    "reference_unreadable": Failure(
+        InvalidReference,
+        "This drift reference could not be read as CSV: upload UTF-8 text with a "
+        "header row of column names, then one line per row with as many fields "
+        "as the header.",
+    ),
+    "reference_empty": Failure(
+        InvalidReference,
+        "This drift reference holds no rows: upload a CSV with a header row and "
+        "at least one row of training data below it.",
+    ),
+    "reference_no_schema": Failure(
+        InvalidReference,
+        "The model's input features are unknown, so a drift reference cannot be "
+        "matched to them: give an input_schema in the metadata, or upload "
+        "without a reference.",
+    ),
+    "reference_missing_columns": Failure(
+        InvalidReference,
+        "This drift reference lacks columns the model needs ({missing}): give "
+        "the CSV a column named after each of the model's features (other "
+        "columns are ignored).",
+    ),
+    "reference_column_count": Failure(
+        InvalidReference,
+        "This drift reference has {given} columns but the model takes {expected} "
+        "unnamed features: give the CSV one column per feature, in the order the "
+        "model was trained on.",
+    ),
+    "reference_not_numbers": Failure(
+        InvalidReference,
+        "This drift reference has text in columns the model reads as numbers "
+        "({columns}): write numbers there, and leave a missing value's cell empty.",
+    ),
+    "reference_predict_failed": Failure(
+        InvalidReference,
+        "The model failed to predict the drift reference's rows: give a sample "
+        "of the data it was trained on, with the same columns and kinds of values.",
+    ),
 }
 
 
@@ -159,9 +206,13 @@ def refusal(reason: str, *, technical: str = "", **details: object) -> RegistryE
 
 def too_large(limit: int, *, technical: str = "") -> RegistryError:
     """The refusal of a file over ``limit`` bytes, the limit as people read it."""
-    readable = filesizeformat(limit).replace("\xa0", " ")
     detail = technical or f"MODELHUB_MAX_MODEL_BYTES is {limit:,} bytes."
-    return refusal("too_large", technical=detail, limit=readable)
+    return refusal("too_large", technical=detail, limit=readable_size(limit))
+
+
+def readable_size(size: int) -> str:
+    """A size limit as people read it ("50.0 MB"), in one line."""
+    return filesizeformat(size).replace("\xa0", " ")
 
 
 def technical_line(exc: RegistryError) -> str:

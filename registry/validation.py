@@ -30,11 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -42,6 +42,8 @@ from django.core.files.storage import default_storage
 from .exceptions import InvalidModel, RegistryError
 from .inspection import InputSchema
 from .preflight_child import MODEL_LIBRARIES, REFUSED_EXIT
+from .reference_check import FAILURES as REFERENCE_FAILURES
+from .reference_check import PredictedReference
 from .upload_errors import refusal, unreadable
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class PreflightReport(TypedDict):
     smoke_test: str
     warnings: list[str]
     library_versions: dict[str, str]
+    reference: NotRequired[PredictedReference]
 
 
 def scrubbed_environment(workdir: str) -> dict[str, str]:
@@ -77,13 +80,33 @@ def scrubbed_environment(workdir: str) -> dict[str, str]:
     return env
 
 
-def preflight(path: Path, fmt: str, metadata: dict[str, Any]) -> PreflightReport:
-    """Load and smoke-test ``path`` in a child process; raise InvalidModel."""
-    return _in_child(
-        {"path": str(Path(path).resolve()), "format": fmt, "metadata": metadata},
+def preflight(
+    path: Path,
+    fmt: str,
+    metadata: dict[str, Any],
+    *,
+    reference: Mapping[str, list[str | None]] | None = None,
+) -> PreflightReport:
+    """Load and smoke-test ``path`` in a child process; raise InvalidModel.
+
+    A drift reference's columns (registry.reference_sample) are checked
+    against the model's schema and predicted there too, since predicting
+    runs the file's code: the report's ``reference``, or InvalidReference.
+    """
+    report = _in_child(
+        {
+            "path": str(Path(path).resolve()),
+            "format": fmt,
+            "metadata": metadata,
+            "reference": reference,
+        },
         sha256=_sha256(Path(path)),
         path=Path(path),
     )
+    if reference is not None:
+        rows = len(next(iter(reference.values()), []))
+        report["reference"] = _checked_reference(report.get("reference"), rows)
+    return report
 
 
 def recheck(
@@ -282,6 +305,42 @@ def _well_formed(result: dict[str, Any]) -> bool:
     return all(isinstance(result.get(k), t) for k, t in _REPORT_TYPES.items())
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _checked_reference(found: Any, rows: int) -> PredictedReference:
+    """The verdict's reference, if it holds a value per row in every column
+    and a prediction per row. Predictions that are not one value per row (a
+    multi-output model's) are left out: drift bins one value per row."""
+    columns = found.get("columns") if isinstance(found, dict) else None
+    predictions = found.get("predictions") if isinstance(found, dict) else None
+    if not (
+        isinstance(columns, dict)
+        and columns
+        and all(_values(column, rows) for column in columns.values())
+        and isinstance(predictions, list)
+        and len(predictions) == rows
+    ):
+        raise refusal(
+            "unverified",
+            technical="The preflight's answer does not hold the reference's "
+            f"{rows} rows and their predictions.",
+        )
+    return {
+        "columns": columns,
+        "predictions": predictions if _values(predictions, rows) else None,
+    }
+
+
+def _values(found: Any, rows: int) -> bool:
+    """``rows`` plain JSON values, no lists or objects."""
+    return (
+        isinstance(found, list)
+        and len(found) == rows
+        and all(isinstance(value, _SCALARS) for value in found)
+    )
+
+
 def _read_verdict(path: Path) -> dict[str, Any] | None:
     """The child's answer; None if it died before writing a whole one."""
     try:
@@ -324,6 +383,10 @@ def verdict_error(result: dict[str, Any], path: Path) -> RegistryError:
         return refusal("untrusted_types", technical=error, types=types)
     if failure in ("smoke_test_failed", "altered"):
         return refusal(str(failure), technical=error)
+    if failure in REFERENCE_FAILURES:
+        details = ("missing", "given", "expected", "columns")
+        shown = {key: str(result.get(key) or "")[:500] for key in details}
+        return refusal(str(failure), technical=error, **shown)
     return refusal("load_error", technical=error)
 
 

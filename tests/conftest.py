@@ -309,11 +309,13 @@ def fast_preflight(monkeypatch, settings):
 
     API tests publish many models; the subprocess isolation itself is covered
     by the registry tests. Whatever the file raises is refused as the child
-    reports it (preflight_child.main), not let through as a crash.
+    reports it (preflight_child.main), not let through as a crash. The rest
+    of the job (a recheck's sha256 and schema, an upload's drift reference)
+    goes to the child as given.
     """
     from registry import actions, preflight_child, validation
 
-    def run(path: Path, fmt: str, metadata: dict, **recheck: Any) -> dict:
+    def run(path: Path, fmt: str, metadata: dict, **job: Any) -> dict:
         try:
             result = preflight_child._run(
                 {
@@ -321,7 +323,7 @@ def fast_preflight(monkeypatch, settings):
                     "format": fmt,
                     "metadata": metadata,
                     "trusted_types": list(settings.MODELHUB_SKOPS_TRUSTED_TYPES),
-                    **recheck,
+                    **job,
                 }
             )
         except Exception as exc:

@@ -44,6 +44,7 @@ class Upload:
     file: UploadedFile
     metadata: dict[str, Any] | None
     activate: bool
+    reference: UploadedFile | None = None
 
 
 def read_new_model(data: Any) -> NewModel:
@@ -169,11 +170,12 @@ def read_upload(request: Request) -> Upload:
     """The multipart fields of an upload; an oversized body is refused unread."""
     limit = settings.MODELHUB_MAX_MODEL_BYTES
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    # The form fields may add up to MODELHUB_MAX_BODY_BYTES (Django's own cap).
-    if (
-        ascii_digits(declared)
-        and int(declared) > limit + settings.MODELHUB_MAX_BODY_BYTES
-    ):
+    # A drift reference may come too, and the form fields may add up to
+    # MODELHUB_MAX_BODY_BYTES (Django's own cap).
+    allowed = (
+        limit + settings.MODELHUB_MAX_REFERENCE_BYTES + settings.MODELHUB_MAX_BODY_BYTES
+    )
+    if ascii_digits(declared) and int(declared) > allowed:
         raise too_large(
             limit,
             technical=f"The request is {int(declared):,} bytes; model files are "
@@ -190,6 +192,7 @@ def read_upload(request: Request) -> Upload:
         file=file,
         metadata=_metadata(request.POST.get("metadata")),
         activate=form_flag(request, "activate", default=True),
+        reference=request.FILES.get("reference"),
     )
 
 
@@ -203,6 +206,7 @@ def publish(*, model: MLModel, upload: Upload, user: AbstractBaseUser) -> ModelV
         channel=Activation.Channel.API,
         activate=upload.activate,
         create=False,
+        reference=upload.reference,
     )
 
 

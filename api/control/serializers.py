@@ -205,6 +205,13 @@ class VersionUploadSerializer(serializers.Serializer):
     activate = serializers.BooleanField(
         required=False, default=True, help_text="Serve the new version at once."
     )
+    reference = UploadField(
+        required=False,
+        help_text="Drift reference: a CSV sample of the training data with a "
+        "header row (at most 10,000 rows kept), checked against the model and "
+        "predicted in the preflight; 400 invalid_reference if it does not fit. "
+        "Without one, the first predicted rows become the reference.",
+    )
 
 
 class ActivateSerializer(serializers.Serializer):

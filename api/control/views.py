@@ -224,7 +224,9 @@ class VersionListView(ManagementView):
         description="A model file as the multipart field `file` (.skops, or "
         ".joblib/.pkl with *Can upload joblib/pickle files*), checked by the "
         "preflight in a separate process before it is stored, and served at "
-        "once unless `activate=false`. Needs *Can add model version*.",
+        "once unless `activate=false`. An optional CSV `reference` (a sample "
+        "of the training data) becomes the version's drift reference. Needs "
+        "*Can add model version*.",
         parameters=[SLUG],
         request={"multipart/form-data": VersionUploadSerializer},
         responses={

@@ -14,6 +14,7 @@ import json
 import pickle
 import re
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
@@ -25,7 +26,6 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 
 from registry import actions
 from registry.exceptions import UnsupportedFileType
@@ -139,23 +139,20 @@ BAD_FILES = {
 EXCEPTION_NAMES = re.compile(r"\b\w+(Error|Exception)\b")
 
 
-@pytest.fixture
-def api() -> Client:
-    """Answers a crash with its 500 instead of raising, as a real client sees."""
-    return Client(raise_request_exception=False)
+def files(path: Path, reference: Path | None, stack: ExitStack) -> dict[str, Any]:
+    """The multipart file fields of an upload, open for the request."""
+    found = {"file": stack.enter_context(path.open("rb"))}
+    if reference is not None:
+        found["reference"] = stack.enter_context(reference.open("rb"))
+    return found
 
 
-@pytest.fixture
-def token(staff_user) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=staff_user).key}"}
-
-
-def through_admin(client: Client, path: Path) -> Refusal:
+def through_admin(client: Client, path: Path, reference: Path | None = None) -> Refusal:
     model = MLModel.objects.get(slug=SLUG)
-    with path.open("rb") as handle:
+    with ExitStack() as stack:
         response = client.post(
             reverse("admin:registry_modelversion_add"),
-            {"model": model.pk, "file": handle, "activate": "on"},
+            {"model": model.pk, "activate": "on", **files(path, reference, stack)},
         )
     assert response.status_code == 200
     page = response.content.decode()
@@ -167,20 +164,27 @@ def through_admin(client: Client, path: Path) -> Refusal:
     return Refusal(code and code.group(1), unescape(errors[0]), technical)
 
 
-def through_loadmodel(path: Path) -> Refusal:
+def through_loadmodel(path: Path, reference: Path | None = None) -> Refusal:
+    """The CLI names the file refused: the model's, or the reference's."""
+    given = ["--reference", str(reference)] if reference is not None else []
     with pytest.raises(CommandError) as refused:
-        call_command("loadmodel", str(path), "--slug", SLUG)
+        call_command("loadmodel", str(path), "--slug", SLUG, *given)
     first, *rest = str(refused.value).split("\n")
-    assert first.startswith(f"{path}: ")
+    about = f"{reference if reference is not None else path}: "
+    assert first.startswith(about)
     assert len(rest) <= 1
     technical = rest[0] if rest else ""
     code = re.match(r"\[(\w+)(: \w+)?\]", technical)
-    return Refusal(code and code.group(1), first.removeprefix(f"{path}: "), technical)
+    return Refusal(code and code.group(1), first.removeprefix(about), technical)
 
 
-def through_api(api: Client, token: dict[str, str], path: Path) -> Refusal:
-    with path.open("rb") as handle:
-        response = api.post(f"/api/models/{SLUG}/versions/", {"file": handle}, **token)
+def through_api(
+    api: Client, token: dict[str, str], path: Path, reference: Path | None = None
+) -> Refusal:
+    with ExitStack() as stack:
+        response = api.post(
+            f"/api/models/{SLUG}/versions/", files(path, reference, stack), **token
+        )
     assert 400 <= response.status_code < 500, response.content[:300]
     assert response["Content-Type"].startswith("application/json")
     body = response.json()

@@ -1,19 +1,21 @@
 """manage.py loadmodel PATH --slug SLUG: register a file as the next version.
 
 PATH may also be an MLflow model directory (or a zip of one) with the
-sklearn flavor.
+sklearn flavor; ``--reference data.csv`` gives the version its drift
+reference (a sample of the training data).
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import actions, batching, jsondepth, mlflow_models
-from registry.exceptions import RegistryError
+from registry.exceptions import InvalidReference, RegistryError
 from registry.models import Activation, MLModel
 from registry.upload_errors import technical_line
 
@@ -35,6 +37,13 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="")
         parser.add_argument("--metadata", metavar="JSON_FILE")
         parser.add_argument("--no-activate", action="store_true")
+        parser.add_argument(
+            "--reference",
+            metavar="CSV_FILE",
+            help="drift reference: a CSV sample of the training data with a "
+            "header row (at most 10,000 rows are kept), checked against the "
+            "model and predicted in the preflight",
+        )
         parser.add_argument(
             "--batch-max-rows",
             type=int,
@@ -58,7 +67,9 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: no such file or directory")
         try:
             batch = _batching(options)
-            with _open_source(path) as source:
+            with ExitStack() as files:
+                reference = _open_reference(options["reference"], files)
+                source = files.enter_context(_open_source(path))
                 version = actions.register_version(
                     slug=options["slug"],
                     source=source,
@@ -68,6 +79,7 @@ class Command(BaseCommand):
                     activate=not options["no_activate"],
                     name=options["name"],
                     description=options["description"],
+                    reference=reference,
                 )
             if batch:
                 actions.update_model(
@@ -80,8 +92,9 @@ class Command(BaseCommand):
         except RegistryError as exc:
             # The sentence on its own line, the technical detail (if any) below.
             detail = technical_line(exc)
+            about = options["reference"] if isinstance(exc, InvalidReference) else path
             raise CommandError(
-                f"{path}: {exc.message}" + (f"\n{detail}" if detail else "")
+                f"{about}: {exc.message}" + (f"\n{detail}" if detail else "")
             ) from None
         if options["json"]:
             self.stdout.write(
@@ -121,6 +134,15 @@ def _open_source(path: Path) -> IO[bytes]:
     if path.is_dir():
         return mlflow_models.pack_directory(path)
     return path.open("rb")
+
+
+def _open_reference(name: str | None, files: ExitStack) -> IO[bytes] | None:
+    if name is None:
+        return None
+    try:
+        return files.enter_context(Path(name).open("rb"))
+    except OSError as exc:
+        raise CommandError(f"{name}: {exc.strerror}") from None
 
 
 def _read_metadata(name: str | None) -> dict[str, Any] | None:

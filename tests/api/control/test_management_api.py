@@ -432,11 +432,12 @@ def test_upload_over_the_model_size_limit_is_413_and_stores_nothing(
     assert stored_files() == []
 
 
-def test_upload_body_over_both_limits_is_413_before_it_is_read(
+def test_upload_body_over_every_limit_is_413_before_it_is_read(
     api, staff, fast_preflight, iris_path, settings
 ):
     create(api, staff, slug="iris")
     settings.MODELHUB_MAX_MODEL_BYTES = 100
+    settings.MODELHUB_MAX_REFERENCE_BYTES = 100
     settings.MODELHUB_MAX_BODY_BYTES = 100
     response = upload(api, staff, "iris", iris_path)
     body = assert_error(response, 413, "model_too_large")
