@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from . import rollouts_view, rollup, stats
+from .exceptions import InvalidSince
 
 TEMPLATE = "monitoring/dashboard.html"
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")
@@ -33,7 +34,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     until = timezone.now()
     try:
         since = stats.parse_since(window, until)
-    except stats.InvalidSince as exc:
+    except InvalidSince as exc:
         return render(request, TEMPLATE, {**context, "error": exc.message}, status=400)
     rollup.refresh()
     summary = stats.summary(since, until)

@@ -1,7 +1,8 @@
 """Traffic, errors and latency per model, version and route, read from the
 rollup.
 
-Resolution is one minute: a window starts at the minute ``since`` falls in.
+Resolution is one minute: a window runs from the minute ``since`` falls in
+to the end of the minute ``until`` falls in.
 Percentiles come from the latency histogram (within ~6%, see latency.py).
 Shadow predictions (route ``shadow``) are no client's request: they appear
 under their version's routes only, never in the totals, a model's or a
@@ -11,103 +12,63 @@ version's own counts, or the series.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from . import quality
-from .exceptions import InvalidSince
+from . import quality, windows
 from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
 from .record import REFUSAL_CODES
+from .windows import DAY, HOUR, MINUTE
+
+# Older than windows.py: callers import these from here.
+from .windows import DEFAULT_WINDOW as DEFAULT_WINDOW
+from .windows import MAX_WINDOW as MAX_WINDOW
+from .windows import parse_since as parse_since
 
 SHADOW = "shadow"
-_RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-DEFAULT_WINDOW = "24h"
-# The longest window: far beyond any retention, and far enough from
-# datetime's year 1 that no rounding or time-zone shift of 'since' overflows.
-MAX_WINDOW = timedelta(days=36525)
 PERCENTILES = (50.0, 95.0, 99.0)
 
 
-def parse_since(raw: str | None, now: datetime, *, name: str = "'since'") -> datetime:
-    """The start of the window ``raw`` names, between MAX_WINDOW before ``now``
-    and ``now``: anything else is an InvalidSince (a 400), never an overflow.
-    ``name`` is what the messages call the value (a command's option)."""
-    value = (raw or DEFAULT_WINDOW).strip()
-    match = _RELATIVE.match(value)
-    if match:
-        amount, unit = match.groups()
-        window = timedelta(**{_UNITS[unit]: int(amount)})
-        if window > MAX_WINDOW:
-            raise InvalidSince(
-                f"{name} window {value!r} is too long: at most {MAX_WINDOW.days}d."
-            )
-        return now - window
-    try:
-        parsed = parse_datetime(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise InvalidSince(
-            f"{name} must be ISO-8601 (2026-11-22T10:00:00Z) or a window such as "
-            f"15m, 24h or 7d; got {value[:40]!r}."
-        )
-    if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)
-    # Compared before any conversion: converting year 1 or 9999 with an
-    # offset is itself what overflows.
-    if parsed > now:
-        raise InvalidSince(f"{name} {value[:40]!r} is in the future.")
-    if now - parsed > MAX_WINDOW:
-        raise InvalidSince(
-            f"{name} {value[:40]!r} is too long ago: at most {MAX_WINDOW.days}d."
-        )
-    return parsed
-
-
-def _minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
-def _ceil(moment: datetime, unit: timedelta) -> datetime:
-    floor = moment.replace(second=0, microsecond=0)
-    if unit >= timedelta(hours=1):
-        floor = floor.replace(minute=0)
-    if unit >= timedelta(days=1):
-        floor = floor.replace(hour=0)
-    return floor if floor == moment else floor + unit
-
-
 def _window(since: datetime, until: datetime) -> Q:
-    """Rollup rows covering [minute of since, until]: whole days, then whole
-    hours, then minutes at the leading edge. A coarser row starting inside
-    the window holds only requests inside it (until is now)."""
-    start = _minute(since)
-    first_hour = _ceil(start, timedelta(hours=1))
-    first_day = _ceil(start, timedelta(days=1))
+    """Rollup rows covering [minute of since, end of the minute of until]:
+    whole days, then whole hours, then minutes at each edge. When ``until``
+    falls in the current minute nothing was logged after it yet, so a coarser
+    row starting before it is read whole instead of the hours and minutes at
+    the trailing edge."""
+    start = windows.minute(since.astimezone(UTC))
+    end = windows.minute(until.astimezone(UTC)) + MINUTE
+    first_hour, first_day = windows.ceil(start, HOUR), windows.ceil(start, DAY)
+    if end > windows.minute(timezone.now()):
+        last_hour = last_day = end
+    else:
+        last_hour, last_day = windows.floor(end, HOUR), windows.floor(end, DAY)
     R = RequestStat.Resolution
-    return (
-        Q(resolution=R.DAY, start__gte=first_day, start__lte=until)
-        | Q(
-            resolution=R.HOUR,
-            start__gte=first_hour,
-            start__lt=first_day,
-            start__lte=until,
-        )
-        | Q(
-            resolution=R.MINUTE,
-            start__gte=start,
-            start__lt=first_hour,
-            start__lte=until,
-        )
-    )
+    if first_day < last_day:
+        spans = [
+            (R.DAY, first_day, last_day),
+            (R.HOUR, first_hour, first_day),
+            (R.HOUR, last_day, last_hour),
+            (R.MINUTE, start, first_hour),
+            (R.MINUTE, last_hour, end),
+        ]
+    elif first_hour < last_hour:
+        spans = [
+            (R.HOUR, first_hour, last_hour),
+            (R.MINUTE, start, first_hour),
+            (R.MINUTE, last_hour, end),
+        ]
+    else:
+        spans = [(R.MINUTE, start, end)]
+    covered = Q(pk__in=[])
+    for resolution, low, high in spans:
+        if low < high:
+            covered |= Q(resolution=resolution, start__gte=low, start__lt=high)
+    return covered
 
 
 class _Counter:
@@ -372,28 +333,26 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
     Steps under an hour read minute rows; longer ones read hour rows, so a
     chart never aggregates more than a few thousand rows in Python.
     """
-    step = _step_for(until - since)
-    if step < timedelta(hours=1):
-        resolution, origin = RequestStat.Resolution.MINUTE, _minute(since)
-    else:
-        resolution = RequestStat.Resolution.HOUR
-        origin = _minute(since).replace(minute=0)
+    cut = windows.steps(since, until)
+    R = RequestStat.Resolution
     rows = RequestStat.objects.filter(
-        resolution=resolution, start__gte=origin, start__lte=until
+        resolution=R.MINUTE if cut.step < HOUR else R.HOUR,
+        start__gte=cut.origin,
+        start__lte=until,
     ).exclude(route=SHADOW)
     bins: dict[datetime, _Counter] = defaultdict(_Counter)
     for start, error, bucket, count in (
         rows.values_list("start", "error", "bucket").annotate(n=Sum("count")).order_by()
     ):
-        at = origin + step * ((start - origin) // step)
-        bins[at].add(error=error, bucket=bucket, count=count, rows=0, latency=0.0)
+        bins[cut.start_of(start)].add(
+            error=error, bucket=bucket, count=count, rows=0, latency=0.0
+        )
     per_model: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
     for start, slug, count in (
         rows.values_list("start", "slug").annotate(n=Sum("count")).order_by()
     ):
-        per_model[slug][origin + step * ((start - origin) // step)] += count
-    # Up to the bin holding ``until``, even when the span is not whole steps.
-    starts = [origin + step * i for i in range((until - origin) // step + 1)]
+        per_model[slug][cut.start_of(start)] += count
+    starts = cut.starts()
     points = []
     for start in starts:
         counter = bins.get(start)
@@ -409,24 +368,13 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
             }
         )
     return {
-        "step_seconds": int(step.total_seconds()),
+        "step_seconds": int(cut.step.total_seconds()),
         "points": points,
         "models": {
             slug: [counts.get(start, 0) for start in starts]
             for slug, counts in sorted(per_model.items())
         },
     }
-
-
-def _step_for(span: timedelta) -> timedelta:
-    if span <= timedelta(hours=1):
-        return timedelta(minutes=1)
-    if span <= timedelta(hours=6):
-        return timedelta(minutes=5)
-    if span <= timedelta(days=3):
-        return timedelta(hours=1)
-    # Long windows: at most ~500 points, in whole hours.
-    return timedelta(hours=max(6, math.ceil(span / timedelta(hours=1) / 500)))
 
 
 def recent_errors(
