@@ -16,7 +16,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Case, Count, Min, OuterRef, Q, Subquery, Sum, When
 from django.utils import timezone
 
 from . import quality, windows
@@ -69,6 +69,17 @@ def _window(since: datetime, until: datetime) -> Q:
         if low < high:
             covered |= Q(resolution=resolution, start__gte=low, start__lt=high)
     return covered
+
+
+def _focus(slug: str | None, version: int | None) -> Q:
+    """One model's rows, or one version's (a version is asked with its model,
+    never as the rollup's 0 for none resolved)."""
+    where = Q()
+    if slug is not None:
+        where &= Q(slug=slug)
+    if version is not None:
+        where &= Q(version=version)
+    return where
 
 
 class _Counter:
@@ -169,10 +180,18 @@ class _Counter:
         }
 
 
-def summary(since: datetime, until: datetime) -> dict[str, Any]:
-    """The /api/stats/ document for [since, until]."""
+def summary(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """The /api/stats/ document for [since, until]; with ``slug`` (and
+    ``version``) only that model's (version's) requests, in totals too."""
+    where = _focus(slug, version)
     grouped = (
-        RequestStat.objects.filter(_window(since, until))
+        RequestStat.objects.filter(_window(since, until), where)
         .values_list("slug", "version", "route", "error", "bucket")
         .annotate(
             n=Sum("count"),
@@ -196,14 +215,14 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
         lambda: defaultdict(_Counter)
     )
     for row in grouped:
-        slug, version, route, error, bucket, count, rows, latency = row[:8]
+        name, number, route, error, bucket, count, rows, latency = row[:8]
         batched, size, diff, served, squares, unjoinable = row[8:]
-        counters = [per_route[slug, version][route]]
+        counters = [per_route[name, number][route]]
         if route != SHADOW:
-            counters += [totals, per_model[slug], per_version[slug][version]]
+            counters += [totals, per_model[name], per_version[name][number]]
         else:
-            per_version[slug].setdefault(version, _Counter())
-            per_model.setdefault(slug, _Counter())
+            per_version[name].setdefault(number, _Counter())
+            per_model.setdefault(name, _Counter())
         for counter in counters:
             counter.add(
                 error=error,
@@ -217,50 +236,54 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
                 unjoinable=unjoinable or 0,
             )
     kinds = _shadow_kinds(per_route)
-    labelled = quality.by_route(since, until)
+    labelled = quality.by_route(since, until, slug=slug, version=version)
     per_version_quality = quality.of_versions(labelled)
+    last = _last_requests(since, until, where) if per_model else {}
     models = []
-    for slug in sorted(per_model):
-        last = _last_requests(slug, list(per_version[slug]), since)
+    for name in sorted(per_model):
         versions = [
             {
                 "version": number or None,
-                **per_version[slug][number].as_dict(),
-                "last_request_at": last.get(number or None),
+                **per_version[name][number].as_dict(),
+                "last_request_at": last.get((name, number)),
                 "quality": _quality_dict(
-                    per_version_quality.get((slug, number)),
-                    per_version[slug][number],
+                    per_version_quality.get((name, number)),
+                    per_version[name][number],
                 ),
                 "routes": {
                     route: {
-                        **_route_dict(route, counter, kinds.get((slug, number), "")),
+                        **_route_dict(route, counter, kinds.get((name, number), "")),
                         "quality": _quality_dict(
-                            labelled.get((slug, number, route)), counter
+                            labelled.get((name, number, route)), counter
                         ),
                     }
-                    for route, counter in sorted(per_route[slug, number].items())
+                    for route, counter in sorted(per_route[name, number].items())
                 },
             }
-            for number in sorted(per_version[slug], reverse=True)
+            for number in sorted(per_version[name], reverse=True)
         ]
         models.append(
             {
-                "slug": slug,
-                **per_model[slug].as_dict(),
+                "slug": name,
+                **per_model[name].as_dict(),
                 "last_request_at": max(
-                    (v for v in last.values() if v is not None), default=None
+                    (v["last_request_at"] for v in versions if v["last_request_at"]),
+                    default=None,
                 ),
                 "versions": versions,
             }
         )
-    dropped = LogGap.objects.filter(created_at__gte=since).aggregate(n=Sum("dropped"))
+    # A dropped row's model is not known: the note stands whatever the focus.
+    dropped = LogGap.objects.filter(
+        created_at__gte=since, created_at__lte=until
+    ).aggregate(n=Sum("dropped"))
     return {
         "since": since,
         "until": until,
         "totals": {
             **totals.as_dict(),
             "dropped_log_rows": dropped["n"] or 0,
-            "refusals": refusals(since, until),
+            "refusals": refusals(since, until, slug=slug, version=version),
         },
         "models": models,
     }
@@ -295,11 +318,18 @@ def _shadow_kinds(per_route: dict[tuple[str, int], dict[str, _Counter]]) -> dict
     return {(slug, number): kind for slug, number, kind in found}
 
 
-def refusals(since: datetime, until: datetime) -> dict[str, int]:
+def refusals(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> dict[str, int]:
     """Requests refused before a model answered, per code (the log's partial
     index on errors serves it)."""
     counted = (
         RequestLog.objects.filter(
+            _focus(slug, version),
             created_at__gte=since,
             created_at__lt=until,
             status__gte=400,
@@ -314,21 +344,51 @@ def refusals(since: datetime, until: datetime) -> dict[str, int]:
 
 
 def _last_requests(
-    slug: str, versions: list[int], since: datetime
-) -> dict[int | None, datetime | None]:
-    """Latest request per version: a MAX on the (slug, version, time) index."""
-    latest: dict[int | None, datetime | None] = {}
-    for number in versions:
-        version = number or None
+    since: datetime, until: datetime, where: Q
+) -> dict[tuple[str, int], datetime]:
+    """Latest request per (slug, version) served in the window, in one query
+    whatever the number of versions: one rollup row stands for each version,
+    and its newest log row is read from the end of that version's range of
+    the (slug, version, time) index. The rollup's version 0 is the log's
+    NULL."""
+
+    def newest(version: Q) -> Subquery:
         rows = RequestLog.objects.filter(
-            slug=slug, version=version, created_at__gte=since
+            version, slug=OuterRef("slug"), created_at__gte=since, created_at__lte=until
         ).exclude(route=SHADOW)  # a shadow's rows answered no one
-        latest[version] = rows.aggregate(last=Max("created_at"))["last"]
-    return latest
+        return Subquery(rows.order_by("-created_at").values("created_at")[:1])
+
+    # Grouping the outer query instead would group by the subqueries too,
+    # running them for every rollup row.
+    one_row_each = (
+        RequestStat.objects.filter(_window(since, until), where)
+        .exclude(route=SHADOW)
+        .values("slug", "version")
+        .annotate(first=Min("pk"))
+        .values("first")
+    )
+    found = (
+        RequestStat.objects.filter(pk__in=one_row_each)
+        .annotate(
+            last=Case(
+                When(version=0, then=newest(Q(version__isnull=True))),
+                default=newest(Q(version=OuterRef("version"))),
+            )
+        )
+        .values_list("slug", "version", "last")
+    )
+    return {(slug, version): last for slug, version, last in found}
 
 
-def series(since: datetime, until: datetime) -> dict[str, Any]:
-    """Requests, errors and latency percentiles over time, for the charts.
+def series(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """Requests, errors and latency percentiles over time, for the charts;
+    with ``slug`` (and ``version``) that model's (version's) only.
 
     Steps under an hour read minute rows; longer ones read hour rows, so a
     chart never aggregates more than a few thousand rows in Python.
@@ -336,6 +396,7 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
     cut = windows.steps(since, until)
     R = RequestStat.Resolution
     rows = RequestStat.objects.filter(
+        _focus(slug, version),
         resolution=R.MINUTE if cut.step < HOUR else R.HOUR,
         start__gte=cut.origin,
         start__lte=until,
@@ -378,13 +439,37 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
 
 
 def recent_errors(
-    since: datetime, *, slug: str | None = None, limit: int = 50
+    since: datetime,
+    *,
+    until: datetime | None = None,
+    slug: str | None = None,
+    version: int | None = None,
+    limit: int = 50,
 ) -> list[dict[str, Any]]:
-    errors = RequestLog.objects.filter(status__gte=400, created_at__gte=since)
-    if slug:
-        errors = errors.filter(slug=slug)
+    """The newest errors, newest first, on the log's partial index on errors."""
+    errors = RequestLog.objects.filter(
+        _focus(slug or None, version), status__gte=400, created_at__gte=since
+    )
+    if until is not None:
+        errors = errors.filter(created_at__lt=until)
     return list(
         errors.order_by("-created_at").values(
             "created_at", "slug", "version", "status", "error_code", "request_id"
         )[:limit]
+    )
+
+
+def has_requests(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> bool:
+    """Whether any client request was served in the window: one EXISTS on the
+    rollup rows summary() would read."""
+    return (
+        RequestStat.objects.filter(_window(since, until), _focus(slug, version))
+        .exclude(route=SHADOW)
+        .exists()
     )
