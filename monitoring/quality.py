@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypedDict
 
 from django.db.models import (
     Case,
@@ -27,8 +27,9 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Abs
+from django.db.models.functions import Abs, TruncHour, TruncMinute
 
+from . import windows
 from .models import Feedback
 
 SHADOW = "shadow"
@@ -154,6 +155,86 @@ def of_versions(per_route: dict[Key, Quality]) -> dict[tuple[str, int], Quality]
         if route != SHADOW:
             found[name, number].add(quality)
     return dict(found)
+
+
+class QualityPoint(TypedDict):
+    labelled: int
+    value: float | None  # accuracy, or a regressor's MAE; None without labels
+
+
+class VersionQuality(TypedDict):
+    version: int
+    metric: str  # "accuracy" or "mae"
+    points: list[QualityPoint]
+
+
+class QualitySeries(TypedDict):
+    step_seconds: int
+    starts: list[datetime]
+    versions: list[VersionQuality]
+
+
+def quality_series(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str,
+    version: int | None = None,
+) -> QualitySeries:
+    """Each version's accuracy (a regressor's MAE) per step of the traffic
+    chart, over the rows served to clients: one query grouped by the minute
+    or hour each row was predicted in, in UTC like the rollup's steps."""
+    cut = windows.steps(since, until)
+    trunc = TruncMinute if cut.step < windows.HOUR else TruncHour
+    grouped = (
+        _window(since, until, slug=slug, version=version)
+        .exclude(route=SHADOW)
+        .annotate(at=trunc("predicted_at", tzinfo=UTC))
+        .values_list("version", "at")
+        .annotate(
+            n=Count("id"),
+            regressed=Count("error"),
+            right=Count("id", filter=Q(error__isnull=True, label=F("predicted"))),
+            absolute=Sum(Abs("error")),
+        )
+        .order_by()
+    )
+    # version -> step -> [labelled, regressed, right, absolute error]
+    sums: dict[int, dict[datetime, list]] = defaultdict(
+        lambda: defaultdict(lambda: [0, 0, 0, 0.0])
+    )
+    for number, at, count, regressed, right, absolute in grouped:
+        step = sums[number][cut.start_of(at)]
+        step[0] += count
+        step[1] += regressed
+        step[2] += right
+        step[3] += absolute or 0.0
+    starts = cut.starts()
+    versions: list[VersionQuality] = []
+    for number in sorted(sums):
+        steps = sums[number]
+        regressor = any(step[1] for step in steps.values())
+        points: list[QualityPoint] = []
+        for start in starts:
+            labelled, regressed, right, absolute = steps.get(start, (0, 0, 0, 0.0))
+            compared = labelled - regressed
+            if regressor:
+                value = round(absolute / regressed, 6) if regressed else None
+            else:
+                value = round(right / compared, 4) if compared else None
+            points.append({"labelled": labelled, "value": value})
+        versions.append(
+            {
+                "version": number,
+                "metric": "mae" if regressor else "accuracy",
+                "points": points,
+            }
+        )
+    return {
+        "step_seconds": int(cut.step.total_seconds()),
+        "starts": starts,
+        "versions": versions,
+    }
 
 
 def _window(
