@@ -19,7 +19,7 @@ from typing import Any
 from django.db.models import Case, Count, Min, OuterRef, Q, Subquery, Sum, When
 from django.utils import timezone
 
-from . import quality, windows
+from . import quality, rollup, windows
 from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
 from .record import REFUSAL_CODES
@@ -71,12 +71,22 @@ def _window(since: datetime, until: datetime) -> Q:
     return covered
 
 
-def _focus(slug: str | None, version: int | None) -> Q:
+def focus(
+    slug: str | None,
+    version: int | None,
+    *,
+    log: bool = False,
+    slug_index: bool = True,
+) -> Q:
     """One model's rows, or one version's (a version is asked with its model,
-    never as the rollup's 0 for none resolved)."""
+    never as the rollup's 0 for none resolved); in the log (``log``), the
+    rows the rollup folds under that slug, and with ``slug_index=False`` not
+    on the slug's index (rollup.logged_under says why)."""
     where = Q()
     if slug is not None:
-        where &= Q(slug=slug)
+        where &= (
+            rollup.logged_under(slug, slug_index=slug_index) if log else Q(slug=slug)
+        )
     if version is not None:
         where &= Q(version=version)
     return where
@@ -189,7 +199,7 @@ def summary(
 ) -> dict[str, Any]:
     """The /api/stats/ document for [since, until]; with ``slug`` (and
     ``version``) only that model's (version's) requests, in totals too."""
-    where = _focus(slug, version)
+    where = focus(slug, version)
     grouped = (
         RequestStat.objects.filter(_window(since, until), where)
         .values_list("slug", "version", "route", "error", "bucket")
@@ -329,7 +339,8 @@ def refusals(
     index on errors serves it)."""
     counted = (
         RequestLog.objects.filter(
-            _focus(slug, version),
+            # The window's errors, on their index, rather than the model's rows.
+            focus(slug, version, log=True, slug_index=False),
             created_at__gte=since,
             created_at__lt=until,
             status__gte=400,
@@ -396,7 +407,7 @@ def series(
     cut = windows.steps(since, until)
     R = RequestStat.Resolution
     rows = RequestStat.objects.filter(
-        _focus(slug, version),
+        focus(slug, version),
         resolution=R.MINUTE if cut.step < HOUR else R.HOUR,
         start__gte=cut.origin,
         start__lte=until,
@@ -448,7 +459,9 @@ def recent_errors(
 ) -> list[dict[str, Any]]:
     """The newest errors, newest first, on the log's partial index on errors."""
     errors = RequestLog.objects.filter(
-        _focus(slug or None, version), status__gte=400, created_at__gte=since
+        focus(slug or None, version, log=True, slug_index=False),
+        status__gte=400,
+        created_at__gte=since,
     )
     if until is not None:
         errors = errors.filter(created_at__lt=until)
@@ -469,7 +482,7 @@ def has_requests(
     """Whether any client request was served in the window: one EXISTS on the
     rollup rows summary() would read."""
     return (
-        RequestStat.objects.filter(_window(since, until), _focus(slug, version))
+        RequestStat.objects.filter(_window(since, until), focus(slug, version))
         .exclude(route=SHADOW)
         .exists()
     )

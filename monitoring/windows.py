@@ -72,6 +72,12 @@ def parse_since(
     return parsed
 
 
+def is_window(raw: str) -> bool:
+    """Whether ``raw`` is a length of time back from now (15m, 24h), not a
+    moment."""
+    return bool(_RELATIVE.match(raw.strip()))
+
+
 def parse_range(
     since: str | None, until: str | None, now: datetime, *, zone: tzinfo = UTC
 ) -> tuple[datetime, datetime]:
