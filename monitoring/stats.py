@@ -11,7 +11,6 @@ version's own counts, or the series.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from . import quality, rollup, windows
 from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
 from .record import REFUSAL_CODES
+from .traffic import PERCENTILES, Traffic
 from .windows import DAY, HOUR, MINUTE
 
 # Older than windows.py: callers import these from here.
@@ -31,7 +31,6 @@ from .windows import MAX_WINDOW as MAX_WINDOW
 from .windows import parse_since as parse_since
 
 SHADOW = "shadow"
-PERCENTILES = (50.0, 95.0, 99.0)
 
 
 def _window(since: datetime, until: datetime) -> Q:
@@ -92,104 +91,6 @@ def focus(
     return where
 
 
-class _Counter:
-    __slots__ = (
-        "requests",
-        "errors",
-        "rows",
-        "latency_sum",
-        "histogram",
-        "batched",
-        "batch_size_sum",
-        "ok_rows",
-        "shadow_diff",
-        "served_sum",
-        "served_sq_sum",
-        "unjoinable",
-    )
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.errors = 0
-        self.rows = 0
-        self.latency_sum = 0.0
-        self.histogram: dict[int, int] = defaultdict(int)
-        self.batched = 0
-        self.batch_size_sum = 0
-        self.ok_rows = 0
-        self.shadow_diff = 0.0
-        self.served_sum = 0.0
-        self.served_sq_sum = 0.0
-        self.unjoinable = 0
-
-    def add(
-        self,
-        *,
-        error: bool,
-        bucket: int,
-        count: int,
-        rows: int,
-        latency: float,
-        batched: int = 0,
-        batch_size_sum: int = 0,
-        shadow: tuple[float, float, float] = (0.0, 0.0, 0.0),
-        unjoinable: int = 0,
-    ) -> None:
-        self.requests += count
-        self.errors += count if error else 0
-        self.rows += rows
-        if not error:
-            self.ok_rows += rows
-        self.shadow_diff += shadow[0]
-        self.served_sum += shadow[1]
-        self.served_sq_sum += shadow[2]
-        self.unjoinable += unjoinable
-        self.latency_sum += latency
-        self.histogram[bucket] += count
-        self.batched += batched
-        self.batch_size_sum += batch_size_sum
-
-    def comparison(self, kind: str) -> dict[str, Any]:
-        """A shadow's predictions against the served ones, over the rows it
-        predicted: the share of labels that agree, or (regressors) the mean
-        absolute difference and its ratio to the served values' spread."""
-        rows = self.ok_rows
-        if not rows:
-            return {"rows": 0}
-        if kind != "regressor":
-            return {"rows": rows, "agreement": round(1 - self.shadow_diff / rows, 4)}
-        mae = self.shadow_diff / rows
-        mean = self.served_sum / rows
-        spread = math.sqrt(max(self.served_sq_sum / rows - mean * mean, 0.0))
-        return {
-            "rows": rows,
-            "mae": round(mae, 6),
-            "served_std": round(spread, 6),
-            "mae_to_std": round(mae / spread, 4) if spread > 0 else None,
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        p = percentiles(self.histogram.items(), PERCENTILES)
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "error_rate": round(self.errors / self.requests, 4)
-            if self.requests
-            else 0.0,
-            "rows": self.rows,
-            "mean_ms": round(self.latency_sum / self.requests, 3)
-            if self.requests
-            else None,
-            "p50_ms": p[50.0],
-            "p95_ms": p[95.0],
-            "p99_ms": p[99.0],
-            # Over the requests that rode in a batch only.
-            "mean_batch_size": round(self.batch_size_sum / self.batched, 2)
-            if self.batched
-            else None,
-        }
-
-
 def summary(
     since: datetime,
     until: datetime,
@@ -216,13 +117,13 @@ def summary(
         )
         .order_by()
     )
-    totals = _Counter()
-    per_model: dict[str, _Counter] = defaultdict(_Counter)
-    per_version: dict[str, dict[int, _Counter]] = defaultdict(
-        lambda: defaultdict(_Counter)
+    totals = Traffic()
+    per_model: dict[str, Traffic] = defaultdict(Traffic)
+    per_version: dict[str, dict[int, Traffic]] = defaultdict(
+        lambda: defaultdict(Traffic)
     )
-    per_route: dict[tuple[str, int], dict[str, _Counter]] = defaultdict(
-        lambda: defaultdict(_Counter)
+    per_route: dict[tuple[str, int], dict[str, Traffic]] = defaultdict(
+        lambda: defaultdict(Traffic)
     )
     for row in grouped:
         name, number, route, error, bucket, count, rows, latency = row[:8]
@@ -231,8 +132,8 @@ def summary(
         if route != SHADOW:
             counters += [totals, per_model[name], per_version[name][number]]
         else:
-            per_version[name].setdefault(number, _Counter())
-            per_model.setdefault(name, _Counter())
+            per_version[name].setdefault(number, Traffic())
+            per_model.setdefault(name, Traffic())
         for counter in counters:
             counter.add(
                 error=error,
@@ -299,7 +200,7 @@ def summary(
     }
 
 
-def _quality_dict(found: quality.Quality | None, counter: _Counter) -> dict[str, Any]:
+def _quality_dict(found: quality.Quality | None, counter: Traffic) -> dict[str, Any]:
     """Labels against the rows the version answered in the window: coverage
     is labelled / predicted; unjoinable rows were past the kept cap."""
     shown = (found or quality.Quality()).as_dict(predicted_rows=counter.ok_rows)
@@ -307,14 +208,14 @@ def _quality_dict(found: quality.Quality | None, counter: _Counter) -> dict[str,
     return shown
 
 
-def _route_dict(route: str, counter: _Counter, kind: str) -> dict[str, Any]:
+def _route_dict(route: str, counter: Traffic, kind: str) -> dict[str, Any]:
     found = counter.as_dict()
     if route == SHADOW:
         found["comparison"] = counter.comparison(kind)
     return found
 
 
-def _shadow_kinds(per_route: dict[tuple[str, int], dict[str, _Counter]]) -> dict:
+def _shadow_kinds(per_route: dict[tuple[str, int], dict[str, Traffic]]) -> dict:
     """(slug, version) -> kind, for the versions that ran as shadows."""
     from registry.models import ModelVersion
 
@@ -412,7 +313,7 @@ def series(
         start__gte=cut.origin,
         start__lte=until,
     ).exclude(route=SHADOW)
-    bins: dict[datetime, _Counter] = defaultdict(_Counter)
+    bins: dict[datetime, Traffic] = defaultdict(Traffic)
     for start, error, bucket, count in (
         rows.values_list("start", "error", "bucket").annotate(n=Sum("count")).order_by()
     ):
