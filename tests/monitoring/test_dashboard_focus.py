@@ -13,7 +13,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from monitoring import rollup
-from monitoring.models import Feedback
 from registry import rollouts
 from registry.models import MLModel
 from registry.rollouts import PolicySpec
@@ -317,7 +316,6 @@ def traffic_of(models: int, versions: int) -> None:
             log(f"model-{m}", v)
             log(f"model-{m}", v, status=500, code=f"code-{v}")
             label(f"model-{m}", v, True, ago=timedelta(minutes=2))
-    Feedback.objects.update(predicted_at=Feedback.objects.first().predicted_at)
 
 
 @pytest.mark.parametrize(
