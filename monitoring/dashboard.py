@@ -1,5 +1,6 @@
-"""The staff dashboard: traffic, errors and latency per model, and rollouts, as an
-admin page."""
+"""The staff dashboard: traffic, errors, latency and quality per model and
+version, and rollouts, as an admin page; focused on one model (and version)
+it shows only that one's, everywhere."""
 
 from __future__ import annotations
 
@@ -12,55 +13,82 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import rollouts_view, rollup, stats
+from . import dashboard_query, error_codes, rollouts_view, rollup, stats, version_table
+from .dashboard_query import REFRESH_SECONDS, WINDOWS, DashboardQuery
+from .exceptions import InvalidFilter, InvalidSince
+from .quality import QualitySeries, quality_series
 
 TEMPLATE = "monitoring/dashboard.html"
-WINDOWS = ("15m", "1h", "6h", "24h", "7d")
 
 
 @staff_member_required(login_url="admin:login")
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    window = (request.GET.get("since") or stats.DEFAULT_WINDOW).strip()
-    slug = (request.GET.get("model") or "").strip()
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
         "windows": WINDOWS,
-        "window": window,
-        "slug": slug,
+        "refresh_seconds": REFRESH_SECONDS,
     }
-    until = timezone.now()
-    try:
-        since = stats.parse_since(window, until)
-    except stats.InvalidSince as exc:
-        return render(request, TEMPLATE, {**context, "error": exc.message}, status=400)
+    now = timezone.now()
+    # Before reading the query: the window it opens on depends on the rows
+    # just logged.
     rollup.refresh()
-    summary = stats.summary(since, until)
-    series = stats.series(since, until)
-    context |= {
+    try:
+        query = dashboard_query.read(request.GET, now)
+    except (InvalidSince, InvalidFilter) as exc:
+        blank = dashboard_query.blank(now)
+        refused = {"query": blank, "window": "", "slug": "", "error": exc.message}
+        return render(request, TEMPLATE, context | refused, status=400)
+    return render(request, TEMPLATE, context | _focused(query))
+
+
+def _focused(query: DashboardQuery) -> dict[str, Any]:
+    """Every panel's data for the query's window, model and version."""
+    window = {"slug": query.slug, "version": query.version}
+    since, until = query.since, query.until
+    summary = stats.summary(since, until, **window)
+    models = summary["models"]
+    chosen = models[0] if query.slug is not None and models else None
+    labels = quality_series(since, until, **window) if query.slug else None
+    return {
+        "query": query,
+        "window": query.window,
+        "slug": query.slug or "",
+        "picker": dashboard_query.choices(query),
         "since": since,
         "until": until,
         "totals": _with_percent(summary["totals"]),
         "models": [
             _with_percent(m, versions=[_with_percent(v) for v in m["versions"]])
-            for m in summary["models"]
-            if not slug or m["slug"] == slug
+            for m in models
         ],
-        "recent_errors": stats.recent_errors(since, slug=slug or None),
-        **rollouts_view.panel(summary, slug=slug or None),
-        "chart": _chart_data(series, slug),
+        "versions": version_table.table(chosen["versions"]) if chosen else None,
+        "error_codes": [
+            {
+                **found,
+                "log_url": error_codes.log_url(
+                    found["code"], **query.log_window(), **window
+                ),
+            }
+            for found in error_codes.by_code(since, until, **window)
+        ],
+        "recent_errors": stats.recent_errors(since, until=until, **window),
+        **rollouts_view.panel(summary, slug=query.slug),
+        "chart": _chart_data(stats.series(since, until, **window), labels, query),
     }
-    return render(request, TEMPLATE, context)
 
 
 def _with_percent(counts: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {**counts, **extra, "error_percent": counts["error_rate"] * 100}
 
 
-def _chart_data(series: dict[str, Any], slug: str) -> dict[str, Any]:
+def _chart_data(
+    series: dict[str, Any], labels: QualitySeries | None, query: DashboardQuery
+) -> dict[str, Any]:
     """What dashboard.js draws; times as ISO-8601 in the site's time zone."""
     step = series["step_seconds"]
+    slug = query.slug or ""
     return {
         "step_seconds": step,
         "step": f"{step // 3600} h" if step % 3600 == 0 else f"{step // 60} min",
@@ -68,7 +96,28 @@ def _chart_data(series: dict[str, Any], slug: str) -> dict[str, Any]:
             {**point, "start": timezone.localtime(point["start"]).isoformat()}
             for point in series["points"]
         ],
+        "focus": _focus_label(query),
+        # The chosen model's requests per step: the series is that model's
+        # already, so these are the bars' heights (kept for what reads them).
         "highlight": {"slug": slug, "requests": series["models"][slug]}
         if slug in series["models"]
         else None,
+        # Same steps as the points: one line per version with labels.
+        "quality": [
+            {
+                "version": found["version"],
+                "metric": found["metric"],
+                "values": [p["value"] for p in found["points"]],
+                "labelled": [p["labelled"] for p in found["points"]],
+            }
+            for found in labels["versions"]
+        ]
+        if labels
+        else None,
     }
+
+
+def _focus_label(query: DashboardQuery) -> str:
+    if query.slug is None:
+        return "all models"
+    return query.slug if query.version is None else f"{query.slug} v{query.version}"

@@ -31,3 +31,10 @@ class TooManyLabels(MonitoringError):
     """More labels in one feedback body than MODELHUB_MAX_ROWS."""
 
     code = "too_many_rows"
+
+
+class InvalidFilter(MonitoringError):
+    """The dashboard's model or version filter is malformed, or names a
+    version without its model."""
+
+    code = "invalid_filter"

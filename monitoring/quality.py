@@ -13,14 +13,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypedDict
 
-from django.db.models import (
-    Q,
-    Sum,
-)
+from django.db.models import F, Q, Sum
 
+from . import windows
 from .models import FeedbackStat
 
 SHADOW = "shadow"
@@ -139,3 +137,91 @@ def of_versions(per_route: dict[Key, Quality]) -> dict[tuple[str, int], Quality]
         if route != SHADOW:
             found[name, number].add(quality)
     return dict(found)
+
+
+class QualityPoint(TypedDict):
+    labelled: int
+    value: float | None  # accuracy, or a regressor's MAE; None without labels
+
+
+class VersionQuality(TypedDict):
+    version: int
+    metric: str  # "accuracy" or "mae"
+    points: list[QualityPoint]
+
+
+class QualitySeries(TypedDict):
+    step_seconds: int
+    starts: list[datetime]
+    versions: list[VersionQuality]
+
+
+def quality_series(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str,
+    version: int | None = None,
+) -> QualitySeries:
+    """Each version's accuracy (a regressor's MAE) per step of the traffic
+    chart, over the rows served to clients: one query on the labels' rollup,
+    its minute or hour rows, in UTC like the traffic rollup's steps."""
+    cut = windows.steps(since, until)
+    by_minute = cut.step < windows.HOUR
+    first = windows.minute(since.astimezone(UTC))
+    if not by_minute:
+        first = first.replace(minute=0)
+    rows = FeedbackStat.objects.filter(
+        resolution="m" if by_minute else "h",
+        start__gte=first,
+        start__lte=until,
+        slug=slug,
+    ).exclude(route=SHADOW)
+    if version is not None:
+        rows = rows.filter(version=version)
+    grouped = (
+        rows.values_list("version", "start")
+        .annotate(
+            n=Sum("count"),
+            r=Sum("regressed"),
+            hits=Sum("count", filter=Q(regressed=0, label=F("predicted"))),
+            a=Sum("abs_error"),
+        )
+        .order_by()
+    )
+    # version -> step -> [labelled, regressed, right, absolute error]
+    sums: dict[int, dict[datetime, list]] = defaultdict(
+        lambda: defaultdict(lambda: [0, 0, 0, 0.0])
+    )
+    for number, at, count, regressed, right, absolute in grouped:
+        step = sums[number][cut.start_of(at)]
+        step[0] += count
+        step[1] += regressed or 0
+        step[2] += right or 0
+        step[3] += absolute or 0.0
+    starts = cut.starts()
+    versions: list[VersionQuality] = []
+    for number in sorted(sums):
+        steps = sums[number]
+        regressor = any(step[1] for step in steps.values())
+        points: list[QualityPoint] = []
+        for start in starts:
+            labelled, regressed, right, absolute = steps.get(start, (0, 0, 0, 0.0))
+            compared = labelled - regressed
+            if regressor:
+                value = round(absolute / regressed, 6) if regressed else None
+            else:
+                value = round(right / compared, 4) if compared else None
+            points.append({"labelled": labelled, "value": value})
+        versions.append(
+            {
+                "version": number,
+                "metric": "mae" if regressor else "accuracy",
+                "points": points,
+            }
+        )
+    return {
+        "step_seconds": int(cut.step.total_seconds()),
+        "starts": starts,
+        "versions": versions,
+    }

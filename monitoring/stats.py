@@ -1,7 +1,8 @@
 """Traffic, errors and latency per model, version and route, read from the
 rollup.
 
-Resolution is one minute: a window starts at the minute ``since`` falls in.
+Resolution is one minute: a window runs from the minute ``since`` falls in
+to the end of the minute ``until`` falls in.
 Percentiles come from the latency histogram (within ~6%, see latency.py).
 Shadow predictions (route ``shadow``) are no client's request: they appear
 under their version's routes only, never in the totals, a model's or a
@@ -10,208 +11,98 @@ version's own counts, or the series.
 
 from __future__ import annotations
 
-import math
-import re
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Case, Count, Min, OuterRef, Q, Subquery, Sum, When
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from . import drift_stats, quality
-from .exceptions import InvalidSince
+from . import drift_stats, quality, rollup, windows
 from .latency import percentiles
 from .models import LogGap, RequestLog, RequestStat
 from .record import REFUSAL_CODES
+from .traffic import PERCENTILES, Traffic
+from .windows import DAY, HOUR, MINUTE
+
+# Older than windows.py: callers import these from here.
+from .windows import DEFAULT_WINDOW as DEFAULT_WINDOW
+from .windows import MAX_WINDOW as MAX_WINDOW
+from .windows import parse_since as parse_since
 
 SHADOW = "shadow"
-_RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-DEFAULT_WINDOW = "24h"
-# The longest window: far beyond any retention, and far enough from
-# datetime's year 1 that no rounding or time-zone shift of 'since' overflows.
-MAX_WINDOW = timedelta(days=36525)
-PERCENTILES = (50.0, 95.0, 99.0)
-
-
-def parse_since(raw: str | None, now: datetime, *, name: str = "'since'") -> datetime:
-    """The start of the window ``raw`` names, between MAX_WINDOW before ``now``
-    and ``now``: anything else is an InvalidSince (a 400), never an overflow.
-    ``name`` is what the messages call the value (a command's option)."""
-    value = (raw or DEFAULT_WINDOW).strip()
-    match = _RELATIVE.match(value)
-    if match:
-        amount, unit = match.groups()
-        window = timedelta(**{_UNITS[unit]: int(amount)})
-        if window > MAX_WINDOW:
-            raise InvalidSince(
-                f"{name} window {value!r} is too long: at most {MAX_WINDOW.days}d."
-            )
-        return now - window
-    try:
-        parsed = parse_datetime(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise InvalidSince(
-            f"{name} must be ISO-8601 (2026-11-22T10:00:00Z) or a window such as "
-            f"15m, 24h or 7d; got {value[:40]!r}."
-        )
-    if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)
-    # Compared before any conversion: converting year 1 or 9999 with an
-    # offset is itself what overflows.
-    if parsed > now:
-        raise InvalidSince(f"{name} {value[:40]!r} is in the future.")
-    if now - parsed > MAX_WINDOW:
-        raise InvalidSince(
-            f"{name} {value[:40]!r} is too long ago: at most {MAX_WINDOW.days}d."
-        )
-    return parsed
-
-
-def _minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
-def _ceil(moment: datetime, unit: timedelta) -> datetime:
-    floor = moment.replace(second=0, microsecond=0)
-    if unit >= timedelta(hours=1):
-        floor = floor.replace(minute=0)
-    if unit >= timedelta(days=1):
-        floor = floor.replace(hour=0)
-    return floor if floor == moment else floor + unit
 
 
 def window(since: datetime, until: datetime) -> Q:
-    """Rollup rows covering [minute of since, until]: whole days, then whole
-    hours, then minutes at the leading edge. A coarser row starting inside
-    the window holds only requests inside it (until is now)."""
-    start = _minute(since)
-    first_hour = _ceil(start, timedelta(hours=1))
-    first_day = _ceil(start, timedelta(days=1))
+    """Rollup rows covering [minute of since, end of the minute of until]:
+    whole days, then whole hours, then minutes at each edge. When ``until``
+    falls in the current minute nothing was logged after it yet, so a coarser
+    row starting before it is read whole instead of the hours and minutes at
+    the trailing edge."""
+    start = windows.minute(since.astimezone(UTC))
+    end = windows.minute(until.astimezone(UTC)) + MINUTE
+    first_hour, first_day = windows.ceil(start, HOUR), windows.ceil(start, DAY)
+    if end > windows.minute(timezone.now()):
+        last_hour = last_day = end
+    else:
+        last_hour, last_day = windows.floor(end, HOUR), windows.floor(end, DAY)
     R = RequestStat.Resolution
-    return (
-        Q(resolution=R.DAY, start__gte=first_day, start__lte=until)
-        | Q(
-            resolution=R.HOUR,
-            start__gte=first_hour,
-            start__lt=first_day,
-            start__lte=until,
+    if first_day < last_day:
+        spans = [
+            (R.DAY, first_day, last_day),
+            (R.HOUR, first_hour, first_day),
+            (R.HOUR, last_day, last_hour),
+            (R.MINUTE, start, first_hour),
+            (R.MINUTE, last_hour, end),
+        ]
+    elif first_hour < last_hour:
+        spans = [
+            (R.HOUR, first_hour, last_hour),
+            (R.MINUTE, start, first_hour),
+            (R.MINUTE, last_hour, end),
+        ]
+    else:
+        spans = [(R.MINUTE, start, end)]
+    covered = Q(pk__in=[])
+    for resolution, low, high in spans:
+        if low < high:
+            covered |= Q(resolution=resolution, start__gte=low, start__lt=high)
+    return covered
+
+
+def focus(
+    slug: str | None,
+    version: int | None,
+    *,
+    log: bool = False,
+    slug_index: bool = True,
+) -> Q:
+    """One model's rows, or one version's (a version is asked with its model,
+    never as the rollup's 0 for none resolved); in the log (``log``), the
+    rows the rollup folds under that slug, and with ``slug_index=False`` not
+    on the slug's index (rollup.logged_under says why)."""
+    where = Q()
+    if slug is not None:
+        where &= (
+            rollup.logged_under(slug, slug_index=slug_index) if log else Q(slug=slug)
         )
-        | Q(
-            resolution=R.MINUTE,
-            start__gte=start,
-            start__lt=first_hour,
-            start__lte=until,
-        )
-    )
+    if version is not None:
+        where &= Q(version=version)
+    return where
 
 
-class _Counter:
-    __slots__ = (
-        "requests",
-        "errors",
-        "rows",
-        "latency_sum",
-        "histogram",
-        "batched",
-        "batch_size_sum",
-        "ok_rows",
-        "shadow_diff",
-        "served_sum",
-        "served_sq_sum",
-        "unjoinable",
-    )
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.errors = 0
-        self.rows = 0
-        self.latency_sum = 0.0
-        self.histogram: dict[int, int] = defaultdict(int)
-        self.batched = 0
-        self.batch_size_sum = 0
-        self.ok_rows = 0
-        self.shadow_diff = 0.0
-        self.served_sum = 0.0
-        self.served_sq_sum = 0.0
-        self.unjoinable = 0
-
-    def add(
-        self,
-        *,
-        error: bool,
-        bucket: int,
-        count: int,
-        rows: int,
-        latency: float,
-        batched: int = 0,
-        batch_size_sum: int = 0,
-        shadow: tuple[float, float, float] = (0.0, 0.0, 0.0),
-        unjoinable: int = 0,
-    ) -> None:
-        self.requests += count
-        self.errors += count if error else 0
-        self.rows += rows
-        if not error:
-            self.ok_rows += rows
-        self.shadow_diff += shadow[0]
-        self.served_sum += shadow[1]
-        self.served_sq_sum += shadow[2]
-        self.unjoinable += unjoinable
-        self.latency_sum += latency
-        self.histogram[bucket] += count
-        self.batched += batched
-        self.batch_size_sum += batch_size_sum
-
-    def comparison(self, kind: str) -> dict[str, Any]:
-        """A shadow's predictions against the served ones, over the rows it
-        predicted: the share of labels that agree, or (regressors) the mean
-        absolute difference and its ratio to the served values' spread."""
-        rows = self.ok_rows
-        if not rows:
-            return {"rows": 0}
-        if kind != "regressor":
-            return {"rows": rows, "agreement": round(1 - self.shadow_diff / rows, 4)}
-        mae = self.shadow_diff / rows
-        mean = self.served_sum / rows
-        spread = math.sqrt(max(self.served_sq_sum / rows - mean * mean, 0.0))
-        return {
-            "rows": rows,
-            "mae": round(mae, 6),
-            "served_std": round(spread, 6),
-            "mae_to_std": round(mae / spread, 4) if spread > 0 else None,
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        p = percentiles(self.histogram.items(), PERCENTILES)
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "error_rate": round(self.errors / self.requests, 4)
-            if self.requests
-            else 0.0,
-            "rows": self.rows,
-            "mean_ms": round(self.latency_sum / self.requests, 3)
-            if self.requests
-            else None,
-            "p50_ms": p[50.0],
-            "p95_ms": p[95.0],
-            "p99_ms": p[99.0],
-            # Over the requests that rode in a batch only.
-            "mean_batch_size": round(self.batch_size_sum / self.batched, 2)
-            if self.batched
-            else None,
-        }
-
-
-def summary(since: datetime, until: datetime) -> dict[str, Any]:
-    """The /api/stats/ document for [since, until]."""
+def summary(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """The /api/stats/ document for [since, until]; with ``slug`` (and
+    ``version``) only that model's (version's) requests, in totals too."""
+    where = focus(slug, version)
     grouped = (
-        RequestStat.objects.filter(window(since, until))
+        RequestStat.objects.filter(window(since, until), where)
         .values_list("slug", "version", "route", "error", "bucket")
         .annotate(
             n=Sum("count"),
@@ -226,23 +117,23 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
         )
         .order_by()
     )
-    totals = _Counter()
-    per_model: dict[str, _Counter] = defaultdict(_Counter)
-    per_version: dict[str, dict[int, _Counter]] = defaultdict(
-        lambda: defaultdict(_Counter)
+    totals = Traffic()
+    per_model: dict[str, Traffic] = defaultdict(Traffic)
+    per_version: dict[str, dict[int, Traffic]] = defaultdict(
+        lambda: defaultdict(Traffic)
     )
-    per_route: dict[tuple[str, int], dict[str, _Counter]] = defaultdict(
-        lambda: defaultdict(_Counter)
+    per_route: dict[tuple[str, int], dict[str, Traffic]] = defaultdict(
+        lambda: defaultdict(Traffic)
     )
     for row in grouped:
-        slug, version, route, error, bucket, count, rows, latency = row[:8]
+        name, number, route, error, bucket, count, rows, latency = row[:8]
         batched, size, diff, served, squares, unjoinable = row[8:]
-        counters = [per_route[slug, version][route]]
+        counters = [per_route[name, number][route]]
         if route != SHADOW:
-            counters += [totals, per_model[slug], per_version[slug][version]]
+            counters += [totals, per_model[name], per_version[name][number]]
         else:
-            per_version[slug].setdefault(version, _Counter())
-            per_model.setdefault(slug, _Counter())
+            per_version[name].setdefault(number, Traffic())
+            per_model.setdefault(name, Traffic())
         for counter in counters:
             counter.add(
                 error=error,
@@ -256,58 +147,62 @@ def summary(since: datetime, until: datetime) -> dict[str, Any]:
                 unjoinable=unjoinable or 0,
             )
     kinds = _shadow_kinds(per_route)
-    labelled = quality.by_route(since, until)
+    labelled = quality.by_route(since, until, slug=slug, version=version)
     per_version_quality = quality.of_versions(labelled)
     drifts = drift_stats.by_version(since, until, set(per_model))
+    last = _last_requests(since, until, where) if per_model else {}
     models = []
-    for slug in sorted(per_model):
-        last = _last_requests(slug, list(per_version[slug]), since)
+    for name in sorted(per_model):
         versions = [
             {
                 "version": number or None,
-                **per_version[slug][number].as_dict(),
-                "last_request_at": last.get(number or None),
+                **per_version[name][number].as_dict(),
+                "last_request_at": last.get((name, number)),
                 "quality": _quality_dict(
-                    per_version_quality.get((slug, number)),
-                    per_version[slug][number],
+                    per_version_quality.get((name, number)),
+                    per_version[name][number],
                 ),
-                "drift": drifts.get((slug, number)),
+                "drift": drifts.get((name, number)),
                 "routes": {
                     route: {
-                        **_route_dict(route, counter, kinds.get((slug, number), "")),
+                        **_route_dict(route, counter, kinds.get((name, number), "")),
                         "quality": _quality_dict(
-                            labelled.get((slug, number, route)), counter
+                            labelled.get((name, number, route)), counter
                         ),
                     }
-                    for route, counter in sorted(per_route[slug, number].items())
+                    for route, counter in sorted(per_route[name, number].items())
                 },
             }
-            for number in sorted(per_version[slug], reverse=True)
+            for number in sorted(per_version[name], reverse=True)
         ]
         models.append(
             {
-                "slug": slug,
-                **per_model[slug].as_dict(),
+                "slug": name,
+                **per_model[name].as_dict(),
                 "last_request_at": max(
-                    (v for v in last.values() if v is not None), default=None
+                    (v["last_request_at"] for v in versions if v["last_request_at"]),
+                    default=None,
                 ),
                 "versions": versions,
             }
         )
-    dropped = LogGap.objects.filter(created_at__gte=since).aggregate(n=Sum("dropped"))
+    # A dropped row's model is not known: the note stands whatever the focus.
+    dropped = LogGap.objects.filter(
+        created_at__gte=since, created_at__lte=until
+    ).aggregate(n=Sum("dropped"))
     return {
         "since": since,
         "until": until,
         "totals": {
             **totals.as_dict(),
             "dropped_log_rows": dropped["n"] or 0,
-            "refusals": refusals(since, until),
+            "refusals": refusals(since, until, slug=slug, version=version),
         },
         "models": models,
     }
 
 
-def _quality_dict(found: quality.Quality | None, counter: _Counter) -> dict[str, Any]:
+def _quality_dict(found: quality.Quality | None, counter: Traffic) -> dict[str, Any]:
     """Labels against the rows the version answered in the window: coverage
     is labelled / predicted; unjoinable rows were past the kept cap."""
     shown = (found or quality.Quality()).as_dict(predicted_rows=counter.ok_rows)
@@ -315,14 +210,14 @@ def _quality_dict(found: quality.Quality | None, counter: _Counter) -> dict[str,
     return shown
 
 
-def _route_dict(route: str, counter: _Counter, kind: str) -> dict[str, Any]:
+def _route_dict(route: str, counter: Traffic, kind: str) -> dict[str, Any]:
     found = counter.as_dict()
     if route == SHADOW:
         found["comparison"] = counter.comparison(kind)
     return found
 
 
-def _shadow_kinds(per_route: dict[tuple[str, int], dict[str, _Counter]]) -> dict:
+def _shadow_kinds(per_route: dict[tuple[str, int], dict[str, Traffic]]) -> dict:
     """(slug, version) -> kind, for the versions that ran as shadows."""
     from registry.models import ModelVersion
 
@@ -336,11 +231,19 @@ def _shadow_kinds(per_route: dict[tuple[str, int], dict[str, _Counter]]) -> dict
     return {(slug, number): kind for slug, number, kind in found}
 
 
-def refusals(since: datetime, until: datetime) -> dict[str, int]:
+def refusals(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> dict[str, int]:
     """Requests refused before a model answered, per code (the log's partial
     index on errors serves it)."""
     counted = (
         RequestLog.objects.filter(
+            # The window's errors, on their index, rather than the model's rows.
+            focus(slug, version, log=True, slug_index=False),
             created_at__gte=since,
             created_at__lt=until,
             status__gte=400,
@@ -355,47 +258,76 @@ def refusals(since: datetime, until: datetime) -> dict[str, int]:
 
 
 def _last_requests(
-    slug: str, versions: list[int], since: datetime
-) -> dict[int | None, datetime | None]:
-    """Latest request per version: a MAX on the (slug, version, time) index."""
-    latest: dict[int | None, datetime | None] = {}
-    for number in versions:
-        version = number or None
+    since: datetime, until: datetime, where: Q
+) -> dict[tuple[str, int], datetime]:
+    """Latest request per (slug, version) served in the window, in one query
+    whatever the number of versions: one rollup row stands for each version,
+    and its newest log row is read from the end of that version's range of
+    the (slug, version, time) index. The rollup's version 0 is the log's
+    NULL."""
+
+    def newest(version: Q) -> Subquery:
         rows = RequestLog.objects.filter(
-            slug=slug, version=version, created_at__gte=since
+            version, slug=OuterRef("slug"), created_at__gte=since, created_at__lte=until
         ).exclude(route=SHADOW)  # a shadow's rows answered no one
-        latest[version] = rows.aggregate(last=Max("created_at"))["last"]
-    return latest
+        return Subquery(rows.order_by("-created_at").values("created_at")[:1])
+
+    # Grouping the outer query instead would group by the subqueries too,
+    # running them for every rollup row.
+    one_row_each = (
+        RequestStat.objects.filter(window(since, until), where)
+        .exclude(route=SHADOW)
+        .values("slug", "version")
+        .annotate(first=Min("pk"))
+        .values("first")
+    )
+    found = (
+        RequestStat.objects.filter(pk__in=one_row_each)
+        .annotate(
+            last=Case(
+                When(version=0, then=newest(Q(version__isnull=True))),
+                default=newest(Q(version=OuterRef("version"))),
+            )
+        )
+        .values_list("slug", "version", "last")
+    )
+    return {(slug, version): last for slug, version, last in found}
 
 
-def series(since: datetime, until: datetime) -> dict[str, Any]:
-    """Requests, errors and latency percentiles over time, for the charts.
+def series(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """Requests, errors and latency percentiles over time, for the charts;
+    with ``slug`` (and ``version``) that model's (version's) only.
 
     Steps under an hour read minute rows; longer ones read hour rows, so a
     chart never aggregates more than a few thousand rows in Python.
     """
-    step = _step_for(until - since)
-    if step < timedelta(hours=1):
-        resolution, origin = RequestStat.Resolution.MINUTE, _minute(since)
-    else:
-        resolution = RequestStat.Resolution.HOUR
-        origin = _minute(since).replace(minute=0)
+    cut = windows.steps(since, until)
+    R = RequestStat.Resolution
     rows = RequestStat.objects.filter(
-        resolution=resolution, start__gte=origin, start__lte=until
+        focus(slug, version),
+        resolution=R.MINUTE if cut.step < HOUR else R.HOUR,
+        start__gte=cut.origin,
+        start__lte=until,
     ).exclude(route=SHADOW)
-    bins: dict[datetime, _Counter] = defaultdict(_Counter)
+    bins: dict[datetime, Traffic] = defaultdict(Traffic)
     for start, error, bucket, count in (
         rows.values_list("start", "error", "bucket").annotate(n=Sum("count")).order_by()
     ):
-        at = origin + step * ((start - origin) // step)
-        bins[at].add(error=error, bucket=bucket, count=count, rows=0, latency=0.0)
+        bins[cut.start_of(start)].add(
+            error=error, bucket=bucket, count=count, rows=0, latency=0.0
+        )
     per_model: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
     for start, slug, count in (
         rows.values_list("start", "slug").annotate(n=Sum("count")).order_by()
     ):
-        per_model[slug][origin + step * ((start - origin) // step)] += count
-    # Up to the bin holding ``until``, even when the span is not whole steps.
-    starts = [origin + step * i for i in range((until - origin) // step + 1)]
+        per_model[slug][cut.start_of(start)] += count
+    starts = cut.starts()
     points = []
     for start in starts:
         counter = bins.get(start)
@@ -411,7 +343,7 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
             }
         )
     return {
-        "step_seconds": int(step.total_seconds()),
+        "step_seconds": int(cut.step.total_seconds()),
         "points": points,
         "models": {
             slug: [counts.get(start, 0) for start in starts]
@@ -420,25 +352,40 @@ def series(since: datetime, until: datetime) -> dict[str, Any]:
     }
 
 
-def _step_for(span: timedelta) -> timedelta:
-    if span <= timedelta(hours=1):
-        return timedelta(minutes=1)
-    if span <= timedelta(hours=6):
-        return timedelta(minutes=5)
-    if span <= timedelta(days=3):
-        return timedelta(hours=1)
-    # Long windows: at most ~500 points, in whole hours.
-    return timedelta(hours=max(6, math.ceil(span / timedelta(hours=1) / 500)))
-
-
 def recent_errors(
-    since: datetime, *, slug: str | None = None, limit: int = 50
+    since: datetime,
+    *,
+    until: datetime | None = None,
+    slug: str | None = None,
+    version: int | None = None,
+    limit: int = 50,
 ) -> list[dict[str, Any]]:
-    errors = RequestLog.objects.filter(status__gte=400, created_at__gte=since)
-    if slug:
-        errors = errors.filter(slug=slug)
+    """The newest errors, newest first, on the log's partial index on errors."""
+    errors = RequestLog.objects.filter(
+        focus(slug or None, version, log=True, slug_index=False),
+        status__gte=400,
+        created_at__gte=since,
+    )
+    if until is not None:
+        errors = errors.filter(created_at__lt=until)
     return list(
         errors.order_by("-created_at").values(
             "created_at", "slug", "version", "status", "error_code", "request_id"
         )[:limit]
+    )
+
+
+def has_requests(
+    since: datetime,
+    until: datetime,
+    *,
+    slug: str | None = None,
+    version: int | None = None,
+) -> bool:
+    """Whether any client request was served in the window: one EXISTS on the
+    rollup rows summary() would read."""
+    return (
+        RequestStat.objects.filter(window(since, until), focus(slug, version))
+        .exclude(route=SHADOW)
+        .exists()
     )

@@ -66,3 +66,42 @@ def chromium_page(name: str, timeout_ms: int = 15_000) -> Iterator[Any]:
                 raise
         finally:
             browser.close()
+
+
+def collect_errors(page: Any, base: str) -> list[str]:
+    """What goes wrong on ``page`` from now on, as it comes: script errors,
+    console errors, responses of 400 and above (but a favicon's), and any
+    request leaving ``base``."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and "Failed to load resource" not in msg.text
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(base) else errors.append(r.url),
+    )
+    return errors
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """The whole page as ``ARTIFACTS/name``, a PNG."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / name
+    shot.unlink(missing_ok=True)
+    page.screenshot(path=shot, full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return shot
