@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
@@ -13,7 +14,15 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import dashboard_query, error_codes, rollouts_view, rollup, stats, version_table
+from . import (
+    dashboard_query,
+    drift_stats,
+    error_codes,
+    rollouts_view,
+    rollup,
+    stats,
+    version_table,
+)
 from .dashboard_query import REFRESH_SECONDS, WINDOWS, DashboardQuery
 from .exceptions import InvalidFilter, InvalidSince
 from .quality import QualitySeries, quality_series
@@ -29,6 +38,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "title": "Dashboard",
         "windows": WINDOWS,
         "refresh_seconds": REFRESH_SECONDS,
+        "baseline_rows": settings.MODELHUB_DRIFT_BASELINE_ROWS,
     }
     now = timezone.now()
     # Before reading the query: the window it opens on depends on the rows
@@ -51,6 +61,7 @@ def _focused(query: DashboardQuery) -> dict[str, Any]:
     models = summary["models"]
     chosen = models[0] if query.slug is not None and models else None
     labels = quality_series(since, until, **window) if query.slug else None
+    moved = drift_stats.series(since, until, **window) if query.slug else None
     return {
         "query": query,
         "window": query.window,
@@ -76,6 +87,32 @@ def _focused(query: DashboardQuery) -> dict[str, Any]:
         "recent_errors": stats.recent_errors(since, until=until, **window),
         **rollouts_view.panel(summary, slug=query.slug),
         "chart": _chart_data(stats.series(since, until, **window), labels, query),
+        "drift": _drift_panel(chosen, moved),
+    }
+
+
+def _drift_panel(
+    chosen: dict[str, Any] | None, moved: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The chosen model's drift: each version's features worst first with
+    the reference it is read against, and the worst ones hour by hour."""
+    if chosen is None:
+        return None
+    versions = [
+        {"version": v["version"], **v["drift"]}
+        for v in chosen["versions"]
+        if v.get("drift")
+    ]
+    return {
+        "versions": versions,
+        "chart": {
+            "starts": [
+                timezone.localtime(start).isoformat() for start in moved["starts"]
+            ],
+            "versions": moved["versions"],
+        }
+        if moved and moved["versions"]
+        else None,
     }
 
 

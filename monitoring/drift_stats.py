@@ -110,3 +110,64 @@ def collecting(rows: int) -> dict[str, Any]:
         "features": {},
         "predictions": None,
     }
+
+
+WORST_SHOWN = 3  # features drawn over time: the window's worst
+
+
+def series(
+    since: datetime, until: datetime, *, slug: str, version: int | None = None
+) -> dict[str, Any]:
+    """Each version's worst features' PSI hour by hour, for the dashboard's
+    drift chart: ``{"starts": [hours], "versions": [{"version", "reference",
+    "features": [{"name", "psi": [per hour]}]}]}``. The worst are the
+    window's ``WORST_SHOWN`` highest PSIs; an hour without rows is None."""
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    starts = []
+    moment = hour
+    while moment <= until:
+        starts.append(moment)
+        moment += timedelta(hours=1)
+    references = DriftReference.objects.filter(version__model__slug=slug)
+    if version is not None:
+        references = references.filter(version__number=version)
+    found = []
+    for number, source, bins in references.values_list(
+        "version__number", "source", "bins"
+    ).order_by("-version__number"):
+        reference = Reference.from_dict(bins)
+        hourly: dict[datetime, dict[str, dict[int, int]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        for start, feature, index, count in DriftCount.objects.filter(
+            resolution="h", start__gte=hour, start__lte=until, slug=slug, version=number
+        ).values_list("start", "feature", "bin", "count"):
+            hourly[start][feature][index] = count
+        whole = scored(reference, source, _summed(hourly.values()))
+        worst = [
+            name
+            for name, found_psi in whole["features"].items()
+            if found_psi["psi"] is not None
+        ][:WORST_SHOWN]
+        by_name = {bins.name: bins for bins in reference.features}
+        lines = []
+        for name in worst:
+            bins = by_name[name]
+            points = []
+            for start in starts:
+                counts = hourly.get(start, {}).get(name, {})
+                value = psi(bins.expected, [counts.get(i, 0) for i in range(bins.size)])
+                points.append(None if value is None else round(value, 4))
+            lines.append({"name": name, "psi": points})
+        if lines:
+            found.append({"version": number, "reference": source, "features": lines})
+    return {"starts": starts, "versions": found}
+
+
+def _summed(hours: Any) -> dict[str, dict[int, int]]:
+    total: dict[str, dict[int, int]] = defaultdict(dict)
+    for features in hours:
+        for feature, counts in features.items():
+            for index, count in counts.items():
+                total[feature][index] = total[feature].get(index, 0) + count
+    return total

@@ -116,7 +116,66 @@ def quality(versions: list[Version]) -> Group:
     return Group("Quality", headers, rows)
 
 
-GROUPS: tuple[Callable[[list[Version]], Group], ...] = (traffic, latency, quality)
+def drift(versions: list[Version]) -> Group:
+    """Which reference each version is read against, its worst feature and
+    its predictions' PSI (monitoring.drift_stats)."""
+    rows = []
+    for v in versions:
+        found = v.get("drift")
+        if not found:
+            rows.append([Cell("reference", "—"), Cell("worst", "—"), Cell("pred", "—")])
+            continue
+        collecting = found.get("collecting")
+        if collecting:
+            reference = f"baseline: {collecting['rows']} of {collecting['of']} rows"
+        else:
+            reference = f"{found['reference']} ({found['reference_rows']} rows)"
+        worst = next(iter(found["features"].items()), None)
+        worst_cell = (
+            Cell(
+                "worst",
+                f"{worst[0]} {_number(worst[1]['psi'], 3)}",
+                f"drift-{worst[1]['status']}",
+            )
+            if worst
+            else Cell("worst", "—")
+        )
+        predictions = found.get("predictions")
+        rows.append(
+            [
+                Cell("reference", reference),
+                worst_cell,
+                Cell(
+                    "pred",
+                    _number(predictions["psi"], 3),
+                    f"drift-{predictions['status']}",
+                )
+                if predictions
+                else Cell("pred", "—"),
+            ]
+        )
+    headers = [
+        Header(
+            "Reference",
+            "Upload: a training sample given with the file; "
+            "baseline: the version's first predicted rows",
+        ),
+        Header(
+            "Worst feature PSI",
+            "Population stability index against the "
+            "reference: under 0.1 stable, 0.1 warn, 0.25 alert",
+        ),
+        Header("Predictions PSI"),
+    ]
+    return Group("Drift", headers, rows)
+
+
+GROUPS: tuple[Callable[[list[Version]], Group], ...] = (
+    traffic,
+    latency,
+    quality,
+    drift,
+)
 
 
 def table(versions: list[Version]) -> Table:

@@ -223,7 +223,7 @@ def test_versions_side_by_side_show_traffic_latency_and_quality_of_each(
     table = html[html.index('id="versions-table"') :]
     table = table[: table.index("</table>")]
     titles = re.findall(r'<th scope="colgroup"[^>]*>(\w+)</th>', table)
-    assert titles == ["Traffic", "Latency", "Quality"]
+    assert titles == ["Traffic", "Latency", "Quality", "Drift"]
     headers = re.findall(r'<th scope="col" class="num[^"]*"[^>]*>([^<]+)</th>', table)
     assert headers == [
         "Requests",
@@ -238,6 +238,9 @@ def test_versions_side_by_side_show_traffic_latency_and_quality_of_each(
         "Coverage",
         "Accuracy",
         "Macro-F1",
+        "Reference",
+        "Worst feature PSI",
+        "Predictions PSI",
     ]
     v1 = cells(table, "version-side", version=1)
     assert v1[:4] == ["1", "0", "0.0%", "4"]

@@ -182,3 +182,58 @@ def test_auto_refresh_sends_nothing_while_off_and_fetches_the_data_while_on(
         )
         expect(page.locator("#auto-refresh")).to_be_checked()
         assert errors == []
+
+
+DRIFT_LINES = """() => {
+  const chart = window.Chart && Chart.getChart("drift-chart");
+  return chart ? chart.data.datasets.map((d) => d.label) : null;
+}"""
+
+
+def test_the_drift_panel_lists_features_worst_first_and_draws_them_per_hour(
+    request, live, staff_user, iris_versions, iris_frame
+):
+    import numpy as np
+
+    from monitoring.drift import Reference
+    from monitoring.models import DriftCount, DriftReference
+
+    x, _ = iris_frame
+    one = iris_versions[0]
+    reference = Reference.of(
+        {name: x[name].to_numpy() for name in x.columns}, {}, None, "string"
+    )
+    DriftReference.objects.create(
+        version=one, source="upload", rows=150, bins=reference.as_dict()
+    )
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    shifted = "petal width (cm)"
+    for bins in reference.features:
+        shares = np.array(bins.expected)
+        if bins.name == shifted:
+            shares = np.roll(shares, 4)
+        for index, share in enumerate(shares):
+            for start in (hour, hour - timedelta(hours=1)):
+                if round(share * 400):
+                    DriftCount.objects.create(
+                        resolution="h",
+                        start=start,
+                        slug="iris",
+                        version=1,
+                        feature=bins.name,
+                        bin=index,
+                        count=round(share * 400),
+                    )
+    log("iris", 1, ago=timedelta(minutes=3))
+    with chromium_page(request.node.name) as page:
+        errors = open_dashboard(page, live, staff_user, "?since=6h&model=iris")
+        rows = page.locator("#drift-v1 tbody tr")
+        expect(rows.first).to_have_attribute("data-feature", shifted)
+        expect(rows.first.locator("td").nth(2)).to_have_text("alert")
+        expect(page.locator("#drift-v1 caption")).to_contain_text(
+            "reference given at upload"
+        )
+        page.wait_for_function(DRIFT_LINES)
+        assert page.evaluate(DRIFT_LINES)[0] == f"v1 {shifted}"
+        screenshot(page, "dashboard-drift.png")
+        assert errors == []

@@ -150,3 +150,15 @@ def test_drift_gauges_show_each_features_psi(client, baseline, iris_frame):
     assert gauge(text, "modelhub_drift_psi", shifted) >= 0.25
     assert gauge(text, "modelhub_drift_psi", steady) < 0.1
     assert gauge(text, "modelhub_drift_predictions_psi", 'model="iris"') is not None
+
+
+def test_the_warn_and_alert_levels_are_settings(
+    settings, client, staff_client, baseline, iris_frame
+):
+    send(client, iris_like(iris_frame, 500, seed=7, shift={"petal width (cm)": 2.0}))
+    settings.MODELHUB_DRIFT_WARN, settings.MODELHUB_DRIFT_ALERT = 5.0, 10.0
+    found = version_drift(staff_client)
+    assert found["features"]["petal width (cm)"]["status"] == "ok"
+    settings.MODELHUB_DRIFT_WARN, settings.MODELHUB_DRIFT_ALERT = 0.001, 0.002
+    found = version_drift(staff_client)
+    assert {f["status"] for f in found["features"].values()} == {"alert"}

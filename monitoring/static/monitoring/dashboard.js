@@ -190,6 +190,40 @@
         })
       );
     }
+
+    const driftCanvas = document.getElementById("drift-chart");
+    const driftData = document.getElementById("drift-series");
+    if (driftCanvas && driftData) {
+      const drift = JSON.parse(driftData.textContent);
+      const lines = [];
+      drift.versions.forEach((v) =>
+        v.features.forEach((f) => lines.push({ label: "v" + v.version + " " + f.name, data: f.psi }))
+      );
+      charts.push(
+        new Chart(driftCanvas, {
+          type: "line",
+          data: {
+            labels: drift.starts.map((s) => s.slice(5, 16).replace("T", " ")),
+            datasets: lines.map((line, i) => ({
+              label: line.label,
+              data: line.data,
+              borderColor: versionColors[i % versionColors.length],
+              backgroundColor: versionColors[i % versionColors.length],
+              borderWidth: 2,
+              pointRadius: 3,
+              spanGaps: true,
+            })),
+          },
+          options: {
+            ...common,
+            scales: {
+              ...common.scales,
+              y: { beginAtZero: true, title: { display: true, text: "PSI" } },
+            },
+          },
+        })
+      );
+    }
   }
 
   // --- auto-refresh ---------------------------------------------------------
