@@ -41,6 +41,9 @@ class CommitWindow:
         self._starting = threading.Lock()
         self._condition = threading.Condition()
         self._due: float | None = None  # when the open window closes
+        # The run due is only a reminder (``soon``): a row's window may close
+        # before it.
+        self._soft = False
         self._closed = False
         self._pid = 0
 
@@ -54,10 +57,21 @@ class CommitWindow:
         with self._condition:
             now = time.monotonic()
             if waiting >= max_rows:
-                self._due = now
+                self._due, self._soft = now, False
                 self._condition.notify()
-            elif self._due is None:
-                self._due = now + seconds
+            elif self._due is None or (self._soft and self._due > now + seconds):
+                self._due, self._soft = now + seconds, False
+                self._condition.notify()
+
+    def soon(self, seconds: float) -> None:
+        """Run the commit again within ``seconds`` even if no row comes (work
+        owed after it, such as drift counts); a row's window still closes on
+        time."""
+        if self._pid != os.getpid():
+            return  # no thread here: the next row starts it
+        with self._condition:
+            if self._due is None:
+                self._due, self._soft = time.monotonic() + seconds, True
                 self._condition.notify()
 
     def close(self) -> None:
@@ -84,7 +98,7 @@ class CommitWindow:
                     condition.wait(None if due is None else due - time.monotonic())
                 if self._closed:
                     return
-                self._due = None
+                self._due, self._soft = None, False
             try:
                 failed = self._commit()
             except Exception:  # the thread must outlive any one failure

@@ -167,13 +167,16 @@ class RequestLogWriter:
         return written
 
     def _commit_window(self) -> bool:
-        """The window's commit; True when it must run again in a second: the
-        commit failed (rows wait for a retry), or drift rows wait for a fold
-        this worker owes even if no request comes to trigger it."""
+        """The window's commit; True when it failed (rows wait for a retry).
+        Drift rows still waiting for their fold (at most every
+        MODELHUB_LOG_ROLLUP_MS) have the window run again, even if no
+        request comes to trigger it."""
         self.flush()
         if drift_counts.counter.waiting():
             self._fold_now_and_then()
-        return self._failing or drift_counts.counter.waiting() > 0
+            if drift_counts.counter.waiting():
+                self._window.soon(settings.MODELHUB_LOG_ROLLUP_MS / 1000)
+        return self._failing
 
     def _drop(self) -> None:
         self.dropped_total += 1
@@ -213,8 +216,10 @@ class RequestLogWriter:
                     self._pending.popleft()
                 self._forget_drops(drops)
             self._show_buffered()
-        self._fold_now_and_then()
+        # The guards first: a failing candidate is rolled back before the
+        # rollup and the drift counts are brought up to date.
         self._guard_now_and_then()
+        self._fold_now_and_then()
         return len(batch)
 
     def _forget_drops(self, count: int) -> None:

@@ -225,3 +225,29 @@ def test_a_worker_aborted_by_gunicorns_timeout_commits_its_window(
     server.wait_for(lambda: "WORKER TIMEOUT" in server.log_text(), "the abort")
     assert wait_for_rows(install, "before-abort", 5)
     assert rows(install, "before-abort") == 5
+
+
+def test_a_reminder_to_run_later_never_holds_a_rows_window_open():
+    """Drift counts owed ask the window to run again within a second
+    (``soon``); a row arriving meanwhile is still committed in its own
+    window, not at the reminder."""
+    import threading
+
+    from monitoring.commit_window import CommitWindow
+
+    ran = threading.Event()
+
+    def commit() -> bool:
+        ran.set()
+        return False
+
+    window = CommitWindow(commit)
+    try:
+        window.row_added(1, 0.0, 256)  # starts the thread: runs at once
+        assert ran.wait(5)
+        ran.clear()
+        window.soon(30.0)
+        window.row_added(1, 0.01, 256)
+        assert ran.wait(5), "the row waited for the 30 s reminder"
+    finally:
+        window.close()
