@@ -843,3 +843,24 @@ def inprocess_rounds(
                 + " µs/request",
                 flush=True,
             )
+
+
+def django_child(database_url: str, prefix: str) -> Path:
+    """Set Django up in a benchmark's child process against ``database_url``,
+    with media, static files and a secret key in a fresh scratch directory
+    (returned, for the caller to remove)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="modelhub.settings",
+        DJANGO_ALLOWED_HOSTS="testserver,localhost,127.0.0.1",
+        MODELHUB_MEDIA_ROOT=str(work / "media"),
+        MODELHUB_STATIC_ROOT=str(work / "static"),
+        MODELHUB_SECRET_KEY_FILE=str(work / "secret"),
+        MODELHUB_LOG_LEVEL="WARNING",
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    return work

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -67,6 +66,7 @@ from harness import (  # noqa: E402
     RESULTS,
     ROOT,
     bulk_load,
+    django_child,
     machine,
     postgres_version,
     queries_of,
@@ -542,20 +542,7 @@ def measure(client, has_dashboard: bool, repeat: int) -> list[dict]:  # noqa: AN
 
 
 def child(database_url: str, args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="modelhub-stats-"))
-    os.environ.update(
-        DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="modelhub.settings",
-        DJANGO_ALLOWED_HOSTS="testserver,localhost,127.0.0.1",
-        MODELHUB_MEDIA_ROOT=str(work / "media"),
-        MODELHUB_STATIC_ROOT=str(work / "static"),
-        MODELHUB_SECRET_KEY_FILE=str(work / "secret"),
-        MODELHUB_LOG_LEVEL="WARNING",
-    )
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    work = django_child(database_url, "modelhub-stats-")
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
