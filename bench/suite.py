@@ -258,9 +258,9 @@ def build_memory_site(directory: Path, models_dir: Path) -> dict:
     real_preflight = actions.preflight
     first: list[Any] = []
 
-    def preflight_once(*args: Any) -> Any:
+    def preflight_once(*args: Any, **kwargs: Any) -> Any:
         if not first:
-            first.append(real_preflight(*args))
+            first.append(real_preflight(*args, **kwargs))
         return first[0]
 
     actions.preflight = preflight_once
