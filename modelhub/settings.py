@@ -23,6 +23,7 @@ from modelhub.env import (
     env_list,
     env_str,
 )
+from modelhub.model_storage import model_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -186,8 +187,22 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("MODELHUB_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MODELHUB_MEDIA_ROOT", str(BASE_DIR / "media")))
+# Model files: the local disk (MEDIA_ROOT) by default, or any S3-compatible
+# object store shared by several hosts (registry/store.py). Credentials are
+# read the way boto3 reads them (AWS_ACCESS_KEY_ID..., a profile, a role).
+MODELHUB_STORAGE = env_choice("MODELHUB_STORAGE", "local", ("local", "s3"))
+MODELHUB_S3_BUCKET = env_str("MODELHUB_S3_BUCKET").strip()
+MODELHUB_S3_PREFIX = env_str("MODELHUB_S3_PREFIX", "modelhub").strip().strip("/")
+MODELHUB_S3_ENDPOINT_URL = env_str("MODELHUB_S3_ENDPOINT_URL").strip() or None
+if MODELHUB_STORAGE == "s3" and not MODELHUB_S3_BUCKET:
+    raise ImproperlyConfigured("MODELHUB_STORAGE=s3 needs MODELHUB_S3_BUCKET")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": model_storage(
+        MODELHUB_STORAGE,
+        bucket=MODELHUB_S3_BUCKET,
+        prefix=MODELHUB_S3_PREFIX,
+        endpoint_url=MODELHUB_S3_ENDPOINT_URL,
+    ),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
@@ -298,6 +313,10 @@ MODELHUB_MODEL_COPY_DIR = Path(
         str(Path(tempfile.gettempdir()) / f"modelhub-model-copies-{os.getuid()}"),
     )
 )
+# The copies above are also the host's read-through cache of an object
+# store (MODELHUB_STORAGE=s3): files beyond this many MB, least recently
+# loaded first, are removed (a loaded model keeps its pages until evicted).
+MODELHUB_MODEL_COPY_MAX_MB = env_int("MODELHUB_MODEL_COPY_MAX_MB", 10240, minimum=1)
 # The gunicorn master loads the active versions before it forks, so workers
 # share the pages of models mapping cannot share (forests; registry/forkshare.py).
 MODELHUB_SHARE_MODELS = env_bool("MODELHUB_SHARE_MODELS", True)

@@ -17,17 +17,15 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from . import batching, changes, mlflow_models, signals, staging
+from . import batching, changes, mlflow_models, signals, staging, store
 from .exceptions import (
     InvalidModel,
     InvalidSchema,
@@ -37,6 +35,7 @@ from .exceptions import (
     NothingToChange,
     NothingToRollBack,
     PicklePermissionRequired,
+    StoreUnavailable,
     UnknownModel,
     UnknownVersion,
     VersionActive,
@@ -213,7 +212,7 @@ def _store(
             number = (model.versions.aggregate(n=Max("number"))["n"] or 0) + 1
             target = f"models/{slug}/v{number}-{digest[:12]}{extension_for(fmt)}"
             with open(staged, "rb") as handle:
-                stored_name = default_storage.save(target, File(handle))
+                stored_name = _save(target, handle)
             version = ModelVersion.objects.create(
                 model=model,
                 number=number,
@@ -254,9 +253,18 @@ def _store(
     return version
 
 
+def _save(target: str, handle: BinaryIO) -> str:
+    try:
+        return store.save(target, handle)
+    except store.Unreachable as exc:
+        raise StoreUnavailable(
+            f"The model store cannot be reached ({exc}); nothing was registered."
+        ) from None
+
+
 def _discard(stored_name: str | None) -> None:
     if stored_name:
-        default_storage.delete(stored_name)
+        store.delete(stored_name)
 
 
 def get_model(slug: str) -> MLModel:
@@ -370,7 +378,7 @@ def delete_version(version: ModelVersion) -> None:
         name = version.file.name
         version.delete()
         changes.announce()
-        transaction.on_commit(lambda: default_storage.delete(name))
+        transaction.on_commit(lambda: store.delete(name))
 
 
 def _refuse_if_routed(version: ModelVersion) -> None:
@@ -421,7 +429,7 @@ def delete_model(model: MLModel, *, force: bool = False) -> None:
 
 def _delete_files(names: list[str]) -> None:
     for name in names:
-        default_storage.delete(name)
+        store.delete(name)
 
 
 def update_model(

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Warning, register, run_checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, router
 
+from . import store
 from .models import ModelVersion
 from .skops_trust import runs_code
 from .validation import check_stored_version
@@ -59,6 +61,32 @@ def check_registry_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]
                 )
             )
     return problems
+
+
+@register("store")
+def check_model_store(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """An object store that refuses our credentials or has no bucket is said
+    at start (``migrate``, ``check``, gunicorn's start: modelhub/wsgi.py),
+    not by a 503 at the first upload or load."""
+    reason = store.problem()
+    if not reason:
+        return []
+    return [
+        Error(
+            f"The model store {store.describe()} cannot be used: {reason}.",
+            hint="Check MODELHUB_S3_BUCKET, MODELHUB_S3_ENDPOINT_URL and the "
+            "credentials boto3 finds (AWS_ACCESS_KEY_ID, AWS_PROFILE, a role).",
+            id="registry.E004",
+        )
+    ]
+
+
+def refuse_to_start_without_store() -> None:
+    """Raise ImproperlyConfigured (the service does not start) when the model
+    store cannot be used."""
+    errors = [e for e in run_checks(tags=["store"]) if e.is_serious()]
+    if errors:
+        raise ImproperlyConfigured("\n".join(str(error) for error in errors))
 
 
 @register("models", deploy=True)

@@ -150,6 +150,13 @@ class ModelUnavailable(RegistryError):
     code = "model_unavailable"
 
 
+class StoreUnavailable(ModelUnavailable):
+    """The model store cannot be reached (or lost its bucket) and this host
+    holds no copy of the version's file; versions it holds keep serving."""
+
+    code = "store_unavailable"
+
+
 class RegistryUnavailable(RegistryError):
     """The database cannot be reached and nothing was resolved before."""
 

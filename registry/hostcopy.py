@@ -1,11 +1,14 @@
-"""The host's verified local copies of joblib files, for memory-mapped loading.
+"""The host's verified local copies of model files: for memory-mapped
+loading, and as the host's read-through cache of an object store.
 
 joblib maps the arrays of an uncompressed file instead of reading them, so
 every worker on the host that loads the same copy shares its pages (the page
 cache) instead of holding a private copy. Copies are keyed by the version's
 sha256, written once (temporary file, then rename, under a lock: concurrent
 workers never see half a file) and hashed again before each load, so a copy
-damaged on disk is rebuilt from storage, never served.
+damaged on disk is rebuilt from storage, never served. With an object store
+(registry.store) every format is copied, and the directory is bounded
+(MODELHUB_MODEL_COPY_MAX_MB, least recently used first).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,13 +45,21 @@ def mappable(path: Path) -> bool:
         return handle.read(1) == _PICKLE_PROTO
 
 
-def verified(sha256: str) -> Path | None:
+def suffix_for(fmt: str) -> str:
+    """A copy's name ends as the format's files do (for people reading the
+    directory; loading goes by the version's format, never by the name)."""
+    return ".joblib" if fmt == "joblib" else f".{fmt}"
+
+
+def verified(sha256: str, suffix: str = ".joblib") -> Path | None:
     """The copy of the file whose digest is ``sha256``, if it exists and
-    still has that digest."""
-    path = _directory() / f"{sha256}.joblib"
+    still has that digest. Its time is set to now: copies unused the longest
+    are the first removed when the directory is over its bound."""
+    path = _directory() / f"{sha256}{suffix}"
     try:
         with path.open("rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            os.utime(handle.fileno())
     except FileNotFoundError:
         return None
     if digest == sha256:
@@ -56,9 +68,10 @@ def verified(sha256: str) -> Path | None:
     return None
 
 
-def keep(sha256: str, source: BinaryIO) -> Path | None:
+def keep(sha256: str, source: BinaryIO, suffix: str = ".joblib") -> Path | None:
     """Copies ``source`` as the copy of ``sha256``; None (and no copy) when
-    what was read does not have that digest."""
+    what was read does not have that digest. Older copies are then removed
+    past MODELHUB_MODEL_COPY_MAX_MB."""
     directory = _directory()
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
     digest = hashlib.sha256()
@@ -72,12 +85,48 @@ def keep(sha256: str, source: BinaryIO) -> Path | None:
         if digest.hexdigest() != sha256:
             Path(temporary).unlink()
             return None
-        path = directory / f"{sha256}.joblib"
+        path = directory / f"{sha256}{suffix}"
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    trim(settings.MODELHUB_MODEL_COPY_MAX_MB * 1024 * 1024, keep=path)
     return path
+
+
+# A copy used this recently is never removed: a worker may have verified it
+# and be about to open it.
+_IN_USE_SECONDS = 60.0
+
+
+def trim(max_bytes: int, *, keep: Path) -> list[Path]:
+    """Removes the copies unused the longest until the directory holds at
+    most ``max_bytes`` (``keep`` and recently used copies stay even past
+    it). A removed copy that a worker has mapped stays readable to it (the
+    kernel keeps an unlinked file's pages); the next load fetches it again."""
+    copies = []
+    for path in _directory().iterdir():
+        if path.name.startswith(".") or path.suffix == ".lock":
+            continue
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            continue
+        copies.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in copies)
+    removed = []
+    now = time.time()
+    for used, size, path in sorted(copies):
+        if total <= max_bytes:
+            break
+        if path == keep or now - used < _IN_USE_SECONDS:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path)
+    if removed:
+        logger.info("removed %d local copies past the bound", len(removed))
+    return removed
 
 
 @contextmanager

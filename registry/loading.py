@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 
-from . import hostcopy
-from .exceptions import ModelUnavailable
+from . import hostcopy, store
+from .exceptions import ModelUnavailable, StoreUnavailable
 from .inspection import has_class_probabilities
 from .serialization import read_estimator
 
@@ -59,16 +58,23 @@ class LoadedModel:
 def load(ref: VersionRef) -> LoadedModel:
     """Read the version's file, check its sha256 and deserialize it.
 
-    A joblib file is loaded memory-mapped from the host's verified copy
-    (registry.hostcopy) when MODELHUB_MODEL_MMAP is on, so the workers of a
-    host share its arrays; the stored file is still checked at every load,
-    so one missing or altered in storage is a 503 as without copies.
+    From an object store (registry.store), every file is read through the
+    host's verified local copy (registry.hostcopy): the store is asked only
+    for what the host does not hold, so a store outage costs only those
+    versions. On the local disk, a joblib file is loaded memory-mapped from
+    that copy when MODELHUB_MODEL_MMAP is on, so the workers of a host share
+    its arrays, and the stored file is still checked at every load.
     Raises ModelUnavailable (503) when the file is missing, altered or no
-    longer loads; other versions are unaffected.
+    longer loads, StoreUnavailable when the store cannot be reached; other
+    versions are unaffected.
     """
     started = time.perf_counter()
     source: bytes | Path | None = None
-    if ref.format == "joblib" and hostcopy.enabled():
+    mapped = ref.format == "joblib" and hostcopy.enabled()
+    if store.remote():
+        copy = _held_copy(ref)
+        source = copy if mapped else copy.read_bytes()
+    elif mapped:
         _check_digest(ref, _read(ref, _sha256))
         source = _host_copy(ref)
     if source is None:
@@ -86,6 +92,30 @@ def load(ref: VersionRef) -> LoadedModel:
     )
 
 
+def _held_copy(ref: VersionRef) -> Path:
+    """The host's verified copy of the version's file, fetched from the store
+    when the host holds none (or a damaged one)."""
+    suffix = hostcopy.suffix_for(ref.format)
+    try:
+        path = hostcopy.verified(ref.sha256, suffix)
+        if path is not None:
+            return path
+        with hostcopy.building(ref.sha256):
+            path = hostcopy.verified(ref.sha256, suffix)
+            if path is None:
+                path = _read(ref, lambda h: hostcopy.keep(ref.sha256, h, suffix))
+    except OSError as exc:
+        logger.error("no local copy of %s v%s: %s", ref.slug, ref.number, exc)
+        raise ModelUnavailable(
+            f"The file of '{ref.slug}' v{ref.number} cannot be copied to this "
+            "host (MODELHUB_MODEL_COPY_DIR)."
+        ) from None
+    if path is None:
+        _check_digest(ref, "(altered in the store)")
+    assert path is not None
+    return path
+
+
 def _host_copy(ref: VersionRef) -> Path | None:
     """The verified local copy, written from storage if need be; None when
     the copy directory is unusable (the file is then read as without)."""
@@ -97,8 +127,7 @@ def _host_copy(ref: VersionRef) -> Path | None:
             path = hostcopy.verified(ref.sha256)
             if path is not None:  # written by another worker meanwhile
                 return path
-            with default_storage.open(ref.file_name, "rb") as handle:
-                path = hostcopy.keep(ref.sha256, handle)
+            path = _read(ref, lambda handle: hostcopy.keep(ref.sha256, handle))
     except OSError as exc:
         logger.error("no local copy of %s v%s: %s", ref.slug, ref.number, exc)
         return None
@@ -109,12 +138,20 @@ def _host_copy(ref: VersionRef) -> Path | None:
 
 def _read(ref: VersionRef, read: Callable[[BinaryIO], T]) -> T:
     try:
-        with default_storage.open(ref.file_name, "rb") as handle:
+        with store.opened(ref.file_name) as handle:
             return read(handle)
-    except OSError as exc:
+    except store.Missing as exc:
         logger.error("model file of %s v%s is missing: %s", ref.slug, ref.number, exc)
         raise ModelUnavailable(
             f"The file of '{ref.slug}' v{ref.number} is missing from storage."
+        ) from None
+    except store.Unreachable as exc:
+        logger.error(
+            "model store unavailable for %s v%s: %s", ref.slug, ref.number, exc
+        )
+        raise StoreUnavailable(
+            f"The model store cannot be reached ({exc}) and this host holds no "
+            f"copy of '{ref.slug}' v{ref.number}."
         ) from None
 
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from . import store
 from .exceptions import InvalidModel, RegistryError
 from .inspection import InputSchema
 from .preflight_child import MODEL_LIBRARIES, REFUSED_EXIT
@@ -183,11 +184,8 @@ def check_stored_version(version: ModelVersion) -> VersionCheck:
 @contextmanager
 def local_file(name: str) -> Iterator[Path]:
     """A local path to a stored file: its own, or a private copy for remote storage."""
-    try:
+    if not store.remote():
         path = Path(default_storage.path(name))
-    except NotImplementedError:
-        pass
-    else:
         if not path.is_file():
             raise FileNotFoundError(name)
         yield path
@@ -195,10 +193,10 @@ def local_file(name: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="modelhub-check-") as workdir:
         copy = Path(workdir) / "model"
         try:
-            with default_storage.open(name, "rb") as source, copy.open("wb") as out:
+            with store.opened(name) as source, copy.open("wb") as out:
                 shutil.copyfileobj(source, out)
-        except OSError as exc:
-            raise FileNotFoundError(name) from exc
+        except (store.Missing, store.Unreachable) as exc:
+            raise FileNotFoundError(f"{name}: {exc}") from exc
         yield copy
 
 

@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
+from tests.objectstore import object_store, s3_server  # noqa: F401
 from tests.servers import gunicorn_servers, install, iris_install  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
