@@ -4,7 +4,7 @@
 #   ops/backup.sh TARGET_DIR      # writes TARGET_DIR/modelhub-YYYYmmddTHHMMSSZ/
 #
 # Run from the project root with the app's environment (DATABASE_URL,
-# MODELHUB_MEDIA_ROOT). Safe while the service runs. The database is copied
+# MODELHUB_MEDIA_ROOT, or MODELHUB_STORAGE=s3 and its bucket). Safe while the service runs. The database is copied
 # first: model files never change after upload, so every file the copy
 # refers to is then in the media archive (a file uploaded in between is a
 # harmless extra). The backup directory holds database.sqlite3 or
@@ -56,7 +56,16 @@ esac
 # 2. The model files. tar exits 1 when a file changes or vanishes while it
 # is read: an upload in progress (not in the copy) or a version deleted
 # since step 1, whose absence ops/restore.sh's verification will report.
-if [[ -d $media ]]; then
+# From an object store (MODELHUB_STORAGE=s3) every version's file is
+# downloaded into the same archive: the backup then holds the files
+# themselves and restores without the bucket (a deleted version's object is
+# gone from the bucket; keep bucket versioning on if you want more).
+if [[ ${MODELHUB_STORAGE:-local} == s3 ]]; then
+  mkdir "$work/files"
+  "$PYTHON" manage.py storefiles export "$work/files" >&2
+  tar -C "$work/files" -czf "$work/media.tar.gz" .
+  rm -rf "$work/files"
+elif [[ -d $media ]]; then
   tar -C "$media" -czf "$work/media.tar.gz" . || {
     status=$?
     ((status == 1)) || exit "$status"
@@ -102,6 +111,7 @@ manifest = {
     "git_commit": commit or None,
     "migrations": migrations,
     "media_files": files,
+    "model_store": os.environ.get("MODELHUB_STORAGE") or "local",
     "sha256": {name: sha256(work / name) for name in (db_file, "media.tar.gz")},
 }
 (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

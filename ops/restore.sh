@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Restores a backup made by ops/backup.sh into the current DATABASE_URL and
-# MODELHUB_MEDIA_ROOT, then checks every model version's file against its
+# MODELHUB_MEDIA_ROOT (or, with MODELHUB_STORAGE=s3, its bucket), then checks every model version's file against its
 # recorded sha256.
 #
 #   ops/restore.sh [--force] BACKUP_DIR
@@ -65,7 +65,17 @@ postgresql)
   ((tables == 0)) || occupied+=("database has $tables tables")
   ;;
 esac
-[[ -d $media && -n $(ls -A "$media") ]] && occupied+=("media directory $media is not empty")
+if [[ ${MODELHUB_STORAGE:-local} == s3 ]]; then
+  stored=$("$PYTHON" manage.py shell --verbosity 0 -c '
+from django.core.files.storage import default_storage
+from registry import store
+directories, files = default_storage.listdir("models")
+if directories or files:
+    print(store.describe())')
+  [[ -n $stored ]] && occupied+=("model store $stored holds model files")
+else
+  [[ -d $media && -n $(ls -A "$media") ]] && occupied+=("media directory $media is not empty")
+fi
 if ((${#occupied[@]})) && [[ $force == no ]]; then
   printf 'restore: target not empty: %s\n' "${occupied[@]}" >&2
   echo "restore: refusing to overwrite it; pass --force to replace it" >&2
@@ -95,46 +105,24 @@ postgresql)
   ;;
 esac
 
-# 4. The model files.
-if [[ -d $media && -n $(ls -A "$media") ]]; then
-  mv "$media" "$media.before-restore-$stamp"
-  kept+=("$media.before-restore-$stamp")
+# 4. The model files: into the media directory, or uploaded by name to the
+# object store (MODELHUB_STORAGE=s3), replacing same-named objects with --force.
+if [[ ${MODELHUB_STORAGE:-local} == s3 ]]; then
+  files=$(mktemp -d)
+  tar -C "$files" -xzf "$backup/media.tar.gz"
+  "$PYTHON" manage.py storefiles import "$files" $([[ $force == yes ]] && echo --force)
+  rm -rf "$files"
+else
+  if [[ -d $media && -n $(ls -A "$media") ]]; then
+    mv "$media" "$media.before-restore-$stamp"
+    kept+=("$media.before-restore-$stamp")
+  fi
+  mkdir -p "$media"
+  tar -C "$media" -xzf "$backup/media.tar.gz"
 fi
-mkdir -p "$media"
-tar -C "$media" -xzf "$backup/media.tar.gz"
 
-# 5. Every version's file is there with its recorded sha256. (Not
-# `manage.py checkmodels`: it skips invalid versions, and loading every
-# model in a preflight is slower than a hash.)
-read -r -d '' verify <<'EOF' || true
-import hashlib, sys
-from django.core.files.storage import default_storage
-from registry.models import ModelVersion
-
-def sha256(path):
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-versions = ModelVersion.objects.order_by("model__slug", "number").values_list(
-    "model__slug", "number", "file", "sha256"
-)
-problems = []
-for slug, number, name, expected in versions:
-    path = default_storage.path(name)
-    try:
-        if sha256(path) != expected:
-            problems.append(f"{slug} v{number}: {path} does not match its sha256")
-    except FileNotFoundError:
-        problems.append(f"{slug} v{number}: {path} is missing")
-for problem in problems:
-    print(f"restore: {problem}", file=sys.stderr)
-if problems:
-    sys.exit(
-        f"restore: verification FAILED: {len(problems)} of {len(versions)} "
-        "model files missing or altered (a version deleted while the backup "
-        "ran leaves its row without its file)"
-    )
-print(f"restore: verified: all {len(versions)} model files match their sha256")
-EOF
-"$PYTHON" manage.py shell --verbosity 0 -c "$verify"
+# 5. Every version's file is there with its recorded sha256, read through
+# the store it lives in. (Not `manage.py checkmodels`: it skips invalid
+# versions, and loading every model in a preflight is slower than a hash.)
+"$PYTHON" manage.py storefiles verify
 if ((${#kept[@]})); then printf 'restore: kept what it replaced: %s\n' "${kept[@]}"; fi

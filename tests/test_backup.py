@@ -17,7 +17,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from tests.servers import (
@@ -26,6 +26,7 @@ from tests.servers import (
     Install,
     Server,
     clean_env,
+    make_install,
     manage,
     postgres_database,
     query,
@@ -273,3 +274,38 @@ def test_restore_refuses_a_damaged_backup_before_touching_the_target(
             assert query(env["DATABASE_URL"], tables) == [(0,)]
         else:
             assert not (tmp_path / "restored" / "db.sqlite3").exists()
+
+
+def test_a_backup_of_an_object_store_holds_its_files_and_restores_into_a_new_bucket(
+    object_store, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        url = (
+            stack.enter_context(postgres_database()) if suite_uses_postgres() else None
+        )
+        source = make_install(tmp_path / "source", url, **object_store.env())
+        taken = take_backup(source.env, tmp_path / "backups")
+    manifest = json.loads((taken / "manifest.json").read_text())
+    assert (manifest["model_store"], manifest["media_files"]) == ("s3", 2)
+    with tarfile.open(taken / "media.tar.gz") as archive:
+        archived = sorted(m.name.removeprefix("./") for m in archive if m.isfile())
+    prefix = f"{object_store.prefix}/"
+    assert archived == [key.removeprefix(prefix) for key in object_store.keys()]
+
+    target = {
+        **object_store.env(),
+        "MODELHUB_S3_BUCKET": object_store.server.new_bucket(),
+    }
+    with empty_location(tmp_path / "restored") as env:
+        env = {**env, **target}
+        restored = run_script("restore.sh", env, str(taken))
+        assert restored.returncode == 0, restored.stderr
+        assert "verified: all 2 model files match their sha256" in restored.stdout
+        assert object_store.server.keys(target["MODELHUB_S3_BUCKET"]) == sorted(
+            prefix + name for name in archived
+        )
+        again = run_script("restore.sh", env, str(taken))
+        assert again.returncode != 0
+        assert "holds model files" in again.stderr
+        forced = run_script("restore.sh", env, "--force", str(taken))
+        assert forced.returncode == 0, forced.stderr
