@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -26,10 +28,12 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     writer.flush()  # a recovered database takes the buffered rows now
     buffered = writer.pending()
     serving = any(state["status"] in {"ok", "fallback"} for state in states.values())
-    ready = database_ok and not buffered and serving
+    draining = draining_now()
+    ready = database_ok and not buffered and serving and not draining
     serving_count = sum(s["status"] in {"ok", "fallback"} for s in states.values())
+    status = "draining" if draining else "ready" if ready else "not ready"
     return ready, {
-        "status": "ready" if ready else "not ready",
+        "status": status,
         "database": "ok" if database_ok else "unavailable",
         "request_log": "ok" if not buffered else f"{buffered} row(s) buffered",
         "counts": {
@@ -39,6 +43,15 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         },
         "models": states,
     }
+
+
+def draining_now() -> bool:
+    """An operator taking this host out of a balancer (a rolling release):
+    while MODELHUB_DRAIN_FILE exists, readiness says 503 and every request is
+    still served, until the balancer has moved traffic away and the host is
+    stopped (docs/operations.md, "Several hosts")."""
+    path = settings.MODELHUB_DRAIN_FILE
+    return bool(path) and os.path.exists(path)
 
 
 def readiness_for(request: HttpRequest) -> tuple[bool, dict[str, Any]]:

@@ -301,6 +301,10 @@ if PRODUCTION:
     if env_bool("MODELHUB_BEHIND_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# While this file exists, /readyz answers 503 "draining" and requests are
+# still served: how a host leaves its balancer before a restart.
+MODELHUB_DRAIN_FILE = env_str("MODELHUB_DRAIN_FILE").strip()
+
 # Loaded models kept per worker process (LRU by version).
 MODELHUB_MODEL_CACHE_SIZE = env_int("MODELHUB_MODEL_CACHE_SIZE", 16, minimum=1)
 # Joblib files load memory-mapped from a verified uncompressed copy in
