@@ -130,8 +130,8 @@ class ClusterQuota:
                 return None
             self._down = True
         logger.warning(
-            "Redis at %s did not answer (%s): requests are not throttled until "
-            "it does (asked again every %g s)",
+            "Redis at %s could not count requests (%s): they are not throttled "
+            "until it can (asked again every %g s)",
             where(self.url),
             error,
             RETRY_SECONDS,
