@@ -35,6 +35,10 @@ class ApiConfig(AppConfig):
         from .access import keys
         from .models import ApiKey
 
+        if settings.REDIS_URL:
+            # Imported once in the gunicorn master, not by each worker.
+            from .access import cluster_quota  # noqa: F401
+
         if not caches_need_closing(settings.CACHES):
             request_finished.disconnect(close_caches)
         # After the response: a used key's last-used time, at most once a minute.

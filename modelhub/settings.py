@@ -355,10 +355,25 @@ MODELHUB_INFLIGHT_DIR = env_str("MODELHUB_INFLIGHT_DIR", "")
 MODELHUB_REQUIRE_TOKEN = env_bool("MODELHUB_REQUIRE_TOKEN", False)
 # Requests per API key, user or client address, e.g. "100/second"; empty
 # disables throttling (a key's own rate in the admin still applies). Counted
-# once for every worker of a host, in MODELHUB_QUOTA_FILE (default: a file in
-# the temporary directory named for this install's database).
+# once for the whole cluster in REDIS_URL's Redis when it is set; else once
+# for every worker of a host, in MODELHUB_QUOTA_FILE (default: a file in the
+# temporary directory named for this install's database).
 MODELHUB_THROTTLE_RATE = env_str("MODELHUB_THROTTLE_RATE", "")
 MODELHUB_QUOTA_FILE = env_str("MODELHUB_QUOTA_FILE", "")
+# The Redis every host shares, for the counters that must hold for the whole
+# cluster (api.access.cluster_quota); empty: counters are per host.
+REDIS_URL = env_str("REDIS_URL", "").strip()
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        "REDIS_URL must start with redis://, rediss:// or unix:// "
+        "(e.g. redis://redis.internal:6379/0)"
+    )
+# This install's namespace in that Redis; empty: derived from the secret key,
+# which every host of one install shares.
+MODELHUB_REDIS_PREFIX = env_str("MODELHUB_REDIS_PREFIX", "")
+# How long a worker waits to connect to Redis or hear its answer before it lets
+# the request through unthrottled (and leaves Redis alone for a second).
+MODELHUB_REDIS_TIMEOUT_MS = env_int("MODELHUB_REDIS_TIMEOUT_MS", 100, minimum=1)
 # A verified API key is trusted by a worker for this long before it is read
 # again (a revocation elsewhere takes effect within it; at once in the
 # process that made it).

@@ -110,6 +110,10 @@ LOG_ROWS_DROPPED = Counter(
     "modelhub_log_rows_dropped_total",
     "Request-log rows lost because a worker's outage buffer was full.",
 )
+THROTTLE_FAIL_OPEN = Counter(
+    "modelhub_throttle_fail_open_total",
+    "Requests let through unthrottled because the shared Redis did not answer.",
+)
 
 
 # Requests that resolved no version (unknown or inactive model, refused

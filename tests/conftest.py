@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from tests.objectstore import object_store, s3_server  # noqa: F401
+from tests.redis_server import redis_prefix, redis_url  # noqa: F401
 from tests.servers import gunicorn_servers, install, iris_install  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -280,8 +281,10 @@ def staff_client(client, staff_user):
 
 @pytest.fixture(autouse=True)
 def own_quota_file(settings, tmp_path):
-    """Quota counters live in a file shared by a host's workers: one per test."""
+    """Quota counters live in a file shared by a host's workers: one per test
+    (and not in a Redis of the environment: tests that use one say so)."""
     settings.MODELHUB_QUOTA_FILE = str(tmp_path / "quota.sqlite3")
+    settings.REDIS_URL = ""
 
 
 @pytest.fixture(autouse=True)

@@ -46,7 +46,8 @@ def clean_env(tmp: Path, **overrides: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "MODELHUB_")) and key != "DATABASE_URL"
+        if not key.startswith(("DJANGO_", "MODELHUB_"))
+        and key not in ("DATABASE_URL", "REDIS_URL")
     }
     env["DJANGO_SETTINGS_MODULE"] = "modelhub.settings"
     env["DATABASE_URL"] = f"sqlite:///{tmp / 'db.sqlite3'}"
@@ -590,6 +591,18 @@ def metric_samples(server: Server, name: str) -> list[tuple[dict[str, str], floa
         for sample in family.samples
         if sample.name == name
     ]
+
+
+def assert_quota_held(responses: list[Response], *, allowed: int, wait: int) -> None:
+    """``allowed`` answers, and every other request a 429 ``throttled`` whose
+    Retry-After is at most ``wait`` (a rate's interval) seconds."""
+    statuses = sorted(r.status for r in responses)
+    expected = [200] * allowed + [429] * (len(responses) - allowed)
+    assert statuses == expected, statuses
+    for response in responses:
+        if response.status == 429:
+            assert response.json()["code"] == "throttled"
+            assert 1 <= int(response.headers["Retry-After"]) <= wait
 
 
 GATES_FILE = PROJECT_ROOT / "test-artifacts" / "gates.jsonl"

@@ -133,6 +133,14 @@ def test_unknown_environment_profile_fails_loudly(tmp_path):
     assert "staging" in result.stderr.strip().splitlines()[-1]
 
 
+def test_a_redis_url_that_is_not_one_fails_loudly_without_echoing_it(tmp_path):
+    """A mistyped URL may still hold the password: it is not printed."""
+    url = "127.0.0.1:6379?password=s3cret"
+    result = manage(clean_env(tmp_path, REDIS_URL=url), "check")
+    assert_refuses_to_start(result, "REDIS_URL")
+    assert "s3cret" not in result.stderr
+
+
 # A second connection that asks for the write lock without waiting proves the
 # first one took it when its transaction began, not at its first write.
 PRINT_SQLITE_BEHAVIOUR = """

@@ -36,7 +36,7 @@ from registry.models import MLModel
 from ..models import ApiKey
 from . import grants, keys
 from .keys import KeyGrant
-from .quota import host_quota
+from .quota import shared_quota
 
 __all__ = [
     "AUTHENTICATION",
@@ -208,7 +208,8 @@ def sees_registry_detail(request: HttpRequest) -> bool:
 
 class QuotaThrottle(BaseThrottle):
     """MODELHUB_THROTTLE_RATE (or a key's own rate) per key, user or client
-    address, counted once for every worker of the host (api.access.quota)."""
+    address, counted once for every worker of the host, or of the cluster
+    with REDIS_URL (api.access.quota)."""
 
     def allow_request(self, request: Any, view: Any) -> bool:
         self.wait_seconds: float | None = None
@@ -223,7 +224,7 @@ class QuotaThrottle(BaseThrottle):
             ident = f"user:{user.pk}"
         else:
             ident = f"addr:{self.get_ident(request)}"
-        self.wait_seconds = host_quota().take(ident, rate)
+        self.wait_seconds = shared_quota().take(ident, rate)
         return self.wait_seconds is None
 
     def wait(self) -> float | None:

@@ -1,5 +1,5 @@
 """Request quotas shared by every worker of a host: a GCRA counter per caller
-in a small SQLite file.
+in a small SQLite file (or, with ``REDIS_URL``, by every host: cluster_quota).
 
 Each worker of a host opens the same file; ``BEGIN IMMEDIATE`` makes the
 read-and-advance of a caller's counter atomic across them, so N workers allow
@@ -16,6 +16,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from typing import Protocol
 
 from django.conf import settings
 
@@ -81,6 +82,22 @@ class HostQuota:
             return None
         finally:
             conn.execute("COMMIT")
+
+
+class Quota(Protocol):
+    def take(self, ident: str, rate: str) -> float | None: ...
+
+
+def shared_quota() -> Quota:
+    """The quota every worker counts in: the cluster's when ``REDIS_URL`` is
+    set (api.access.cluster_quota), else this host's file."""
+    if not settings.REDIS_URL:
+        return host_quota()
+    # Imported here: redis-py takes ~0.15 s to import, which only installs
+    # with a Redis should pay (ApiConfig.ready() imports it before the fork).
+    from .cluster_quota import cluster_quota
+
+    return cluster_quota()
 
 
 _quota: HostQuota | None = None
