@@ -191,27 +191,38 @@ def test_three_hosts_share_one_registry_store_and_throttle(
         assert len(copies(server)) == 1, name
 
     # Bounded load on all three while A registers and activates v3.
-    traffic = {
-        name: Traffic(server, f"load-{name}", PER_HOST, clients=3)
+    during = {
+        name: Traffic(server, f"during-{name}", PER_HOST, clients=3)
         for name, server in hosts.items()
     }
-    for load in traffic.values():
+    for load in during.values():
         load.wait_until(PER_HOST // 4)
     v3_file, v3 = train_third_version(tmp_path)
     assert upload_and_activate(a, manage_key, v3_file) == 3
     assert next_version(b, "next-b") == (3, [v3]), "B's next request serves v3"
     assert next_version(c, "next-c") == (3, [v3]), "C's next request serves v3"
     assert len(copies(b)) == 2  # v3 came from the store, not from A
+    for name, load in during.items():
+        outcomes = load.finish()
+        assert {o.status for o in outcomes} == {200}, name
+        assert {o.version for o in outcomes} <= {"1", "3"}, name
 
     # C goes away mid-load; A and B serve everything sent to them.
-    traffic["c"].wait_until(PER_HOST // 2)
+    after = {
+        name: Traffic(server, f"after-{name}", PER_HOST, clients=3)
+        for name, server in hosts.items()
+    }
+    after["c"].wait_until(PER_HOST // 4)
     kill_9(c)
-    outcomes: dict[str, list[Outcome]] = {
-        name: load.finish() for name, load in traffic.items()
+    finished: dict[str, list[Outcome]] = {
+        name: load.finish() for name, load in after.items()
     }
     for name in ("a", "b"):
-        failed = [o for o in outcomes[name] if o.status != 200]
+        failed = [o for o in finished[name] if o.status != 200]
         assert failed == [], f"host {name}: {failed[:3]}"
+        assert {o.version for o in finished[name]} == {"3"}
+    answered_by_c = sum(o.status == 200 for o in finished["c"])
+    assert answered_by_c < PER_HOST, "C was killed while it had requests to serve"
 
     # The limited key: THROTTLED_RATE for the cluster, however it is spread.
     throttled = []
@@ -231,11 +242,13 @@ def test_three_hosts_share_one_registry_store_and_throttle(
     assert throttled.count(429) == THROTTLED_SENT - allowed
 
     # Every request to A and B logged once; stats and metrics agree.
-    # warm-a, warm-b, the load on both, next-b and the limited key's requests.
-    sent_to_survivors = 2 * (1 + PER_HOST) + 1 + THROTTLED_SENT
+    # warm-a, warm-b, both loads on both, next-b and the limited key's.
+    sent_to_survivors = 2 * (1 + 2 * PER_HOST) + 1 + THROTTLED_SENT
     for prefix, expected in (
-        ("load-a", PER_HOST),
-        ("load-b", PER_HOST),
+        ("during-a", PER_HOST),
+        ("during-b", PER_HOST),
+        ("after-a", PER_HOST),
+        ("after-b", PER_HOST),
         ("limited", THROTTLED_SENT),
     ):
         logged = wait_for_rows(install, prefix, expected)
@@ -249,12 +262,11 @@ def test_three_hosts_share_one_registry_store_and_throttle(
             "/api/stats/?since=1h", headers={"Authorization": f"Api-Key {manage_key}"}
         ).json()
         assert stats["totals"]["requests"] == rows
-    answered_by_c = sum(o.status == 200 for o in outcomes["c"])
     report_gate(
         "three hosts: PostgreSQL, S3 store, Redis",
-        requests_to_a=1 + PER_HOST + THROTTLED_SENT // 2,
-        requests_to_b=1 + PER_HOST + 1 + THROTTLED_SENT // 2,
-        requests_to_c_before_kill=answered_by_c,
+        requests_to_a=1 + 2 * PER_HOST + THROTTLED_SENT // 2,
+        requests_to_b=1 + 2 * PER_HOST + 1 + THROTTLED_SENT // 2,
+        answered_by_c_in_the_load_it_was_killed_in=answered_by_c,
         failed_on_survivors=0,
         throttle_allowed=throttled.count(200),
         throttle_refused=throttled.count(429),
