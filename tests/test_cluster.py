@@ -178,7 +178,10 @@ def requests_counted(servers: list[Server]) -> float:
 
 
 def test_three_hosts_share_one_registry_store_and_throttle(
-    cluster: tuple[Install, dict[str, Server]], object_store: ObjectStore, tmp_path
+    cluster: tuple[Install, dict[str, Server]],
+    object_store: ObjectStore,
+    tmp_path: Path,
+    gunicorn_servers: list[Server],
 ) -> None:
     install, hosts = cluster
     a, b, c = hosts["a"], hosts["b"], hosts["c"]
@@ -262,12 +265,29 @@ def test_three_hosts_share_one_registry_store_and_throttle(
             "/api/stats/?since=1h", headers={"Authorization": f"Api-Key {manage_key}"}
         ).json()
         assert stats["totals"]["requests"] == rows
+    # A rolling release of B: drained, stopped, started again, nothing failed.
+    drain = Path(b.env["MODELHUB_DRAIN_FILE"])
+    in_flight = Traffic(b, "drain-b", 60, clients=2)
+    in_flight.wait_until(10)
+    drain.touch()
+    draining = b.get("/readyz")
+    assert (draining.status, draining.json()["status"]) == (503, "draining")
+    assert a.get("/readyz").status == 200
+    assert {o.status for o in in_flight.finish()} == {200}
+    assert b.stop() == 0
+    drain.unlink()
+    b = start_gunicorn(b.env, drain.parent, workers=2)
+    gunicorn_servers.append(b)
+    assert b.get("/readyz").status == 200
+    assert next_version(b, "restarted-b") == (3, [v3])
+
     report_gate(
         "three hosts: PostgreSQL, S3 store, Redis",
         requests_to_a=1 + 2 * PER_HOST + THROTTLED_SENT // 2,
         requests_to_b=1 + 2 * PER_HOST + 1 + THROTTLED_SENT // 2,
         answered_by_c_in_the_load_it_was_killed_in=answered_by_c,
         failed_on_survivors=0,
+        drained_and_restarted_b_failed=0,
         throttle_allowed=throttled.count(200),
         throttle_refused=throttled.count(429),
         rows_logged=rows,
