@@ -40,6 +40,15 @@ def commit_per_request(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_route_listener(settings: Any) -> None:
+    """In-process tests change the registry in transactions that are rolled
+    back, never sending a notice: on PostgreSQL this process listens for
+    registry changes only in the tests that ask for it (``route_listener``,
+    tests/registry/conftest.py). Workers under gunicorn listen as deployed."""
+    settings.MODELHUB_ROUTE_LISTEN = False
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings: Any, tmp_path: Path) -> Path:
     root = tmp_path / "media"
     root.mkdir()
