@@ -24,13 +24,16 @@ notice there is a window. Two things close it as far as they can: a request
 asking for the generation while notice bytes wait unread on the listener's
 socket gets None (one poll(2), under the lock the listener holds while it
 reads and bumps), and the process that made the change waits, on commit, at
-most WAIT_SECONDS for its own listener to receive its notice, so by the time
-an admin or API write answers, the server has sent the notice to every
-listening session (bench/README.md has the latency).
+most WAIT_SECONDS for its own listener to receive its notice: by the time
+an admin or API write answers, the server has signalled every listening
+session and, in practice, they have sent it (each on its own: a host across
+a slow network may lag, which the recheck bounds; bench/README.md has the
+latency).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import select
@@ -73,6 +76,8 @@ class Listener:
         self._fresh()
         # A lock held by another thread at a fork stays held in the child.
         os.register_at_fork(after_in_child=self._fresh)
+        # A clean goodbye to the server (daemon threads are just dropped).
+        atexit.register(self.stop)
 
     def _fresh(self) -> None:
         if getattr(self, "_conn", None) is not None:
@@ -172,7 +177,8 @@ class Listener:
             try:
                 conn = psycopg.connect(**params)
             except psycopg.Error as exc:
-                logger.warning("registry notices: cannot connect (%s)", exc)
+                if delay == RETRY_FIRST_SECONDS:  # once per outage, not per try
+                    logger.warning("registry notices: cannot connect (%s)", exc)
                 if _woken(wake, delay):
                     return
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
