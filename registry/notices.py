@@ -53,6 +53,7 @@ APPLICATION_NAME = "modelhub-route-listener"
 # How long a process that made a change waits, on commit, for its own
 # listener to receive the notice (and, before its first change, to connect).
 WAIT_SECONDS = 1.0
+_MAX_WAITING = 10_000
 # Reconnecting: the first retry soon, then backing off to this.
 RETRY_FIRST_SECONDS = 0.05
 RETRY_MAX_SECONDS = 2.0
@@ -97,7 +98,9 @@ class Listener:
         self._wake: tuple[int, int] | None = None
         self._origin = uuid.uuid4().hex[:12]  # this process, in tokens
         self._sent = 0
-        self._own_seen = 0
+        # This process's notices whose commit waits for them to come back
+        # (a rolled-back one never comes: the set is cleared past _MAX_WAITING).
+        self._waiting: set[int] = set()
 
     # -- the request path ---------------------------------------------------
 
@@ -121,6 +124,10 @@ class Listener:
         with self._seen:
             self._sent += 1
             number = self._sent
+            if listening:
+                if len(self._waiting) >= _MAX_WAITING:
+                    self._waiting.clear()
+                self._waiting.add(number)
         token = f"{self._origin}.{number}"
         with connections[using].cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, token])
@@ -137,7 +144,9 @@ class Listener:
         """Whether notice ``number`` of this process came back within
         ``timeout`` seconds."""
         with self._seen:
-            return self._seen.wait_for(lambda: self._own_seen >= number, timeout)
+            back = self._seen.wait_for(lambda: number not in self._waiting, timeout)
+            self._waiting.discard(number)
+            return back
 
     # -- the thread -----------------------------------------------------------
 
@@ -231,7 +240,7 @@ class Listener:
             ]
             if mine:
                 with self._seen:
-                    self._own_seen = max(self._own_seen, *mine)
+                    self._waiting.difference_update(mine)
                     self._seen.notify_all()
 
 

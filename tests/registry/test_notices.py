@@ -55,9 +55,10 @@ def test_the_process_making_a_change_waits_until_its_own_notice_is_back(
     route_listener, publish, iris_classifier
 ):
     version = publish(iris_classifier, "iris", activate=False)
-    before = route_listener._own_seen
+    before = generation.seen(connection)
     actions.activate(version)
-    assert route_listener._own_seen > before
+    assert generation.seen(connection) > before  # at once: no sleep
+    assert not route_listener._waiting
 
 
 def test_a_rolled_back_change_sends_no_notice(route_listener, publish, iris_classifier):
