@@ -48,6 +48,18 @@ def no_route_listener(settings: Any) -> None:
     settings.MODELHUB_ROUTE_LISTEN = False
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any) -> Any:
+    """pytest-django's, with this process's listener for registry notices
+    stopped before the test database is dropped: a module's fixture that
+    commits through the actions before ``no_route_listener`` applies starts
+    it, as any process does."""
+    from registry import notices
+
+    yield django_db_setup
+    notices.stop()
+
+
 @pytest.fixture(autouse=True)
 def media_root(settings: Any, tmp_path: Path) -> Path:
     root = tmp_path / "media"
