@@ -12,7 +12,9 @@ connection of its own:
 1. latency: --commits small transactions of each kind, alternating, one at
    a time 5 ms apart, each an UPDATE and, for NOTIFY, ``pg_notify()`` in the
    transaction; for Redis a PUBLISH after the commit returned (Redis cannot
-   be in the transaction).
+   be in the transaction). For NOTIFY the writer then waits for its own
+   listening session to have it, as ModelHub's do, and the report says how
+   far behind that the last of the other listeners was.
    For each, the time from the commit's return to the last listener's
    receipt (can be negative: a NOTIFY may arrive before COMMIT's answer).
    Also what the notice adds to the writer: its commit, its PUBLISH;
@@ -162,10 +164,14 @@ def collect(children: list) -> list[dict[str, float]]:
 def commits(
     url: str, redis: str, labels: list[tuple[str, str]], pause: float
 ) -> dict[str, dict[str, float]]:
-    """One transaction per (kind, label); the writer's clock around each."""
+    """One transaction per (kind, label); the writer's clock around each.
+    With a pause (the latency runs), the writer then waits for its own
+    listening session to have the notice, as ModelHub's writers do."""
     import psycopg
 
     conn = psycopg.connect(url)
+    own = psycopg.connect(url, autocommit=True)
+    own.execute(f"LISTEN {CHANNEL}")
     sock, reader = redis_connect(redis)
     times: dict[str, dict[str, float]] = {}
     for kind, label in labels:
@@ -183,8 +189,14 @@ def commits(
             "committed": committed,
             "sent": time.monotonic(),
         }
+        if pause and kind == "notify":
+            for notice in own.notifies(timeout=5):
+                if notice.payload == label:
+                    times[label]["own"] = time.monotonic()
+                    break
         if pause:
             time.sleep(pause)
+    own.close()
     conn.close()
     sock.close()
     return times
@@ -220,6 +232,15 @@ def latency(url: str, redis: str, args: argparse.Namespace) -> dict:
         ]
         results[kind] = {
             "delivered_to_all": len(to_all),
+            "last_listener_after_writers_own_ms": percentiles(
+                [
+                    (max(r[label] for r in received) - times[label]["own"]) * 1000
+                    for label in mine
+                    if "own" in times[label] and all(label in r for r in received)
+                ]
+            )
+            if kind == "notify"
+            else None,
             "commit_return_to_all_listeners_ms": percentiles(to_all),
             "writer_commit_ms": percentiles(
                 [(times[x]["committed"] - times[x]["start"]) * 1000 for x in mine]
@@ -369,6 +390,12 @@ def report(results: dict, info: dict, args: argparse.Namespace) -> None:
             f"| {lat['writer_commit_ms']['p50']} | {lat['writer_publish_ms']['p50']} "
             f"| {st['writer_s']} | {st['last_listener_behind_writer_ms']} |"
         )
+    lag = results["notify"]["latency"]["last_listener_after_writers_own_ms"]
+    lines += [
+        "",
+        "NOTIFY, the last listener after the writer's own listening session "
+        f"had it (ms): p50 {lag['p50']}, p95 {lag['p95']}, max {lag['max']}",
+    ]
     per = results["per_request"]
     lines += [
         "",

@@ -26,9 +26,9 @@ socket gets None (one poll(2), under the lock the listener holds while it
 reads and bumps), and the process that made the change waits, on commit, at
 most WAIT_SECONDS for its own listener to receive its notice: by the time
 an admin or API write answers, the server has signalled every listening
-session and, in practice, they have sent it (each on its own: a host across
-a slow network may lag, which the recheck bounds; bench/README.md has the
-latency).
+session. Each sends on its own, so another may still lag by a fraction of a
+millisecond (a few at worst on a busy machine, more across a slow network:
+bench/README.md has the figures); the recheck bounds everything.
 """
 
 from __future__ import annotations
