@@ -4,7 +4,7 @@ Run by hand (not a test):
 
     .venv/bin/python bench/suite.py [--duration 10] [--runs 3] [--quick]
         [--no-compare] [--workers 2] [--quiet-wait 5] [--baseline REV]
-        [--database sqlite,postgres]
+        [--database sqlite,postgres] [--servers NAMES] [--scenarios KEYS]
 
 In one invocation, side by side so the ratios hold on a noisy machine:
 
@@ -38,6 +38,11 @@ the in-process children take turns, and the report adds after ÷ before per
 scenario with the noise (the spread between runs of one server).
 
 --quick: 2-second runs, 1 run, SQLite only, no comparisons (a smoke check).
+--servers / --scenarios: only those servers and scenarios under load (the
+in-process and memory blocks still run), e.g. ModelHub on PostgreSQL at c8
+before and after a change:
+``--baseline REV --database postgres --servers modelhub-pg --scenarios
+'iris 1 row c8' --no-compare``.
 The report goes to bench/results/suite-<stamp>.md and .json; bench/README.md
 explains the rows and ratios. Helpers live in bench/harness.py.
 """
@@ -871,7 +876,7 @@ def measure_all(
 ) -> list[dict]:
     scripts: dict[tuple[str, Scenario], Path] = {}
     for target in targets:
-        for scenario in serves(target):
+        for scenario in serves(target, args.scenarios):
             service = target.service(scenario.model)
             name = f"{target.name}-{scenario.model}-{scenario.rows}"
             scripts[target.name, scenario] = post_script(
@@ -880,8 +885,8 @@ def measure_all(
             )
     for target in targets:  # warm every worker and cache, once per model
         warmed = set()
-        for scenario in serves(target):
-            if scenario.connections == 1 and scenario.model not in warmed:
+        for scenario in serves(target, args.scenarios):
+            if scenario.model not in warmed:
                 warmed.add(scenario.model)
                 service = target.service(scenario.model)
                 service.warm(
@@ -891,7 +896,7 @@ def measure_all(
                 )
     runs = []
     for round_number in range(1, args.runs + 1):
-        for scenario in SCENARIOS:
+        for scenario in chosen(args.scenarios):
             for target in round_order(targets, round_number):
                 if scenario.model not in target.models:
                     continue
@@ -922,8 +927,13 @@ def measure_all(
     return runs
 
 
-def serves(target: Target) -> list[Scenario]:
-    return [s for s in SCENARIOS if s.model in target.models]
+def chosen(keys: list[str] | None) -> list[Scenario]:
+    """SCENARIOS, or those whose key --scenarios names."""
+    return [s for s in SCENARIOS if keys is None or s.key in keys]
+
+
+def serves(target: Target, keys: list[str] | None) -> list[Scenario]:
+    return [s for s in chosen(keys) if s.model in target.models]
 
 
 def round_order(targets: list[Target], round_number: int) -> list[Target]:
@@ -1563,6 +1573,16 @@ def main() -> None:
         "$MODELHUB_BENCH_PG's server); 'postgres' means the same. "
         "Default: sqlite,postgres; sqlite with --quick",
     )
+    for flag, what, example in (
+        ("--servers", "servers, each with its twin at --baseline", PG_SERVER),
+        ("--scenarios", "scenarios, as the report names them", SCENARIOS[1].key),
+    ):
+        parser.add_argument(
+            flag,
+            type=lambda text: text.split(","),
+            metavar=flag.removeprefix("--").upper(),
+            help=f"only these {what} under load (e.g. {example!r}); default: all",
+        )
     parser.add_argument(
         "--render",
         metavar="JSON",
@@ -1670,7 +1690,8 @@ def main() -> None:
                     )
         else:
             absent[PG_SERVER] = "PostgreSQL not asked for (--database sqlite)"
-        targets += batch_target(work, model_files, absent=absent)
+        if args.servers is None or BATCH_SERVER in args.servers:
+            targets += batch_target(work, model_files, absent=absent)
         comparisons: dict = {}
         if args.no_compare:
             for name in ("mlflow", "mlserver", "mlserver-batch"):
@@ -1686,6 +1707,11 @@ def main() -> None:
                     absent[name] = f"not available: {status['error']}"
             if "mlserver" in absent:
                 absent["mlserver-batch"] = absent["mlserver"]
+        if args.servers is not None:
+            for target in list(targets):
+                if target.name.removesuffix(BASE) not in args.servers:
+                    targets.remove(target)
+                    absent[target.name] = "not asked for (--servers)"
         try:
             print("starting servers", flush=True)
             for name, why in start_targets(targets):

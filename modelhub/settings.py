@@ -442,7 +442,11 @@ MODELHUB_LOG_ROLLUP_MS = env_int("MODELHUB_LOG_ROLLUP_MS", 1000)
 # the traffic policies (monitoring.guards): a candidate that broke one is
 # rolled back within this long of its rows being written.
 MODELHUB_GUARD_CHECK_MS = env_int("MODELHUB_GUARD_CHECK_MS", 1000)
-# On a SQLite file, a route resolved while the registry's generation stands
-# (registry.generation) is served without a query for at most this long; 0 =
-# a query per request, as on PostgreSQL.
+# A route resolved while the registry's generation stands (registry.generation:
+# a file beside a SQLite database, notices on PostgreSQL) is served without a
+# query for at most this long; 0 = a query per request.
 MODELHUB_ROUTE_RECHECK_MS = env_int("MODELHUB_ROUTE_RECHECK_MS", 2000)
+# On PostgreSQL, each process keeps a connection that LISTENs for registry
+# changes (registry.notices); off, routing asks the database on every request
+# (a transaction-pooling PgBouncer, for one, cannot carry LISTEN).
+MODELHUB_ROUTE_LISTEN = env_bool("MODELHUB_ROUTE_LISTEN", True)

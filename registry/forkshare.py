@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 
-from . import loading, routing, warmup
+from . import loading, notices, routing, warmup
 from .cache import model_cache
 from .exceptions import RegistryError
 from .loading import VersionRef
@@ -64,6 +64,8 @@ def preload_before_fork() -> list[str]:
         shared.append(slug)
     logger.info("master holds %d model(s) for its workers to share", len(shared))
     connections.close_all()
+    # Resolving started this process's listener: each worker runs its own.
+    notices.stop()
     # Objects the master made stay out of the workers' garbage collections,
     # which would otherwise write to (and so copy) every page holding one.
     gc.freeze()

@@ -1,15 +1,22 @@
-"""The registry's generation: how every worker on a machine learns, without a
-query, that no model or version changed since it last resolved a route.
+"""The registry's generation: how a worker learns, without a query, that no
+model or version changed since it last resolved a route.
 
-Only for a SQLite file, whose every writer is on this machine. A file beside
-the database (``<database>-registry.gen``) grows by one byte each time the
-registry's action functions (registry.actions) commit a change, in whatever
-process ran them (web workers, the admin, ``manage.py`` commands); its size
-is the generation, read with one ``stat``. A write made past the actions
-(the sqlite3 shell, a raw UPDATE) is not announced: routing asks the
-database again at least every ``MODELHUB_ROUTE_RECHECK_MS`` anyway. On
-PostgreSQL, in memory, or where the file cannot be made, there is no
-generation and routing asks the database on every request.
+Routing asks ``seen()`` and does not care where the number comes from:
+
+- a SQLite file, whose every writer is on this machine: a file beside the
+  database (``<database>-registry.gen``) grows by one byte each time the
+  registry's action functions (registry.actions) commit a change, in
+  whatever process ran them (web workers, the admin, ``manage.py``
+  commands); its size is the generation, read with one ``stat``;
+- PostgreSQL: the count of notices this process's listener received, pushed
+  on commit by every process on every host (registry.notices);
+- otherwise (SQLite in memory, a file that cannot be made,
+  MODELHUB_ROUTE_LISTEN off): none, and routing asks the database on every
+  request.
+
+A write made past the actions (the sqlite3 shell, a raw UPDATE) is not
+announced: routing asks the database again at least every
+``MODELHUB_ROUTE_RECHECK_MS`` anyway.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import dbfiles
+from . import dbfiles, notices
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +88,22 @@ def bump(path: str) -> None:
         logger.warning("registry generation not advanced (%s): %s", path, exc)
 
 
+def seen(db: BaseDatabaseWrapper) -> int | None:
+    """The generation of ``db`` as this process sees it; None = unknown."""
+    path = file_for(db)
+    if path is not None:
+        return current(path)
+    if db.vendor == "postgresql":
+        return notices.generation()
+    return None
+
+
 def advance_on_commit(using: str = DEFAULT_DB_ALIAS) -> None:
     """Advance the generation once the current transaction commits (at once in
     autocommit), so no worker can cache a route it read before the change."""
-    path = file_for(connections[using])
+    db = connections[using]
+    path = file_for(db)
     if path is not None:
         transaction.on_commit(functools.partial(bump, path), using=using)
+    elif db.vendor == "postgresql":
+        notices.send(using)

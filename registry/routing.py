@@ -1,11 +1,13 @@
 """Slug -> version to serve, in at most one indexed query per request
 (plus one per version the traffic policy names, when the model has one).
 
-Each request asks the database, so an activation made anywhere (admin, CLI,
-another machine) is served by every worker from its next request; on a
-SQLite file, none while the registry's generation says nothing changed
-(registry.generation). When the database is unreachable, a warm worker
-serves the last version it resolved.
+A route is served without a query while the registry's generation says
+nothing changed since it was resolved (registry.generation: a file's size on
+SQLite, notices pushed on commit on PostgreSQL), for at most
+MODELHUB_ROUTE_RECHECK_MS; where the generation is unknown, each request asks
+the database. Either way an activation made anywhere (admin, CLI, another
+machine) is served by every worker from its next request. When the database
+is unreachable, a warm worker serves the last version it resolved.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def resolve_route(slug: str, number: int | None = None, alias: str = "") -> Rout
     """What ``slug`` serves now: its active version and traffic policy, or
     version ``number``, or what ``alias`` points to."""
     key = (slug, number, alias)
-    seen = generation.current(_generation_file())
+    seen = generation.seen(connections[DEFAULT_DB_ALIAS])
     if seen is not None:
         route = _trusted(seen, key)
         if route is not None:
@@ -138,10 +140,6 @@ def resolve_route(slug: str, number: int | None = None, alias: str = "") -> Rout
 # query.
 _trusted_routes: dict[Key, Route] = {}
 _trusted_state = [-1, 0.0]  # the generation, when the routes were first cached
-
-
-def _generation_file() -> str | None:
-    return generation.file_for(connections[DEFAULT_DB_ALIAS])
 
 
 def _fresh(seen: int, now: float) -> bool:

@@ -42,6 +42,27 @@ def commit_per_request(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_route_listener(settings: Any) -> None:
+    """In-process tests change the registry in transactions that are rolled
+    back, never sending a notice: on PostgreSQL this process listens for
+    registry changes only in the tests that ask for it (``route_listener``,
+    tests/registry/conftest.py). Workers under gunicorn listen as deployed."""
+    settings.MODELHUB_ROUTE_LISTEN = False
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any) -> Any:
+    """pytest-django's, with this process's listener for registry notices
+    stopped before the test database is dropped: a module's fixture that
+    commits through the actions before ``no_route_listener`` applies starts
+    it, as any process does."""
+    from registry import notices
+
+    yield django_db_setup
+    notices.stop()
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings: Any, tmp_path: Path) -> Path:
     root = tmp_path / "media"
     root.mkdir()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from registry import generation
+from registry import generation, notices
 
 
 @pytest.fixture
@@ -17,6 +18,28 @@ def generation_file(tmp_path, monkeypatch, transactional_db):
     open(path, "w").close()
     monkeypatch.setattr(generation, "file_for", lambda db: path)
     return path
+
+
+@pytest.fixture
+def route_listener(settings, transactional_db):
+    """This process's listener for registry notices, as every worker on
+    PostgreSQL runs one (registry.notices); stopped afterwards, so that the
+    test database can be dropped. The tests commit for real."""
+    if connection.vendor != "postgresql":
+        pytest.skip("registry notices are PostgreSQL's LISTEN/NOTIFY")
+    settings.MODELHUB_ROUTE_LISTEN = True
+    listener = notices._listener
+    assert listener.listening(5), "the listener did not connect"
+    yield listener
+    notices.stop()
+
+
+@pytest.fixture(params=["file", "notices"])
+def generation_source(request, transactional_db):
+    """Each source of the registry's generation (registry.generation): the
+    SQLite file's, and PostgreSQL's notices (skipped on SQLite)."""
+    name = "generation_file" if request.param == "file" else "route_listener"
+    return request.getfixturevalue(name)
 
 
 @pytest.fixture

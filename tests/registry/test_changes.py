@@ -1,5 +1,6 @@
 """Registry changes announced on commit, and routes served without a query
-while the registry's generation stands.
+while the registry's generation stands (on PostgreSQL, pushed as notices:
+test_notices.py has their own tests).
 
 The suite's database is SQLite in memory (or PostgreSQL), which has no
 generation; ``generation_file`` (tests/registry/conftest.py) gives the test
@@ -48,7 +49,7 @@ def test_in_memory_there_is_no_generation(db):
 
 
 def test_an_unchanged_route_is_served_without_a_query(
-    generation_file, publish, iris_classifier, django_assert_num_queries
+    generation_source, publish, iris_classifier, django_assert_num_queries
 ):
     publish(iris_classifier, "iris")
     with django_assert_num_queries(1):
@@ -137,7 +138,7 @@ def test_a_write_past_the_actions_is_not_announced(
 
 
 def test_an_activation_is_served_from_the_next_request(
-    generation_file, publish, iris_classifier, django_assert_num_queries
+    generation_source, publish, iris_classifier, django_assert_num_queries
 ):
     v1 = publish(iris_classifier, "iris")
     publish(iris_classifier, "iris")
