@@ -28,16 +28,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import machine, stamp  # noqa: E402
+from bench.harness import machine, stamp, timed  # noqa: E402
 from tests.objectstore import CREDENTIALS, start_s3_server  # noqa: E402
 
 SIZES_MB = (1, 50)
@@ -58,19 +56,6 @@ def forest(megabytes: int, directory: Path) -> Path:
     model = ExtraTreesClassifier(n_estimators=trees, random_state=0).fit(x, y)
     joblib.dump(model, path)
     return path
-
-
-def timings(fn, repeat: int) -> dict:  # noqa: ANN001
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return {
-        "median_ms": round(statistics.median(samples), 1),
-        "min_ms": round(min(samples), 1),
-        "max_ms": round(max(samples), 1),
-    }
 
 
 def main() -> None:
@@ -160,9 +145,9 @@ def measure(ref, work: Path, repeat: int) -> dict:  # noqa: ANN001
                 pass
 
     row = {
-        "store, cold": timings(cold, repeat),
-        "store, copy held": timings(lambda: loading.load(ref), repeat),
-        "fetch only": timings(fetch, repeat),
+        "store, cold": timed(cold, repeat),
+        "store, copy held": timed(lambda: loading.load(ref), repeat),
+        "fetch only": timed(fetch, repeat),
     }
     disk = model_storage("local", bucket="", prefix="", endpoint_url=None)
     with override_settings(
@@ -170,7 +155,7 @@ def measure(ref, work: Path, repeat: int) -> dict:  # noqa: ANN001
         MEDIA_ROOT=work / "media",
         STORAGES={**settings.STORAGES, "default": disk},
     ):
-        row["local disk"] = timings(lambda: loading.load(ref), repeat)
+        row["local disk"] = timed(lambda: loading.load(ref), repeat)
     return row
 
 
@@ -179,17 +164,15 @@ def report(results: list[dict], repeat: int) -> None:
     lines = [
         "# Cold load from the object store vs the local copy",
         "",
-        f"`bench/store_load.py --repeat {repeat}`; median (min–max) ms of "
-        "`registry.loading.load` in one process; moto_server on 127.0.0.1.",
+        f"`bench/store_load.py --repeat {repeat}`; median ms of "
+        "`registry.loading.load` in one process (the best run in brackets); "
+        "moto_server on 127.0.0.1.",
         "",
         "| model | " + " | ".join(cases) + " |",
         "|---|" + "---|" * len(cases),
     ]
     for row in results:
-        cells = [
-            f"{row[c]['median_ms']} ({row[c]['min_ms']}–{row[c]['max_ms']})"
-            for c in cases
-        ]
+        cells = [f"{row[c]['median_ms']} (best {row[c]['best_ms']})" for c in cases]
         lines.append(f"| {row['model_mb']} MB | " + " | ".join(cells) + " |")
     lines += ["", "```json", json.dumps(machine(), indent=2), "```", ""]
     out = ROOT / "bench" / "results" / f"store-load-{stamp()}.md"
