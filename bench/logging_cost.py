@@ -62,6 +62,7 @@ from harness import (  # noqa: E402
     RESULTS,
     ROOT,
     Server,
+    django_child,
     machine,
     postgres_version,
     prepared_template,
@@ -494,19 +495,7 @@ def full_stack(postgres: bool, rounds: int) -> dict:
 
 def in_process_child(database_url: str, rounds: int) -> None:
     """Runs in a child process with Django set up against database_url."""
-    work = Path(tempfile.mkdtemp(prefix="modelhub-inproc-"))
-    os.environ.update(
-        DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="modelhub.settings",
-        MODELHUB_MEDIA_ROOT=str(work / "media"),
-        MODELHUB_STATIC_ROOT=str(work / "static"),
-        MODELHUB_SECRET_KEY_FILE=str(work / "secret"),
-        MODELHUB_LOG_LEVEL="WARNING",
-    )
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    work = django_child(database_url, "modelhub-inproc-")
     from django.core.management import call_command
     from django.db import connection
 
